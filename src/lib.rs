@@ -8,9 +8,11 @@ pub mod config;
 pub mod decision;
 pub mod extract;
 pub mod failure;
+pub mod json;
 pub mod jwks;
 pub mod keys;
 pub mod request;
+pub mod rules;
 pub mod token;
 pub mod verify;
 

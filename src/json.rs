@@ -1,0 +1,1 @@
+//! Strict JSON: like serde_json, but an object that repeats a member name is an error.
