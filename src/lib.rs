@@ -14,6 +14,7 @@ pub mod keys;
 pub mod request;
 pub mod rules;
 pub mod token;
+pub mod uri;
 pub mod verify;
 
 #[cfg(target_arch = "wasm32")]

@@ -1,0 +1,46 @@
+//! One HTTP stream: hands the request headers to the worker and forgets the stream when it ends.
+
+use proxy_wasm::traits::{Context, HttpContext};
+use proxy_wasm::types::Action;
+
+use super::worker::{self, SharedWorker};
+
+/// The stream context Envoy creates per request.
+pub struct Http {
+    /// Host context id, the key under which a paused stream waits.
+    pub context_id: u32,
+    /// The worker's shared state; `None` when the plugin has no valid configuration, in which
+    /// case every request is refused.
+    pub worker: Option<SharedWorker>,
+}
+
+impl Context for Http {
+    fn on_done(&mut self) -> bool {
+        self.forget();
+        true
+    }
+}
+
+impl HttpContext for Http {
+    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        match &self.worker {
+            Some(worker) => worker::handle_request(worker, self.context_id),
+            None => worker::refuse_unconfigured(),
+        }
+    }
+}
+
+impl Http {
+    /// Drops the stream from the waiting list, so it is never resumed after it ended.
+    fn forget(&self) {
+        if let Some(Ok(mut state)) = self.worker.as_ref().map(|w| w.try_borrow_mut()) {
+            state.waiting.remove(&self.context_id);
+        }
+    }
+}
+
+impl Drop for Http {
+    fn drop(&mut self) {
+        self.forget();
+    }
+}
