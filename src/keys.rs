@@ -41,6 +41,9 @@ pub enum Stage {
 /// A fetch the caller must dispatch, then answer with [`KeyStore::on_response`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Fetch {
+    /// Tells this fetch from earlier ones of the same provider, so a late answer to a fetch
+    /// that was written off is not taken for the answer to its successor.
+    pub id: u64,
     /// The provider whose keys are fetched.
     pub provider: ProviderId,
     /// Which document.
@@ -98,7 +101,7 @@ enum Source {
 
 #[derive(Debug, Clone)]
 struct InFlight {
-    stage: Stage,
+    id: u64,
     deadline_ms: u64,
 }
 
@@ -121,6 +124,8 @@ pub struct ProviderKeys {
     discovered_jwks: Option<(HttpFetch, u64)>,
     /// Bumped whenever the key set changes; caches keyed on keys compare it.
     generation: u64,
+    /// Id of the last fetch started.
+    last_fetch_id: u64,
 }
 
 impl ProviderKeys {
@@ -164,6 +169,7 @@ impl ProviderKeys {
             last_unknown_kid_refetch_ms: None,
             discovered_jwks: None,
             generation: 0,
+            last_fetch_id: 0,
         })
     }
 
@@ -236,13 +242,15 @@ impl ProviderKeys {
         now_ms: u64,
     ) -> Fetch {
         self.next_fetch_at_ms = None;
+        self.last_fetch_id = self.last_fetch_id.wrapping_add(1);
         self.in_flight = Some(InFlight {
-            stage,
+            id: self.last_fetch_id,
             deadline_ms: now_ms
                 .saturating_add(request.timeout_ms)
                 .saturating_add(FETCH_GRACE_MS),
         });
         Fetch {
+            id: self.last_fetch_id,
             provider,
             stage,
             request,
@@ -274,14 +282,8 @@ impl ProviderKeys {
         }
     }
 
-    fn on_response(
-        &mut self,
-        provider: ProviderId,
-        stage: Stage,
-        response: Response<'_>,
-        now_ms: u64,
-    ) -> Outcome {
-        if self.in_flight.as_ref().is_none_or(|f| f.stage != stage) {
+    fn on_response(&mut self, fetch: &Fetch, response: Response<'_>, now_ms: u64) -> Outcome {
+        if self.in_flight.as_ref().is_none_or(|f| f.id != fetch.id) {
             return Outcome::Ignored;
         }
         self.in_flight = None;
@@ -292,9 +294,9 @@ impl ProviderKeys {
                 return Outcome::Failed { reason };
             }
         };
-        match stage {
+        match fetch.stage {
             Stage::Discovery => match self.read_discovery(body, now_ms) {
-                Ok(jwks) => Outcome::Next(self.start(provider, Stage::Jwks, jwks, now_ms)),
+                Ok(jwks) => Outcome::Next(self.start(fetch.provider, Stage::Jwks, jwks, now_ms)),
                 Err(reason) => {
                     self.fail(now_ms);
                     Outcome::Failed { reason }
@@ -444,7 +446,7 @@ impl KeyStore {
     /// without status.
     pub fn on_response(&mut self, fetch: &Fetch, response: Response<'_>, now_ms: u64) -> Outcome {
         match self.providers.get_mut(fetch.provider) {
-            Some(keys) => keys.on_response(fetch.provider, fetch.stage, response, now_ms),
+            Some(keys) => keys.on_response(fetch, response, now_ms),
             None => Outcome::Ignored,
         }
     }
@@ -454,5 +456,364 @@ impl KeyStore {
         self.providers
             .get(provider)
             .map_or(0, |keys| keys.generation)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+    use crate::config::{Provider, Rule};
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine;
+    use jwt_simple::prelude::Ed25519KeyPair;
+
+    const CACHE_S: u64 = 600;
+    const T0: u64 = 1_700_000_000_000;
+
+    fn fetch(path: &str) -> HttpFetch {
+        HttpFetch {
+            cluster: "idp".into(),
+            authority: "idp.test".into(),
+            path: path.into(),
+            timeout_ms: 2_000,
+        }
+    }
+
+    fn config_with(keys: KeySource) -> Config {
+        Config {
+            providers: vec![Provider {
+                name: "idp".into(),
+                issuer: "https://idp.test".into(),
+                audiences: vec!["aud".into()],
+                algorithms: crate::jwks::Alg::ALL.to_vec(),
+                keys,
+                token_sources: vec![],
+                forward: false,
+                forward_payload_header: None,
+                claim_to_headers: vec![],
+                clock_skew_seconds: 60,
+                max_lifetime_seconds: None,
+                require_expiration: true,
+            }],
+            rules: Vec::<Rule>::new(),
+            managed_headers: vec![],
+            max_waiting_requests: 10,
+        }
+    }
+
+    fn remote() -> KeyStore {
+        KeyStore::new(&config_with(KeySource::Remote {
+            jwks: fetch("/jwks"),
+            cache_duration_seconds: CACHE_S,
+        }))
+        .unwrap()
+    }
+
+    fn jwks(kid: &str) -> String {
+        let public = Ed25519KeyPair::generate().public_key().to_bytes();
+        serde_json::json!({"keys": [{"kty": "OKP", "crv": "Ed25519", "kid": kid,
+            "x": URL_SAFE_NO_PAD.encode(public)}]})
+        .to_string()
+    }
+
+    fn ok(body: &str) -> Response<'_> {
+        Response {
+            status: Some(200),
+            body_size: body.len(),
+            body: body.as_bytes(),
+        }
+    }
+
+    const REFUSED: Response<'static> = Response {
+        status: None,
+        body_size: 0,
+        body: &[],
+    };
+
+    fn only_fetch(store: &mut KeyStore, now: u64) -> Fetch {
+        let mut due = store.due_fetches(now);
+        assert_eq!(due.len(), 1, "expected exactly one fetch at {now}");
+        due.remove(0)
+    }
+
+    fn load(store: &mut KeyStore, now: u64, body: &str) {
+        let f = only_fetch(store, now);
+        let outcome = store.on_response(&f, ok(body), now);
+        assert!(matches!(outcome, Outcome::Updated { .. }), "{outcome:?}");
+    }
+
+    fn is_ready(store: &KeyStore, now: u64) -> bool {
+        matches!(store.lookup(0, now), Lookup::Ready { .. })
+    }
+
+    #[test]
+    fn remote_keys_load_at_start_and_requests_wait_meanwhile() {
+        // Before the first answer a request must wait, not fail.
+        let mut store = remote();
+        assert!(matches!(store.lookup(0, T0), Lookup::Loading));
+        let f = only_fetch(&mut store, T0);
+        assert_eq!(f.request, fetch("/jwks"));
+        assert!(store.due_fetches(T0).is_empty(), "one fetch at a time");
+        assert!(matches!(store.lookup(0, T0), Lookup::Loading));
+        store.on_response(&f, ok(&jwks("a")), T0);
+        assert!(is_ready(&store, T0));
+    }
+
+    #[test]
+    fn refresh_is_due_at_eighty_percent_of_cache_duration() {
+        // Refreshing before expiry leaves time to retry a failed refresh.
+        let mut store = remote();
+        load(&mut store, T0, &jwks("a"));
+        let refresh_at = T0 + CACHE_S * 1000 * 4 / 5;
+        assert!(store.due_fetches(refresh_at - 1).is_empty());
+        assert_eq!(store.due_fetches(refresh_at).len(), 1);
+    }
+
+    #[test]
+    fn failed_first_fetch_gives_unavailable_and_backs_off_exponentially() {
+        // 503 with Retry-After, and retries at 1 s, 2 s, 4 s ... capped at 30 s.
+        let mut store = remote();
+        let mut now = T0;
+        let mut expected_delay = FIRST_RETRY_MS;
+        for _ in 0..8 {
+            let f = only_fetch(&mut store, now);
+            assert!(matches!(
+                store.on_response(&f, REFUSED, now),
+                Outcome::Failed { .. }
+            ));
+            match store.lookup(0, now) {
+                Lookup::Unavailable {
+                    retry_after_seconds,
+                } => assert_eq!(retry_after_seconds, expected_delay / 1000),
+                other => panic!("expected Unavailable, got {other:?}"),
+            }
+            assert!(store.due_fetches(now + expected_delay - 1).is_empty());
+            now += expected_delay;
+            expected_delay = (expected_delay * 2).min(MAX_RETRY_MS);
+        }
+        assert_eq!(expected_delay, MAX_RETRY_MS);
+    }
+
+    #[test]
+    fn failed_refresh_keeps_last_good_keys_until_they_expire() {
+        // An IdP outage shorter than the cache duration is invisible to clients.
+        let mut store = remote();
+        load(&mut store, T0, &jwks("a"));
+        let refresh_at = T0 + CACHE_S * 1000 * 4 / 5;
+        let f = only_fetch(&mut store, refresh_at);
+        store.on_response(&f, REFUSED, refresh_at);
+        let expiry = T0 + CACHE_S * 1000;
+        assert!(is_ready(&store, expiry - 1));
+        assert!(matches!(
+            store.lookup(0, expiry),
+            Lookup::Unavailable { .. } | Lookup::Loading
+        ));
+    }
+
+    #[test]
+    fn expired_keys_with_a_refresh_in_flight_make_requests_wait() {
+        // After expiry, a pending refresh is worth waiting for.
+        let mut store = remote();
+        load(&mut store, T0, &jwks("a"));
+        let expiry = T0 + CACHE_S * 1000;
+        let f = only_fetch(&mut store, expiry);
+        assert!(matches!(store.lookup(0, expiry), Lookup::Loading));
+        store.on_response(&f, ok(&jwks("b")), expiry);
+        assert!(is_ready(&store, expiry));
+    }
+
+    #[test]
+    fn unknown_kid_refetch_is_rate_limited_to_one_per_thirty_seconds() {
+        // A flood of random kids costs the IdP one fetch per 30 s, not one per request.
+        let mut store = remote();
+        load(&mut store, T0, &jwks("a"));
+        let t1 = T0 + 5_000;
+        assert!(matches!(
+            store.lookup(0, t1),
+            Lookup::Ready {
+                may_refetch: true,
+                ..
+            }
+        ));
+        assert!(store.request_refetch(0, t1));
+        let f = only_fetch(&mut store, t1);
+        store.on_response(&f, ok(&jwks("b")), t1);
+        assert!(matches!(
+            store.lookup(0, t1),
+            Lookup::Ready {
+                may_refetch: false,
+                ..
+            }
+        ));
+        let just_before = t1 + UNKNOWN_KID_REFETCH_INTERVAL_MS - 1;
+        assert!(!store.request_refetch(0, just_before));
+        assert!(store.due_fetches(just_before).is_empty());
+        assert!(store.request_refetch(0, t1 + UNKNOWN_KID_REFETCH_INTERVAL_MS));
+    }
+
+    #[test]
+    fn unknown_kid_during_a_fetch_waits_for_it_without_a_second_fetch() {
+        // Joining the fetch already in flight is enough.
+        let mut store = remote();
+        load(&mut store, T0, &jwks("a"));
+        let refresh_at = T0 + CACHE_S * 1000 * 4 / 5;
+        let f = only_fetch(&mut store, refresh_at);
+        assert!(store.request_refetch(0, refresh_at));
+        assert!(store.due_fetches(refresh_at).is_empty());
+        store.on_response(&f, ok(&jwks("b")), refresh_at);
+        assert!(!store.request_refetch(0, refresh_at));
+    }
+
+    #[test]
+    fn a_fetch_the_host_never_answers_counts_as_failed() {
+        // Waiting requests must not hang on a lost callout.
+        let mut store = remote();
+        let f = only_fetch(&mut store, T0);
+        let deadline = T0 + f.request.timeout_ms + FETCH_GRACE_MS;
+        assert!(store.due_fetches(deadline - 1).is_empty());
+        assert!(store.due_fetches(deadline).is_empty(), "backoff first");
+        assert!(matches!(
+            store.lookup(0, deadline),
+            Lookup::Unavailable { .. }
+        ));
+        assert_eq!(store.due_fetches(deadline + FIRST_RETRY_MS).len(), 1);
+        // The late answer to the written-off fetch changes nothing, even with a successor pending.
+        assert_eq!(
+            store.on_response(&f, ok(&jwks("a")), deadline),
+            Outcome::Ignored
+        );
+        assert!(matches!(
+            store.lookup(0, deadline + FIRST_RETRY_MS),
+            Lookup::Loading
+        ));
+    }
+
+    #[test]
+    fn non_200_and_oversize_answers_are_failures() {
+        // Only a 200 with a bounded body is a key set.
+        let mut store = remote();
+        let f = only_fetch(&mut store, T0);
+        let outcome = store.on_response(
+            &f,
+            Response {
+                status: Some(500),
+                body_size: 2,
+                body: b"{}",
+            },
+            T0,
+        );
+        assert!(matches!(&outcome, Outcome::Failed { reason } if reason.contains("500")));
+        let now = T0 + FIRST_RETRY_MS;
+        let f = only_fetch(&mut store, now);
+        let outcome = store.on_response(
+            &f,
+            Response {
+                status: Some(200),
+                body_size: MAX_DOCUMENT_BYTES + 1,
+                body: &[],
+            },
+            now,
+        );
+        assert!(matches!(&outcome, Outcome::Failed { reason } if reason.contains("limit")));
+    }
+
+    #[test]
+    fn a_set_without_usable_keys_is_a_failed_fetch() {
+        // Garbage from the key server must not replace good keys.
+        let mut store = remote();
+        load(&mut store, T0, &jwks("a"));
+        let refresh_at = T0 + CACHE_S * 1000 * 4 / 5;
+        let f = only_fetch(&mut store, refresh_at);
+        let outcome = store.on_response(&f, ok(r#"{"keys": []}"#), refresh_at);
+        assert!(matches!(outcome, Outcome::Failed { .. }));
+        assert!(is_ready(&store, refresh_at));
+    }
+
+    #[test]
+    fn generation_changes_only_when_the_key_set_changes() {
+        // Caches of verified tokens are dropped on a real change, not on every refresh.
+        let mut store = remote();
+        let body = jwks("a");
+        load(&mut store, T0, &body);
+        let first = store.generation(0);
+        let refresh_at = T0 + CACHE_S * 1000 * 4 / 5;
+        load(&mut store, refresh_at, &body);
+        assert_eq!(store.generation(0), first);
+        let later = refresh_at + CACHE_S * 1000;
+        load(&mut store, later, &jwks("b"));
+        assert_ne!(store.generation(0), first);
+    }
+
+    fn discovery() -> KeyStore {
+        KeyStore::new(&config_with(KeySource::Discovery {
+            discovery: fetch("/.well-known/openid-configuration"),
+            cache_duration_seconds: CACHE_S,
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn discovery_finds_the_jwks_and_fetches_it_through_the_same_cluster() {
+        // The jwks_uri of the document decides authority and path; the cluster stays ours.
+        let mut store = discovery();
+        let f = only_fetch(&mut store, T0);
+        assert_eq!(f.stage, Stage::Discovery);
+        let document = serde_json::json!({"issuer": "https://idp.test",
+            "jwks_uri": "https://keys.idp.test:8443/certs?v=2"})
+        .to_string();
+        let Outcome::Next(next) = store.on_response(&f, ok(&document), T0) else {
+            panic!("discovery must lead to a JWKS fetch");
+        };
+        assert_eq!(next.stage, Stage::Jwks);
+        assert_eq!(next.request.cluster, "idp");
+        assert_eq!(next.request.authority, "keys.idp.test:8443");
+        assert_eq!(next.request.path, "/certs?v=2");
+        assert!(matches!(store.lookup(0, T0), Lookup::Loading));
+        store.on_response(&next, ok(&jwks("a")), T0);
+        assert!(is_ready(&store, T0));
+        // The unknown-kid refetch goes straight to the known JWKS location.
+        assert!(store.request_refetch(0, T0 + 1));
+        assert_eq!(only_fetch(&mut store, T0 + 1).stage, Stage::Jwks);
+    }
+
+    #[test]
+    fn discovery_document_for_another_issuer_is_refused() {
+        // OpenID Connect Discovery §4.3: the issuer must match exactly.
+        let mut store = discovery();
+        let f = only_fetch(&mut store, T0);
+        let document = serde_json::json!({"issuer": "https://evil.test",
+            "jwks_uri": "https://evil.test/certs"})
+        .to_string();
+        let outcome = store.on_response(&f, ok(&document), T0);
+        assert!(matches!(&outcome, Outcome::Failed { reason } if reason.contains("issuer")));
+        let f = only_fetch(&mut store, T0 + FIRST_RETRY_MS);
+        let outcome = store.on_response(&f, ok(r#"{"issuer": "https://idp.test"}"#), T0);
+        assert!(matches!(&outcome, Outcome::Failed { reason } if reason.contains("jwks_uri")));
+    }
+
+    #[test]
+    fn local_keys_are_ready_at_once_and_never_fetched() {
+        // Inline keys need no callout and cannot be refetched.
+        let mut store = KeyStore::new(&config_with(KeySource::Local { jwks: jwks("a") })).unwrap();
+        assert!(matches!(
+            store.lookup(0, T0),
+            Lookup::Ready {
+                may_refetch: false,
+                ..
+            }
+        ));
+        assert!(store.due_fetches(T0).is_empty());
+        assert!(!store.request_refetch(0, T0));
+    }
+
+    #[test]
+    fn unusable_local_keys_are_a_configuration_error() {
+        // Caught at configure time, not at the first request.
+        let err = KeyStore::new(&config_with(KeySource::Local {
+            jwks: r#"{"keys": []}"#.into(),
+        }))
+        .unwrap_err();
+        assert_eq!(err.provider, 0);
     }
 }
