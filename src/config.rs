@@ -3,6 +3,10 @@
 //! Field names follow Envoy's jwt_authn v3 API in its JSON form. Every error names the field it
 //! is about, as a dotted path (`providers.keycloak.audiences`).
 
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+
 use crate::extract::TokenSource;
 use crate::jwks::Alg;
 
@@ -10,7 +14,7 @@ use crate::jwks::Alg;
 pub type ProviderId = usize;
 
 /// A validated configuration. Built only by [`Config::from_json`].
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     /// Providers in name order; a [`ProviderId`] indexes this vector.
     pub providers: Vec<Provider>,
@@ -24,7 +28,7 @@ pub struct Config {
 }
 
 /// One trusted token issuer.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Provider {
     /// The key under `providers`.
     pub name: String,
@@ -66,7 +70,7 @@ pub struct HttpFetch {
 }
 
 /// Where a provider's signing keys come from.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KeySource {
     /// A JWKS URL fetched through a cluster and cached.
     Remote {
@@ -100,7 +104,7 @@ pub struct ClaimToHeader {
 }
 
 /// One entry of `rules`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rule {
     /// Which paths the rule covers.
     pub path_match: PathMatch,
@@ -149,17 +153,2494 @@ impl std::fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
+impl ConfigError {
+    fn new(field: impl Into<String>, message: impl Into<String>) -> ConfigError {
+        ConfigError {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// The field name of errors about the document as a whole.
+const ROOT: &str = "(root)";
+const DEFAULT_MAX_WAITING_REQUESTS: usize = 1000;
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+const MAX_TIMEOUT: Duration = Duration::from_secs(60);
+const DEFAULT_CACHE_DURATION: Duration = Duration::from_secs(600);
+const MIN_CACHE_DURATION: Duration = Duration::from_secs(1);
+const MIN_MAX_LIFETIME: Duration = Duration::from_secs(1);
+const DEFAULT_CLOCK_SKEW_SECONDS: u64 = 60;
+const MAX_CLOCK_SKEW_SECONDS: u64 = 3600;
+/// Deep enough for any sensible policy; bounds the recursion over untrusted nesting.
+const MAX_REQUIREMENT_DEPTH: usize = 8;
+/// The largest `google.protobuf.Duration` (about 10,000 years), so later time arithmetic stays
+/// far from overflow.
+const MAX_DURATION_SECONDS: u64 = 315_576_000_000;
+/// Headers whose removal or replacement would break the request itself.
+const RESERVED_HEADERS: [&str; 4] = ["host", "content-length", "transfer-encoding", "connection"];
+const DISCOVERY_PATH: &str = "/.well-known/openid-configuration";
+
+const TOP_FIELDS: [&str; 3] = ["providers", "rules", "max_waiting_requests"];
+const PROVIDER_FIELDS: [&str; 14] = [
+    "issuer",
+    "audiences",
+    "remote_jwks",
+    "local_jwks",
+    "oidc_discovery",
+    "from_headers",
+    "from_params",
+    "forward",
+    "forward_payload_header",
+    "claim_to_headers",
+    "clock_skew_seconds",
+    "max_lifetime",
+    "require_expiration",
+    "algorithms",
+];
+const KEY_SOURCES: [&str; 3] = ["remote_jwks", "local_jwks", "oidc_discovery"];
+const REQUIREMENT_KINDS: [&str; 5] = [
+    "provider_name",
+    "requires_any",
+    "requires_all",
+    "allow_missing",
+    "allow_missing_or_failed",
+];
+
 impl Config {
     /// Parses and validates the plugin configuration.
-    pub fn from_json(_json: &[u8]) -> Result<Config, ConfigError> {
-        Err(ConfigError {
-            field: "(root)".into(),
-            message: "not implemented".into(),
+    pub fn from_json(json: &[u8]) -> Result<Config, ConfigError> {
+        // serde_json's message names line and column only, never the input.
+        let value: Value = serde_json::from_slice(json)
+            .map_err(|e| ConfigError::new(ROOT, format!("not valid JSON: {e}")))?;
+        compile(&Node {
+            value: &value,
+            path: ROOT.into(),
         })
     }
 
     /// Looks a provider up by name.
     pub fn provider_id(&self, name: &str) -> Option<ProviderId> {
         self.providers.iter().position(|p| p.name == name)
+    }
+}
+
+/// A JSON value and the dotted path it was found at, so every error can name its field.
+struct Node<'v> {
+    value: &'v Value,
+    path: String,
+}
+
+/// A JSON object whose member names were checked.
+struct Object<'v> {
+    map: &'v Map<String, Value>,
+    path: String,
+}
+
+fn child_path(parent: &str, key: &str) -> String {
+    if parent == ROOT {
+        key.to_owned()
+    } else {
+        format!("{parent}.{key}")
+    }
+}
+
+/// A user-given string for an error message: escaped and cut short.
+fn quoted(text: &str) -> String {
+    const LIMIT: usize = 64;
+    match text.char_indices().nth(LIMIT) {
+        Some((end, _)) => format!("{:?}...", text.get(..end).unwrap_or_default()),
+        None => format!("{text:?}"),
+    }
+}
+
+impl<'v> Node<'v> {
+    fn error(&self, message: impl Into<String>) -> ConfigError {
+        ConfigError::new(self.path.clone(), message)
+    }
+
+    fn wrong_type(&self, expected: &str) -> ConfigError {
+        let found = match self.value {
+            Value::Null => "null",
+            Value::Bool(_) => "a boolean",
+            Value::Number(_) => "a number",
+            Value::String(_) => "a string",
+            Value::Array(_) => "an array",
+            Value::Object(_) => "an object",
+        };
+        self.error(format!("expected {expected}, found {found}"))
+    }
+
+    /// An object with any member names.
+    fn members(&self) -> Result<Object<'v>, ConfigError> {
+        match self.value {
+            Value::Object(map) => Ok(Object {
+                map,
+                path: self.path.clone(),
+            }),
+            _ => Err(self.wrong_type("an object")),
+        }
+    }
+
+    /// An object whose member names are all in `fields`.
+    fn object(&self, fields: &[&str]) -> Result<Object<'v>, ConfigError> {
+        let object = self.members()?;
+        if let Some(unknown) = object.map.keys().find(|k| !fields.contains(&k.as_str())) {
+            let message = if fields.is_empty() {
+                "unknown field; expected an empty object".to_owned()
+            } else {
+                format!("unknown field; expected one of: {}", fields.join(", "))
+            };
+            return Err(ConfigError::new(child_path(&self.path, unknown), message));
+        }
+        Ok(object)
+    }
+
+    fn string(&self) -> Result<&'v str, ConfigError> {
+        match self.value {
+            Value::String(text) => Ok(text),
+            _ => Err(self.wrong_type("a string")),
+        }
+    }
+
+    fn non_empty_string(&self) -> Result<&'v str, ConfigError> {
+        let text = self.string()?;
+        if text.is_empty() {
+            return Err(self.error("must not be empty"));
+        }
+        Ok(text)
+    }
+
+    fn boolean(&self) -> Result<bool, ConfigError> {
+        match self.value {
+            Value::Bool(flag) => Ok(*flag),
+            _ => Err(self.wrong_type("true or false")),
+        }
+    }
+
+    fn unsigned(&self) -> Result<u64, ConfigError> {
+        match self.value {
+            Value::Number(number) => number
+                .as_u64()
+                .ok_or_else(|| self.error("expected a non-negative integer")),
+            _ => Err(self.wrong_type("a non-negative integer")),
+        }
+    }
+
+    fn array(&self) -> Result<Vec<Node<'v>>, ConfigError> {
+        match self.value {
+            Value::Array(items) => Ok(items
+                .iter()
+                .enumerate()
+                .map(|(index, value)| Node {
+                    value,
+                    path: format!("{}[{index}]", self.path),
+                })
+                .collect()),
+            _ => Err(self.wrong_type("an array")),
+        }
+    }
+
+    fn non_empty_array(&self) -> Result<Vec<Node<'v>>, ConfigError> {
+        let items = self.array()?;
+        if items.is_empty() {
+            return Err(self.error("must not be empty"));
+        }
+        Ok(items)
+    }
+
+    fn duration(&self) -> Result<Duration, ConfigError> {
+        match self.value {
+            Value::String(text) => parse_duration(text).map_err(|message| self.error(message)),
+            _ => Err(self.wrong_type("a duration string like \"5s\"")),
+        }
+    }
+}
+
+impl<'v> Object<'v> {
+    fn get(&self, key: &str) -> Option<Node<'v>> {
+        self.map.get(key).map(|value| Node {
+            value,
+            path: child_path(&self.path, key),
+        })
+    }
+
+    fn required(&self, key: &str) -> Result<Node<'v>, ConfigError> {
+        self.get(key).ok_or_else(|| {
+            ConfigError::new(child_path(&self.path, key), "required field is missing")
+        })
+    }
+
+    fn error(&self, message: impl Into<String>) -> ConfigError {
+        ConfigError::new(self.path.clone(), message)
+    }
+}
+
+fn compile(root: &Node<'_>) -> Result<Config, ConfigError> {
+    let top = root.object(&TOP_FIELDS)?;
+    let (providers, managed_headers) = compile_providers(&top.required("providers")?)?;
+    let rules = compile_rules(&top.required("rules")?, &providers)?;
+    let max_waiting_requests = match top.get("max_waiting_requests") {
+        None => DEFAULT_MAX_WAITING_REQUESTS,
+        Some(node) => {
+            let count = node.unsigned()?;
+            if count == 0 {
+                return Err(node.error("must be at least 1"));
+            }
+            usize::try_from(count).map_err(|_| node.error("is too large"))?
+        }
+    };
+    Ok(Config {
+        providers,
+        rules,
+        managed_headers,
+        max_waiting_requests,
+    })
+}
+
+/// A header a provider sets upstream, with the field that configured it.
+struct ManagedHeader {
+    name: String,
+    path: String,
+}
+
+fn compile_providers(node: &Node<'_>) -> Result<(Vec<Provider>, Vec<String>), ConfigError> {
+    let object = node.members()?;
+    if object.map.is_empty() {
+        return Err(node.error("must define at least one provider"));
+    }
+    let mut compiled = Vec::with_capacity(object.map.len());
+    for name in object.map.keys() {
+        if name.is_empty() {
+            return Err(node.error("provider names must not be empty"));
+        }
+        let provider = object.required(name)?;
+        compiled.push(compile_provider(name, &provider)?);
+    }
+    // The map's own order depends on serde_json features; ProviderId must not.
+    compiled.sort_by(|(a, _), (b, _)| a.name.cmp(&b.name));
+
+    let mut managed_headers: Vec<String> = Vec::new();
+    for header in compiled.iter().flat_map(|(_, headers)| headers) {
+        let token_owner = compiled.iter().find(|(provider, _)| {
+            provider.token_sources.iter().any(
+                |source| matches!(source, TokenSource::Header { name, .. } if *name == header.name),
+            )
+        });
+        if let Some((owner, _)) = token_owner {
+            return Err(ConfigError::new(
+                header.path.clone(),
+                format!(
+                    "\"{}\" is a header provider {} reads tokens from; the filter removes the \
+                     headers it sets from every incoming request, so the credential would be \
+                     erased; use another header name",
+                    header.name,
+                    quoted(&owner.name)
+                ),
+            ));
+        }
+        if !managed_headers.contains(&header.name) {
+            managed_headers.push(header.name.clone());
+        }
+    }
+    let providers = compiled.into_iter().map(|(provider, _)| provider).collect();
+    Ok((providers, managed_headers))
+}
+
+fn compile_provider(
+    name: &str,
+    node: &Node<'_>,
+) -> Result<(Provider, Vec<ManagedHeader>), ConfigError> {
+    let object = node.object(&PROVIDER_FIELDS)?;
+    let issuer_node = object.required("issuer")?;
+    let issuer = issuer_node.non_empty_string()?;
+    let audiences = object
+        .required("audiences")?
+        .non_empty_array()?
+        .iter()
+        .map(|audience| audience.non_empty_string().map(str::to_owned))
+        .collect::<Result<Vec<_>, _>>()?;
+    let keys = compile_key_source(&object, &issuer_node)?;
+    let token_sources = compile_token_sources(&object)?;
+    let forward = match object.get("forward") {
+        None => false,
+        Some(node) => node.boolean()?,
+    };
+
+    let mut managed = Vec::new();
+    let forward_payload_header = match object.get("forward_payload_header") {
+        None => None,
+        Some(node) => {
+            let header = header_name(&node)?;
+            managed.push(ManagedHeader {
+                name: header.clone(),
+                path: node.path,
+            });
+            Some(header)
+        }
+    };
+    let mut claim_to_headers = Vec::new();
+    if let Some(list) = object.get("claim_to_headers") {
+        for item in list.array()? {
+            let entry = item.object(&["header_name", "claim_name"])?;
+            let header_node = entry.required("header_name")?;
+            let header = header_name(&header_node)?;
+            if let Some(earlier) = managed.iter().find(|m| m.name == header) {
+                return Err(header_node.error(format!(
+                    "\"{header}\" is already set by {}; one header holds one value",
+                    earlier.path
+                )));
+            }
+            let claim_path = claim_path(&entry.required("claim_name")?)?;
+            managed.push(ManagedHeader {
+                name: header.clone(),
+                path: header_node.path,
+            });
+            claim_to_headers.push(ClaimToHeader {
+                header_name: header,
+                claim_path,
+            });
+        }
+    }
+
+    let clock_skew_seconds = match object.get("clock_skew_seconds") {
+        None => DEFAULT_CLOCK_SKEW_SECONDS,
+        Some(node) => {
+            let seconds = node.unsigned()?;
+            if seconds > MAX_CLOCK_SKEW_SECONDS {
+                return Err(node.error(format!("must be at most {MAX_CLOCK_SKEW_SECONDS}")));
+            }
+            seconds
+        }
+    };
+    let max_lifetime_seconds = match object.get("max_lifetime") {
+        None => None,
+        Some(node) => {
+            let lifetime = node.duration()?;
+            if lifetime < MIN_MAX_LIFETIME {
+                return Err(node.error("must be at least \"1s\""));
+            }
+            // Token times are whole seconds, so rounding down keeps the exact same limit.
+            Some(lifetime.as_secs())
+        }
+    };
+    let require_expiration = match object.get("require_expiration") {
+        None => true,
+        Some(node) => node.boolean()?,
+    };
+    let algorithms = match object.get("algorithms") {
+        None => Alg::ALL.to_vec(),
+        Some(list) => {
+            let mut algorithms = Vec::new();
+            for item in list.non_empty_array()? {
+                let alg_name = item.string()?;
+                let alg = Alg::from_name(alg_name).ok_or_else(|| {
+                    let supported: Vec<&str> = Alg::ALL.iter().map(|a| a.name()).collect();
+                    item.error(format!(
+                        "unsupported algorithm {}; supported: {}",
+                        quoted(alg_name),
+                        supported.join(", ")
+                    ))
+                })?;
+                if !algorithms.contains(&alg) {
+                    algorithms.push(alg);
+                }
+            }
+            algorithms
+        }
+    };
+
+    let provider = Provider {
+        name: name.to_owned(),
+        issuer: issuer.to_owned(),
+        audiences,
+        algorithms,
+        keys,
+        token_sources,
+        forward,
+        forward_payload_header,
+        claim_to_headers,
+        clock_skew_seconds,
+        max_lifetime_seconds,
+        require_expiration,
+    };
+    Ok((provider, managed))
+}
+
+fn compile_key_source(object: &Object<'_>, issuer: &Node<'_>) -> Result<KeySource, ConfigError> {
+    let present: Vec<&str> = KEY_SOURCES
+        .into_iter()
+        .filter(|kind| object.map.contains_key(*kind))
+        .collect();
+    let [kind] = present.as_slice() else {
+        let found = if present.is_empty() {
+            "no key source is set".to_owned()
+        } else {
+            format!("{} are set", present.join(" and "))
+        };
+        return Err(object.error(format!(
+            "{found}; set exactly one of {}",
+            KEY_SOURCES.join(", ")
+        )));
+    };
+    let source = object.required(kind)?;
+    match *kind {
+        "remote_jwks" => {
+            let remote = source.object(&["http_uri", "cache_duration"])?;
+            let http_uri = remote
+                .required("http_uri")?
+                .object(&["uri", "cluster", "timeout"])?;
+            let uri_node = http_uri.required("uri")?;
+            let url = parse_http_url(uri_node.non_empty_string()?)
+                .map_err(|message| uri_node.error(message))?;
+            Ok(KeySource::Remote {
+                jwks: HttpFetch {
+                    cluster: http_uri.required("cluster")?.non_empty_string()?.to_owned(),
+                    path: url.path_and_query(),
+                    authority: url.authority,
+                    timeout_ms: timeout_ms(&http_uri)?,
+                },
+                cache_duration_seconds: cache_duration_seconds(&remote)?,
+            })
+        }
+        "local_jwks" => {
+            let local = source.object(&["inline_string"])?;
+            let jwks = local.required("inline_string")?.non_empty_string()?;
+            Ok(KeySource::Local {
+                jwks: jwks.to_owned(),
+            })
+        }
+        _ => {
+            let discovery = source.object(&["cluster", "timeout", "cache_duration"])?;
+            let cluster = discovery
+                .required("cluster")?
+                .non_empty_string()?
+                .to_owned();
+            let timeout_ms = timeout_ms(&discovery)?;
+            let cache_duration_seconds = cache_duration_seconds(&discovery)?;
+            let url = parse_http_url(issuer.string()?).map_err(|message| {
+                issuer.error(format!(
+                    "{message}; oidc_discovery needs the issuer to be an absolute http:// or \
+                     https:// URL"
+                ))
+            })?;
+            if url.query.is_some() {
+                return Err(issuer.error("must not have a query when oidc_discovery is used"));
+            }
+            Ok(KeySource::Discovery {
+                discovery: HttpFetch {
+                    cluster,
+                    path: format!("{}{DISCOVERY_PATH}", url.path.trim_end_matches('/')),
+                    authority: url.authority,
+                    timeout_ms,
+                },
+                cache_duration_seconds,
+            })
+        }
+    }
+}
+
+fn timeout_ms(object: &Object<'_>) -> Result<u64, ConfigError> {
+    let timeout = match object.get("timeout") {
+        None => DEFAULT_TIMEOUT,
+        Some(node) => {
+            let timeout = node.duration()?;
+            if timeout.is_zero() {
+                return Err(node.error("must be more than \"0s\""));
+            }
+            if timeout > MAX_TIMEOUT {
+                return Err(node.error("must be at most \"60s\""));
+            }
+            timeout
+        }
+    };
+    // Rounded up so that a tiny positive timeout does not become "no timeout".
+    Ok(u64::try_from(timeout.as_nanos().div_ceil(1_000_000)).unwrap_or(u64::MAX))
+}
+
+fn cache_duration_seconds(object: &Object<'_>) -> Result<u64, ConfigError> {
+    let duration = match object.get("cache_duration") {
+        None => DEFAULT_CACHE_DURATION,
+        Some(node) => {
+            let duration = node.duration()?;
+            if duration < MIN_CACHE_DURATION {
+                return Err(node.error("must be at least \"1s\""));
+            }
+            duration
+        }
+    };
+    Ok(duration.as_secs() + u64::from(duration.subsec_nanos() > 0))
+}
+
+fn compile_token_sources(object: &Object<'_>) -> Result<Vec<TokenSource>, ConfigError> {
+    let mut sources = Vec::new();
+    match object.get("from_headers") {
+        None => sources.push(TokenSource::Header {
+            name: "authorization".into(),
+            value_prefix: "Bearer ".into(),
+        }),
+        Some(list) => {
+            for item in list.array()? {
+                let entry = item.object(&["name", "value_prefix"])?;
+                let name = header_name(&entry.required("name")?)?;
+                let value_prefix = match entry.get("value_prefix") {
+                    None => String::new(),
+                    Some(prefix) => prefix.string()?.to_owned(),
+                };
+                let repeated = sources.iter().any(|source| {
+                    matches!(source, TokenSource::Header { name: n, value_prefix: p }
+                        if *n == name && p.eq_ignore_ascii_case(&value_prefix))
+                });
+                if repeated {
+                    return Err(item.error("the same header and value_prefix are listed twice"));
+                }
+                sources.push(TokenSource::Header { name, value_prefix });
+            }
+        }
+    }
+    if let Some(list) = object.get("from_params") {
+        for item in list.array()? {
+            let source = TokenSource::Param {
+                name: item.non_empty_string()?.to_owned(),
+            };
+            if sources.contains(&source) {
+                return Err(item.error("the same parameter is listed twice"));
+            }
+            sources.push(source);
+        }
+    }
+    if sources.is_empty() {
+        return Err(ConfigError::new(
+            child_path(&object.path, "from_headers"),
+            "is empty and from_params lists nothing, so no token could ever be found; list at \
+             least one header or query parameter",
+        ));
+    }
+    Ok(sources)
+}
+
+fn is_token_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c)
+}
+
+/// A header name the filter reads, sets or removes, lower-cased.
+fn header_name(node: &Node<'_>) -> Result<String, ConfigError> {
+    let raw = node.non_empty_string()?;
+    if raw.starts_with(':') {
+        return Err(node.error(format!(
+            "pseudo-header {} cannot be used; expected a regular header name",
+            quoted(raw)
+        )));
+    }
+    if !raw.chars().all(is_token_char) {
+        return Err(node.error(format!(
+            "{} is not a valid header name; expected letters, digits and !#$%&'*+-.^_`|~",
+            quoted(raw)
+        )));
+    }
+    let name = raw.to_ascii_lowercase();
+    if RESERVED_HEADERS.contains(&name.as_str()) {
+        return Err(node.error(format!(
+            "\"{name}\" cannot be used; the filter must not take over {}",
+            RESERVED_HEADERS.join(", ")
+        )));
+    }
+    Ok(name)
+}
+
+/// `"realm_access.roles"` or `["realm_access", "roles"]`; the array form allows dots in names.
+fn claim_path(node: &Node<'_>) -> Result<Vec<String>, ConfigError> {
+    match node.value {
+        Value::String(text) => {
+            if text.is_empty() {
+                return Err(node.error("must not be empty"));
+            }
+            let segments: Vec<String> = text.split('.').map(str::to_owned).collect();
+            if segments.iter().any(String::is_empty) {
+                return Err(node.error(format!(
+                    "claim name {} has an empty segment; write nested claims as \"a.b\", or give \
+                     an array of names ([\"a.b\"]) for a claim whose name contains dots",
+                    quoted(text)
+                )));
+            }
+            Ok(segments)
+        }
+        Value::Array(_) => node
+            .non_empty_array()?
+            .iter()
+            .map(|segment| segment.non_empty_string().map(str::to_owned))
+            .collect(),
+        _ => Err(node.wrong_type("a claim name (\"realm_access.roles\") or an array of names")),
+    }
+}
+
+/// An absolute http(s) URL split into what an Envoy callout needs.
+#[derive(Debug)]
+struct HttpUrl {
+    /// host[:port] as written.
+    authority: String,
+    /// The path as written; may be empty.
+    path: String,
+    query: Option<String>,
+}
+
+impl HttpUrl {
+    fn path_and_query(&self) -> String {
+        let path = if self.path.is_empty() {
+            "/"
+        } else {
+            &self.path
+        };
+        match &self.query {
+            Some(query) => format!("{path}?{query}"),
+            None => path.to_owned(),
+        }
+    }
+}
+
+/// Parses an absolute http(s) URL. Messages never repeat the URL: it might hold a password.
+fn parse_http_url(text: &str) -> Result<HttpUrl, String> {
+    const EXPECTED: &str = "expected an absolute http:// or https:// URL";
+    if !text.chars().all(|c| c.is_ascii_graphic()) {
+        return Err(format!(
+            "contains whitespace, control or non-ASCII characters; {EXPECTED}"
+        ));
+    }
+    if text.contains('#') {
+        return Err("must not have a fragment (\"#...\")".to_owned());
+    }
+    let Some((scheme, rest)) = text.split_once("://") else {
+        return Err(EXPECTED.to_owned());
+    };
+    if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
+        return Err(EXPECTED.to_owned());
+    }
+    let end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at_checked(end).unwrap_or((rest, ""));
+    check_authority(authority)?;
+    let (path, query) = match tail.split_once('?') {
+        Some((path, query)) => (path, Some(query.to_owned())),
+        None => (tail, None),
+    };
+    Ok(HttpUrl {
+        authority: authority.to_owned(),
+        path: path.to_owned(),
+        query,
+    })
+}
+
+fn check_authority(authority: &str) -> Result<(), String> {
+    if authority.contains('@') {
+        return Err("must not contain user information (\"user:password@\")".to_owned());
+    }
+    if authority.is_empty() {
+        return Err("has no host; expected an absolute http:// or https:// URL".to_owned());
+    }
+    let port = if let Some(bracketed) = authority.strip_prefix('[') {
+        let (address, after) = bracketed
+            .split_once(']')
+            .ok_or("has an unclosed \"[\" in its host")?;
+        if address.is_empty() || !address.chars().all(|c| c.is_ascii_hexdigit() || c == ':') {
+            return Err("has an invalid IPv6 address".to_owned());
+        }
+        if after.is_empty() {
+            None
+        } else {
+            Some(
+                after
+                    .strip_prefix(':')
+                    .ok_or("has characters after its IPv6 address")?,
+            )
+        }
+    } else {
+        let (host, port) = match authority.split_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (authority, None),
+        };
+        let host_char = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == '_';
+        if host.is_empty() || !host.chars().all(host_char) {
+            return Err("has an invalid host name".to_owned());
+        }
+        port
+    };
+    if let Some(port) = port {
+        let valid = port.len() <= 5
+            && port.chars().all(|c| c.is_ascii_digit())
+            && matches!(port.parse::<u32>(), Ok(1..=65535));
+        if !valid {
+            return Err("has an invalid port; expected a number from 1 to 65535".to_owned());
+        }
+    }
+    Ok(())
+}
+
+/// Parses a protobuf JSON duration: decimal seconds with an `s` suffix ("5s", "0.250s").
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let unparsable = || {
+        format!(
+            "unparsable duration {}; expected seconds like \"5s\" or \"0.250s\"",
+            quoted(text)
+        )
+    };
+    let number = text.strip_suffix('s').ok_or_else(unparsable)?;
+    let (whole, fraction) = match number.split_once('.') {
+        Some((whole, fraction)) => (whole, Some(fraction)),
+        None => (number, None),
+    };
+    let digits = |part: &str| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit());
+    if !digits(whole) {
+        return Err(unparsable());
+    }
+    let nanos = match fraction {
+        None => 0,
+        Some(fraction) if digits(fraction) && fraction.len() <= 9 => format!("{fraction:0<9}")
+            .parse::<u32>()
+            .map_err(|_| unparsable())?,
+        Some(_) => return Err(unparsable()),
+    };
+    let seconds = whole
+        .parse::<u64>()
+        .ok()
+        .filter(|seconds| *seconds <= MAX_DURATION_SECONDS)
+        .ok_or_else(|| {
+            format!(
+                "duration {} is too long; the longest is \"{MAX_DURATION_SECONDS}s\"",
+                quoted(text)
+            )
+        })?;
+    Ok(Duration::new(seconds, nanos))
+}
+
+fn compile_rules(node: &Node<'_>, providers: &[Provider]) -> Result<Vec<Rule>, ConfigError> {
+    let items = node.non_empty_array()?;
+    let mut rules = Vec::with_capacity(items.len());
+    let mut match_paths = Vec::with_capacity(items.len());
+    for item in &items {
+        let entry = item.object(&["match", "requires"])?;
+        let match_node = entry.required("match")?;
+        let (path_match, match_path) = compile_path_match(&match_node)?;
+        let requirement = match entry.get("requires") {
+            None => None,
+            Some(requires) => Some(compile_requirement(&requires, providers, 1)?),
+        };
+        rules.push(Rule {
+            path_match,
+            requirement,
+        });
+        match_paths.push(match_path);
+    }
+    let catch_all = PathMatch::Prefix("/".into());
+    let last = rules.len().saturating_sub(1);
+    for (index, rule) in rules.iter().enumerate() {
+        if index < last && rule.path_match == catch_all {
+            return Err(ConfigError::new(
+                match_paths.get(index).cloned().unwrap_or_default(),
+                "matches every path, so the rules after it would never apply; only the last rule \
+                 may match {\"prefix\": \"/\"}",
+            ));
+        }
+    }
+    if rules.last().map(|rule| &rule.path_match) != Some(&catch_all) {
+        return Err(node.error(
+            "the last rule must match {\"prefix\": \"/\"} so that no path is left without a \
+             rule; end the list with it (with \"requires\" to protect every other path)",
+        ));
+    }
+    Ok(rules)
+}
+
+/// The match and the path of its `prefix`/`path` field.
+fn compile_path_match(node: &Node<'_>) -> Result<(PathMatch, String), ConfigError> {
+    let object = node.object(&["prefix", "path"])?;
+    let (value, exact) = match (object.get("prefix"), object.get("path")) {
+        (Some(prefix), None) => (prefix, false),
+        (None, Some(path)) => (path, true),
+        _ => return Err(node.error("set exactly one of prefix, path")),
+    };
+    let text = value.string()?;
+    if !text.starts_with('/') {
+        return Err(value.error(format!(
+            "{} does not start with \"/\"; expected a path like \"/v2/health\"",
+            quoted(text)
+        )));
+    }
+    if text.contains(['?', '#']) {
+        return Err(
+            value.error("must not contain \"?\" or \"#\"; rules match the path without its query")
+        );
+    }
+    let path_match = if exact {
+        PathMatch::Exact(text.to_owned())
+    } else {
+        PathMatch::Prefix(text.to_owned())
+    };
+    Ok((path_match, value.path))
+}
+
+fn compile_requirement(
+    node: &Node<'_>,
+    providers: &[Provider],
+    depth: usize,
+) -> Result<Requirement, ConfigError> {
+    if depth > MAX_REQUIREMENT_DEPTH {
+        return Err(node.error(format!(
+            "requirements are nested more than {MAX_REQUIREMENT_DEPTH} levels deep"
+        )));
+    }
+    let object = node.object(&REQUIREMENT_KINDS)?;
+    let mut kinds = object.map.keys();
+    let (Some(kind), None) = (kinds.next(), kinds.next()) else {
+        return Err(node.error(format!(
+            "set exactly one of {}",
+            REQUIREMENT_KINDS.join(", ")
+        )));
+    };
+    let value = object.required(kind)?;
+    match kind.as_str() {
+        "provider_name" => {
+            let name = value.string()?;
+            providers
+                .iter()
+                .position(|provider| provider.name == name)
+                .map(Requirement::Provider)
+                .ok_or_else(|| {
+                    let defined: Vec<String> = providers.iter().map(|p| quoted(&p.name)).collect();
+                    value.error(format!(
+                        "no provider named {}; defined providers: {}",
+                        quoted(name),
+                        defined.join(", ")
+                    ))
+                })
+        }
+        "requires_any" | "requires_all" => {
+            let requirements = value
+                .object(&["requirements"])?
+                .required("requirements")?
+                .non_empty_array()?
+                .iter()
+                .map(|item| compile_requirement(item, providers, depth + 1))
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(if kind == "requires_any" {
+                Requirement::Any(requirements)
+            } else {
+                Requirement::All(requirements)
+            })
+        }
+        "allow_missing" => {
+            value.object(&[])?;
+            Ok(Requirement::AllowMissing)
+        }
+        _ => {
+            value.object(&[])?;
+            Ok(Requirement::AllowMissingOrFailed)
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const EXAMPLE: &str = include_str!("../tests/fixtures/config/keycloak.json");
+
+    /// The smallest valid configuration: one provider with inline keys, one protected rule.
+    fn minimal() -> Value {
+        json!({
+            "providers": {
+                "kc": {
+                    "issuer": "https://kc.example.com/realms/r",
+                    "audiences": ["kserve"],
+                    "local_jwks": {"inline_string": "{\"keys\": []}"}
+                }
+            },
+            "rules": [{"match": {"prefix": "/"}, "requires": {"provider_name": "kc"}}]
+        })
+    }
+
+    /// Sets the member (or array element) at JSON pointer `pointer`, creating a missing member.
+    fn set(doc: &mut Value, pointer: &str, value: Value) {
+        let (parent, key) = pointer.rsplit_once('/').unwrap();
+        match doc.pointer_mut(parent).unwrap() {
+            Value::Object(map) => {
+                map.insert(key.to_owned(), value);
+            }
+            Value::Array(items) => items[key.parse::<usize>().unwrap()] = value,
+            other => panic!("cannot set {pointer} in {other}"),
+        }
+    }
+
+    fn remove(doc: &mut Value, pointer: &str) {
+        let (parent, key) = pointer.rsplit_once('/').unwrap();
+        doc.pointer_mut(parent)
+            .unwrap()
+            .as_object_mut()
+            .unwrap()
+            .remove(key)
+            .unwrap();
+    }
+
+    fn minimal_with(pointer: &str, value: Value) -> Value {
+        let mut doc = minimal();
+        set(&mut doc, pointer, value);
+        doc
+    }
+
+    fn minimal_without(pointer: &str) -> Value {
+        let mut doc = minimal();
+        remove(&mut doc, pointer);
+        doc
+    }
+
+    fn compile_doc(doc: &Value) -> Result<Config, ConfigError> {
+        Config::from_json(doc.to_string().as_bytes())
+    }
+
+    fn ok(doc: &Value) -> Config {
+        compile_doc(doc).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn provider(doc: &Value) -> Provider {
+        ok(doc).providers.into_iter().next().unwrap()
+    }
+
+    #[track_caller]
+    fn assert_error(doc: &Value, field: &str, needle: &str) {
+        let error = compile_doc(doc).expect_err("configuration should be refused");
+        assert_eq!(error.field, field, "{error}");
+        assert!(error.message.contains(needle), "{error}");
+    }
+
+    fn with_remote_uri(uri: &str) -> Value {
+        let mut doc = minimal_without("/providers/kc/local_jwks");
+        set(
+            &mut doc,
+            "/providers/kc/remote_jwks",
+            json!({"http_uri": {"uri": uri, "cluster": "idp"}}),
+        );
+        doc
+    }
+
+    fn remote_fetch(doc: &Value) -> (HttpFetch, u64) {
+        match provider(doc).keys {
+            KeySource::Remote {
+                jwks,
+                cache_duration_seconds,
+            } => (jwks, cache_duration_seconds),
+            other => panic!("expected remote keys, got {other:?}"),
+        }
+    }
+
+    fn with_discovery(issuer: &str, discovery: Value) -> Value {
+        let mut doc = minimal_without("/providers/kc/local_jwks");
+        set(&mut doc, "/providers/kc/issuer", json!(issuer));
+        set(&mut doc, "/providers/kc/oidc_discovery", discovery);
+        doc
+    }
+
+    fn with_rules(rules: Value) -> Value {
+        minimal_with("/rules", rules)
+    }
+
+    /// A requirement nesting `depth` levels: requires_any inside requires_any ... around kc.
+    fn nested_requirement(depth: usize) -> Value {
+        let mut requirement = json!({"provider_name": "kc"});
+        for _ in 1..depth {
+            requirement = json!({"requires_any": {"requirements": [requirement]}});
+        }
+        requirement
+    }
+
+    // ---- the full example ----
+
+    // The documented example compiles to exactly these values.
+    #[test]
+    fn example_compiles() {
+        let config = Config::from_json(EXAMPLE.as_bytes()).unwrap();
+        let expected = Config {
+            providers: vec![Provider {
+                name: "keycloak".into(),
+                issuer: "https://keycloak.example.com/realms/kserve".into(),
+                audiences: vec!["kserve-client".into()],
+                algorithms: vec![Alg::RS256, Alg::ES256],
+                keys: KeySource::Remote {
+                    jwks: HttpFetch {
+                        cluster: "keycloak".into(),
+                        authority: "keycloak:8080".into(),
+                        path: "/realms/kserve/protocol/openid-connect/certs".into(),
+                        timeout_ms: 5000,
+                    },
+                    cache_duration_seconds: 600,
+                },
+                token_sources: vec![
+                    TokenSource::Header {
+                        name: "authorization".into(),
+                        value_prefix: "Bearer ".into(),
+                    },
+                    TokenSource::Param {
+                        name: "access_token".into(),
+                    },
+                ],
+                forward: false,
+                forward_payload_header: Some("x-jwt-payload".into()),
+                claim_to_headers: vec![ClaimToHeader {
+                    header_name: "x-jwt-sub".into(),
+                    claim_path: vec!["sub".into()],
+                }],
+                clock_skew_seconds: 60,
+                max_lifetime_seconds: Some(86400),
+                require_expiration: true,
+            }],
+            rules: vec![
+                Rule {
+                    path_match: PathMatch::Prefix("/v2/health".into()),
+                    requirement: None,
+                },
+                Rule {
+                    path_match: PathMatch::Exact("/metrics".into()),
+                    requirement: None,
+                },
+                Rule {
+                    path_match: PathMatch::Prefix("/".into()),
+                    requirement: Some(Requirement::Provider(0)),
+                },
+            ],
+            managed_headers: vec!["x-jwt-payload".into(), "x-jwt-sub".into()],
+            max_waiting_requests: 1000,
+        };
+        assert_eq!(config, expected);
+        assert_eq!(config.provider_id("keycloak"), Some(0));
+        assert_eq!(config.provider_id("google"), None);
+    }
+
+    // ---- defaults ----
+
+    // Optional provider fields take their documented defaults.
+    #[test]
+    fn provider_defaults() {
+        let config = ok(&minimal());
+        assert_eq!(config.max_waiting_requests, 1000);
+        assert!(config.managed_headers.is_empty());
+        let provider = &config.providers[0];
+        assert_eq!(
+            provider.token_sources,
+            vec![TokenSource::Header {
+                name: "authorization".into(),
+                value_prefix: "Bearer ".into()
+            }]
+        );
+        assert!(!provider.forward);
+        assert_eq!(provider.forward_payload_header, None);
+        assert!(provider.claim_to_headers.is_empty());
+        assert_eq!(provider.clock_skew_seconds, 60);
+        assert_eq!(provider.max_lifetime_seconds, None);
+        assert!(provider.require_expiration);
+        assert_eq!(provider.algorithms, Alg::ALL.to_vec());
+        assert_eq!(
+            provider.keys,
+            KeySource::Local {
+                jwks: "{\"keys\": []}".into()
+            }
+        );
+    }
+
+    // remote_jwks without timeout and cache_duration uses 5 s and 600 s.
+    #[test]
+    fn remote_defaults() {
+        let (fetch, cache) = remote_fetch(&with_remote_uri("https://idp.example.com/certs"));
+        assert_eq!(
+            fetch,
+            HttpFetch {
+                cluster: "idp".into(),
+                authority: "idp.example.com".into(),
+                path: "/certs".into(),
+                timeout_ms: 5000,
+            }
+        );
+        assert_eq!(cache, 600);
+    }
+
+    // from_params alone keeps the default Authorization header source in front of it.
+    #[test]
+    fn params_alone_keep_default_header() {
+        let doc = minimal_with("/providers/kc/from_params", json!(["access_token"]));
+        assert_eq!(
+            provider(&doc).token_sources,
+            vec![
+                TokenSource::Header {
+                    name: "authorization".into(),
+                    value_prefix: "Bearer ".into()
+                },
+                TokenSource::Param {
+                    name: "access_token".into()
+                }
+            ]
+        );
+    }
+
+    // An empty from_headers with params leaves only the params.
+    #[test]
+    fn empty_headers_with_params() {
+        let mut doc = minimal_with("/providers/kc/from_headers", json!([]));
+        set(&mut doc, "/providers/kc/from_params", json!(["token"]));
+        assert_eq!(
+            provider(&doc).token_sources,
+            vec![TokenSource::Param {
+                name: "token".into()
+            }]
+        );
+    }
+
+    // Header names are stored lower-case; a missing value_prefix means none.
+    #[test]
+    fn header_source_lower_cased_without_prefix() {
+        let doc = minimal_with(
+            "/providers/kc/from_headers",
+            json!([{"name": "X-Goog-IAP-JWT-Assertion"}]),
+        );
+        assert_eq!(
+            provider(&doc).token_sources,
+            vec![TokenSource::Header {
+                name: "x-goog-iap-jwt-assertion".into(),
+                value_prefix: String::new()
+            }]
+        );
+    }
+
+    // Providers are sorted by name and requirements refer to the sorted index.
+    #[test]
+    fn providers_sorted_by_name() {
+        let mut doc = minimal();
+        let kc = doc.pointer("/providers/kc").unwrap().clone();
+        set(&mut doc, "/providers/zeta", kc.clone());
+        set(&mut doc, "/providers/alpha", kc);
+        set(
+            &mut doc,
+            "/rules/0/requires",
+            json!({"requires_all": {"requirements": [
+                {"provider_name": "zeta"}, {"provider_name": "alpha"}, {"provider_name": "kc"}
+            ]}}),
+        );
+        let config = ok(&doc);
+        let names: Vec<&str> = config.providers.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["alpha", "kc", "zeta"]);
+        assert_eq!(
+            config.rules[0].requirement,
+            Some(Requirement::All(vec![
+                Requirement::Provider(2),
+                Requirement::Provider(0),
+                Requirement::Provider(1)
+            ]))
+        );
+        assert_eq!(config.provider_id("zeta"), Some(2));
+    }
+
+    // max_waiting_requests accepts a positive integer.
+    #[test]
+    fn max_waiting_requests_set() {
+        assert_eq!(
+            ok(&minimal_with("/max_waiting_requests", json!(5))).max_waiting_requests,
+            5
+        );
+    }
+
+    // ---- durations ----
+
+    // Valid protobuf duration strings convert to the exact value.
+    #[test]
+    fn durations_valid() {
+        for (text, expected) in [
+            ("5s", Duration::from_secs(5)),
+            ("600s", Duration::from_secs(600)),
+            ("1.5s", Duration::from_millis(1500)),
+            ("0.250s", Duration::from_millis(250)),
+            ("0.000000001s", Duration::from_nanos(1)),
+            ("0s", Duration::ZERO),
+            ("315576000000s", Duration::from_secs(315_576_000_000)),
+        ] {
+            assert_eq!(parse_duration(text), Ok(expected), "{text}");
+        }
+    }
+
+    // Anything but decimal seconds with an "s" suffix is refused.
+    #[test]
+    fn durations_invalid() {
+        for text in [
+            "5",
+            "5m",
+            "-1s",
+            "s",
+            "",
+            "1.s",
+            ".5s",
+            "+5s",
+            " 5s",
+            "5 s",
+            "1e3s",
+            "5S",
+            "0.0000000001s",
+            "1h",
+            "5ss",
+        ] {
+            let error = parse_duration(text).unwrap_err();
+            assert!(error.contains("unparsable duration"), "{text}: {error}");
+            assert!(
+                error.contains("expected seconds like \"5s\""),
+                "{text}: {error}"
+            );
+        }
+    }
+
+    // Durations beyond the protobuf range are refused as too long.
+    #[test]
+    fn durations_too_long() {
+        for text in ["315576000001s", "99999999999999999999999s"] {
+            assert!(
+                parse_duration(text).unwrap_err().contains("too long"),
+                "{text}"
+            );
+        }
+    }
+
+    // Timeouts become milliseconds, rounded up; cache durations become seconds, rounded up.
+    #[test]
+    fn durations_convert_to_fetch_units() {
+        let mut doc = with_remote_uri("https://idp.example.com/certs");
+        set(
+            &mut doc,
+            "/providers/kc/remote_jwks/http_uri/timeout",
+            json!("0.0001s"),
+        );
+        set(
+            &mut doc,
+            "/providers/kc/remote_jwks/cache_duration",
+            json!("1.5s"),
+        );
+        let (fetch, cache) = remote_fetch(&doc);
+        assert_eq!(fetch.timeout_ms, 1);
+        assert_eq!(cache, 2);
+
+        set(
+            &mut doc,
+            "/providers/kc/remote_jwks/http_uri/timeout",
+            json!("60s"),
+        );
+        set(
+            &mut doc,
+            "/providers/kc/remote_jwks/cache_duration",
+            json!("1s"),
+        );
+        let (fetch, cache) = remote_fetch(&doc);
+        assert_eq!(fetch.timeout_ms, 60_000);
+        assert_eq!(cache, 1);
+    }
+
+    // A malformed duration in the document names its field.
+    #[test]
+    fn duration_field_unparsable() {
+        let mut doc = with_remote_uri("https://idp.example.com/certs");
+        set(
+            &mut doc,
+            "/providers/kc/remote_jwks/http_uri/timeout",
+            json!("5"),
+        );
+        assert_error(
+            &doc,
+            "providers.kc.remote_jwks.http_uri.timeout",
+            "unparsable duration \"5\"; expected seconds like \"5s\"",
+        );
+    }
+
+    // A duration given as a number is refused.
+    #[test]
+    fn duration_field_not_string() {
+        let mut doc = with_remote_uri("https://idp.example.com/certs");
+        set(
+            &mut doc,
+            "/providers/kc/remote_jwks/cache_duration",
+            json!(600),
+        );
+        assert_error(
+            &doc,
+            "providers.kc.remote_jwks.cache_duration",
+            "expected a duration string",
+        );
+    }
+
+    // A zero timeout is refused.
+    #[test]
+    fn timeout_zero() {
+        let mut doc = with_remote_uri("https://idp.example.com/certs");
+        set(
+            &mut doc,
+            "/providers/kc/remote_jwks/http_uri/timeout",
+            json!("0s"),
+        );
+        assert_error(
+            &doc,
+            "providers.kc.remote_jwks.http_uri.timeout",
+            "more than \"0s\"",
+        );
+    }
+
+    // A timeout over 60 s is refused.
+    #[test]
+    fn timeout_too_long() {
+        let mut doc = with_remote_uri("https://idp.example.com/certs");
+        set(
+            &mut doc,
+            "/providers/kc/remote_jwks/http_uri/timeout",
+            json!("60.001s"),
+        );
+        assert_error(
+            &doc,
+            "providers.kc.remote_jwks.http_uri.timeout",
+            "at most \"60s\"",
+        );
+    }
+
+    // A cache duration under 1 s is refused.
+    #[test]
+    fn cache_duration_too_short() {
+        let mut doc = with_remote_uri("https://idp.example.com/certs");
+        set(
+            &mut doc,
+            "/providers/kc/remote_jwks/cache_duration",
+            json!("0.999s"),
+        );
+        assert_error(
+            &doc,
+            "providers.kc.remote_jwks.cache_duration",
+            "at least \"1s\"",
+        );
+    }
+
+    // max_lifetime is kept in whole seconds, rounded down (token times are whole seconds).
+    #[test]
+    fn max_lifetime_seconds() {
+        let doc = minimal_with("/providers/kc/max_lifetime", json!("3600.9s"));
+        assert_eq!(provider(&doc).max_lifetime_seconds, Some(3600));
+    }
+
+    // A max_lifetime under 1 s is refused.
+    #[test]
+    fn max_lifetime_too_short() {
+        let doc = minimal_with("/providers/kc/max_lifetime", json!("0.5s"));
+        assert_error(&doc, "providers.kc.max_lifetime", "at least \"1s\"");
+    }
+
+    // ---- document shape ----
+
+    // Text that is not JSON is reported at the root with serde's position, not the input.
+    #[test]
+    fn invalid_json() {
+        let error = Config::from_json(b"{\"providers\": {\"secret-looking-text\"").unwrap_err();
+        assert_eq!(error.field, "(root)");
+        assert!(error.message.contains("line 1"), "{error}");
+        assert!(!error.message.contains("secret-looking-text"), "{error}");
+    }
+
+    // A document that is not an object is refused at the root.
+    #[test]
+    fn root_not_object() {
+        assert_error(
+            &json!([1, 2]),
+            "(root)",
+            "expected an object, found an array",
+        );
+    }
+
+    // An unknown top-level field is named.
+    #[test]
+    fn unknown_top_level_field() {
+        assert_error(
+            &minimal_with("/provider", json!({})),
+            "provider",
+            "unknown field; expected one of: providers, rules, max_waiting_requests",
+        );
+    }
+
+    // An unknown field deep inside is named by its full path.
+    #[test]
+    fn unknown_nested_field() {
+        let mut doc = with_remote_uri("https://idp.example.com/certs");
+        set(
+            &mut doc,
+            "/providers/kc/remote_jwks/http_uri/timout",
+            json!("5s"),
+        );
+        assert_error(
+            &doc,
+            "providers.kc.remote_jwks.http_uri.timout",
+            "unknown field; expected one of: uri, cluster, timeout",
+        );
+    }
+
+    // An unknown provider field is named.
+    #[test]
+    fn unknown_provider_field() {
+        assert_error(
+            &minimal_with("/providers/kc/audience", json!(["x"])),
+            "providers.kc.audience",
+            "expected one of: issuer, audiences",
+        );
+    }
+
+    // providers is required.
+    #[test]
+    fn providers_missing() {
+        assert_error(
+            &minimal_without("/providers"),
+            "providers",
+            "required field is missing",
+        );
+    }
+
+    // providers must be an object.
+    #[test]
+    fn providers_not_object() {
+        assert_error(
+            &minimal_with("/providers", json!([])),
+            "providers",
+            "expected an object, found an array",
+        );
+    }
+
+    // providers must not be empty.
+    #[test]
+    fn providers_empty() {
+        assert_error(
+            &minimal_with("/providers", json!({})),
+            "providers",
+            "at least one provider",
+        );
+    }
+
+    // A provider name must not be empty.
+    #[test]
+    fn provider_name_empty() {
+        let mut doc = minimal();
+        let kc = doc.pointer("/providers/kc").unwrap().clone();
+        set(&mut doc, "/providers/", kc);
+        assert_error(&doc, "providers", "provider names must not be empty");
+    }
+
+    // A provider must be an object.
+    #[test]
+    fn provider_not_object() {
+        assert_error(
+            &minimal_with("/providers/kc", json!("x")),
+            "providers.kc",
+            "expected an object, found a string",
+        );
+    }
+
+    // max_waiting_requests must be positive.
+    #[test]
+    fn max_waiting_requests_zero() {
+        assert_error(
+            &minimal_with("/max_waiting_requests", json!(0)),
+            "max_waiting_requests",
+            "at least 1",
+        );
+    }
+
+    // max_waiting_requests must be an integer.
+    #[test]
+    fn max_waiting_requests_not_integer() {
+        assert_error(
+            &minimal_with("/max_waiting_requests", json!(-3)),
+            "max_waiting_requests",
+            "non-negative integer",
+        );
+        assert_error(
+            &minimal_with("/max_waiting_requests", json!("10")),
+            "max_waiting_requests",
+            "expected a non-negative integer, found a string",
+        );
+    }
+
+    // ---- issuer and audiences ----
+
+    // issuer is required.
+    #[test]
+    fn issuer_missing() {
+        assert_error(
+            &minimal_without("/providers/kc/issuer"),
+            "providers.kc.issuer",
+            "required field is missing",
+        );
+    }
+
+    // issuer must not be empty.
+    #[test]
+    fn issuer_empty() {
+        assert_error(
+            &minimal_with("/providers/kc/issuer", json!("")),
+            "providers.kc.issuer",
+            "must not be empty",
+        );
+    }
+
+    // An issuer that is not a URL is fine when keys do not come from discovery.
+    #[test]
+    fn issuer_any_string_without_discovery() {
+        let doc = minimal_with("/providers/kc/issuer", json!("accounts.google.com"));
+        assert_eq!(provider(&doc).issuer, "accounts.google.com");
+    }
+
+    // audiences is required.
+    #[test]
+    fn audiences_missing() {
+        assert_error(
+            &minimal_without("/providers/kc/audiences"),
+            "providers.kc.audiences",
+            "required field is missing",
+        );
+    }
+
+    // audiences must not be empty.
+    #[test]
+    fn audiences_empty() {
+        assert_error(
+            &minimal_with("/providers/kc/audiences", json!([])),
+            "providers.kc.audiences",
+            "must not be empty",
+        );
+    }
+
+    // audiences must be an array.
+    #[test]
+    fn audiences_not_array() {
+        assert_error(
+            &minimal_with("/providers/kc/audiences", json!("kserve")),
+            "providers.kc.audiences",
+            "expected an array, found a string",
+        );
+    }
+
+    // Each audience must be a non-empty string.
+    #[test]
+    fn audience_element_invalid() {
+        assert_error(
+            &minimal_with("/providers/kc/audiences", json!(["a", ""])),
+            "providers.kc.audiences[1]",
+            "must not be empty",
+        );
+        assert_error(
+            &minimal_with("/providers/kc/audiences", json!([7])),
+            "providers.kc.audiences[0]",
+            "expected a string, found a number",
+        );
+    }
+
+    // ---- key sources ----
+
+    // A provider without a key source is refused at the provider.
+    #[test]
+    fn key_source_missing() {
+        assert_error(
+            &minimal_without("/providers/kc/local_jwks"),
+            "providers.kc",
+            "no key source is set; set exactly one of remote_jwks, local_jwks, oidc_discovery",
+        );
+    }
+
+    // A provider with two key sources is refused at the provider.
+    #[test]
+    fn key_source_several() {
+        let mut doc = with_remote_uri("https://idp.example.com/certs");
+        set(
+            &mut doc,
+            "/providers/kc/local_jwks",
+            json!({"inline_string": "{}"}),
+        );
+        assert_error(
+            &doc,
+            "providers.kc",
+            "remote_jwks and local_jwks are set; set exactly one of",
+        );
+    }
+
+    // remote_jwks needs http_uri.
+    #[test]
+    fn remote_http_uri_missing() {
+        let mut doc = minimal_without("/providers/kc/local_jwks");
+        set(
+            &mut doc,
+            "/providers/kc/remote_jwks",
+            json!({"cache_duration": "5s"}),
+        );
+        assert_error(
+            &doc,
+            "providers.kc.remote_jwks.http_uri",
+            "required field is missing",
+        );
+    }
+
+    // http_uri needs uri.
+    #[test]
+    fn remote_uri_missing() {
+        let mut doc = with_remote_uri("https://idp.example.com/certs");
+        remove(&mut doc, "/providers/kc/remote_jwks/http_uri/uri");
+        assert_error(
+            &doc,
+            "providers.kc.remote_jwks.http_uri.uri",
+            "required field is missing",
+        );
+    }
+
+    // http_uri needs a non-empty cluster.
+    #[test]
+    fn remote_cluster_invalid() {
+        let mut doc = with_remote_uri("https://idp.example.com/certs");
+        remove(&mut doc, "/providers/kc/remote_jwks/http_uri/cluster");
+        assert_error(
+            &doc,
+            "providers.kc.remote_jwks.http_uri.cluster",
+            "required field is missing",
+        );
+        set(
+            &mut doc,
+            "/providers/kc/remote_jwks/http_uri/cluster",
+            json!(""),
+        );
+        assert_error(
+            &doc,
+            "providers.kc.remote_jwks.http_uri.cluster",
+            "must not be empty",
+        );
+    }
+
+    // The JWKS URL is split into authority (as written) and path with query.
+    #[test]
+    fn remote_uri_split() {
+        for (uri, authority, path) in [
+            ("https://idp.example.com", "idp.example.com", "/"),
+            ("https://idp.example.com/", "idp.example.com", "/"),
+            ("HTTP://Keycloak:8080/certs", "Keycloak:8080", "/certs"),
+            ("https://idp.example.com?v=1", "idp.example.com", "/?v=1"),
+            (
+                "https://idp.example.com/a/b?x=1&y=%20",
+                "idp.example.com",
+                "/a/b?x=1&y=%20",
+            ),
+            ("http://[::1]:8443/jwks", "[::1]:8443", "/jwks"),
+            ("http://10.0.0.1/jwks", "10.0.0.1", "/jwks"),
+        ] {
+            let (fetch, _) = remote_fetch(&with_remote_uri(uri));
+            assert_eq!(fetch.authority, authority, "{uri}");
+            assert_eq!(fetch.path, path, "{uri}");
+        }
+    }
+
+    // JWKS URLs that are not absolute http(s) URLs, or that carry userinfo, a fragment,
+    // whitespace or a broken authority are refused, without repeating the URL.
+    #[test]
+    fn remote_uri_invalid() {
+        for (uri, needle) in [
+            ("/realms/kserve/certs", "absolute http:// or https:// URL"),
+            (
+                "ftp://idp.example.com/certs",
+                "absolute http:// or https:// URL",
+            ),
+            ("idp.example.com/certs", "absolute http:// or https:// URL"),
+            (
+                "https://user:hunter2@idp.example.com/certs",
+                "user information",
+            ),
+            ("https://idp.example.com/certs#keys", "fragment"),
+            (
+                "https://idp.example.com/a b",
+                "whitespace, control or non-ASCII",
+            ),
+            (
+                "https://idp.example.com/\u{7}",
+                "whitespace, control or non-ASCII",
+            ),
+            (
+                "https://idp.exämple.com/",
+                "whitespace, control or non-ASCII",
+            ),
+            ("https:///certs", "has no host"),
+            ("https://:443/certs", "invalid host name"),
+            ("https://idp.example.com:/certs", "invalid port"),
+            ("https://idp.example.com:0/certs", "invalid port"),
+            ("https://idp.example.com:65536/certs", "invalid port"),
+            ("https://idp.example.com:44x/certs", "invalid port"),
+            ("https://::1/certs", "invalid host name"),
+            ("https://[::1/certs", "unclosed"),
+            ("https://[]/certs", "invalid IPv6"),
+            ("https://[::1]x/certs", "after its IPv6"),
+            ("https://idp%2eexample.com/certs", "invalid host name"),
+        ] {
+            let error = compile_doc(&with_remote_uri(uri)).unwrap_err();
+            assert_eq!(
+                error.field, "providers.kc.remote_jwks.http_uri.uri",
+                "{uri}"
+            );
+            assert!(error.message.contains(needle), "{uri}: {error}");
+            assert!(!error.message.contains("hunter2"), "{error}");
+        }
+    }
+
+    // local_jwks needs a non-empty inline_string.
+    #[test]
+    fn local_inline_string_invalid() {
+        assert_error(
+            &minimal_with("/providers/kc/local_jwks", json!({})),
+            "providers.kc.local_jwks.inline_string",
+            "required field is missing",
+        );
+        assert_error(
+            &minimal_with("/providers/kc/local_jwks", json!({"inline_string": ""})),
+            "providers.kc.local_jwks.inline_string",
+            "must not be empty",
+        );
+    }
+
+    // Only inline keys are supported; a file name is an unknown field.
+    #[test]
+    fn local_filename_unsupported() {
+        assert_error(
+            &minimal_with(
+                "/providers/kc/local_jwks",
+                json!({"filename": "/etc/jwks.json"}),
+            ),
+            "providers.kc.local_jwks.filename",
+            "expected one of: inline_string",
+        );
+    }
+
+    // Discovery reads <issuer>/.well-known/openid-configuration through the given cluster.
+    #[test]
+    fn discovery_compiles() {
+        for (issuer, authority, path) in [
+            (
+                "https://kc.example.com/realms/kserve",
+                "kc.example.com",
+                "/realms/kserve/.well-known/openid-configuration",
+            ),
+            (
+                "https://kc.example.com/realms/kserve/",
+                "kc.example.com",
+                "/realms/kserve/.well-known/openid-configuration",
+            ),
+            (
+                "https://accounts.google.com",
+                "accounts.google.com",
+                "/.well-known/openid-configuration",
+            ),
+            (
+                "http://keycloak:8080/",
+                "keycloak:8080",
+                "/.well-known/openid-configuration",
+            ),
+        ] {
+            let doc = with_discovery(issuer, json!({"cluster": "idp", "cache_duration": "30s"}));
+            assert_eq!(
+                provider(&doc).keys,
+                KeySource::Discovery {
+                    discovery: HttpFetch {
+                        cluster: "idp".into(),
+                        authority: authority.into(),
+                        path: path.into(),
+                        timeout_ms: 5000,
+                    },
+                    cache_duration_seconds: 30,
+                },
+                "{issuer}"
+            );
+        }
+    }
+
+    // Discovery without timeout and cache_duration uses 5 s and 600 s.
+    #[test]
+    fn discovery_defaults() {
+        let doc = with_discovery("https://kc.example.com", json!({"cluster": "idp"}));
+        let KeySource::Discovery {
+            discovery,
+            cache_duration_seconds,
+        } = provider(&doc).keys
+        else {
+            panic!("expected discovery");
+        };
+        assert_eq!(discovery.timeout_ms, 5000);
+        assert_eq!(cache_duration_seconds, 600);
+    }
+
+    // Discovery needs an issuer that is an http(s) URL; the error names the issuer.
+    #[test]
+    fn discovery_issuer_not_url() {
+        assert_error(
+            &with_discovery("accounts.google.com", json!({"cluster": "idp"})),
+            "providers.kc.issuer",
+            "oidc_discovery needs the issuer to be an absolute http:// or https:// URL",
+        );
+    }
+
+    // Discovery refuses an issuer with a query.
+    #[test]
+    fn discovery_issuer_with_query() {
+        assert_error(
+            &with_discovery(
+                "https://kc.example.com/?tenant=1",
+                json!({"cluster": "idp"}),
+            ),
+            "providers.kc.issuer",
+            "must not have a query",
+        );
+    }
+
+    // Discovery needs a cluster.
+    #[test]
+    fn discovery_cluster_missing() {
+        assert_error(
+            &with_discovery("https://kc.example.com", json!({})),
+            "providers.kc.oidc_discovery.cluster",
+            "required field is missing",
+        );
+    }
+
+    // ---- token sources ----
+
+    // An empty from_headers without from_params could never find a token.
+    #[test]
+    fn no_token_source() {
+        assert_error(
+            &minimal_with("/providers/kc/from_headers", json!([])),
+            "providers.kc.from_headers",
+            "no token could ever be found",
+        );
+        let mut doc = minimal_with("/providers/kc/from_headers", json!([]));
+        set(&mut doc, "/providers/kc/from_params", json!([]));
+        assert_error(
+            &doc,
+            "providers.kc.from_headers",
+            "no token could ever be found",
+        );
+    }
+
+    // A from_headers entry needs a name.
+    #[test]
+    fn from_header_name_missing() {
+        assert_error(
+            &minimal_with(
+                "/providers/kc/from_headers",
+                json!([{"value_prefix": "Bearer "}]),
+            ),
+            "providers.kc.from_headers[0].name",
+            "required field is missing",
+        );
+    }
+
+    // Header names must consist of HTTP token characters.
+    #[test]
+    fn from_header_name_invalid() {
+        assert_error(
+            &minimal_with("/providers/kc/from_headers", json!([{"name": "x token"}])),
+            "providers.kc.from_headers[0].name",
+            "not a valid header name",
+        );
+    }
+
+    // Pseudo-headers cannot carry tokens.
+    #[test]
+    fn from_header_pseudo() {
+        assert_error(
+            &minimal_with(
+                "/providers/kc/from_headers",
+                json!([{"name": ":authority"}]),
+            ),
+            "providers.kc.from_headers[0].name",
+            "pseudo-header \":authority\"",
+        );
+    }
+
+    // Connection-level headers cannot be token sources.
+    #[test]
+    fn from_header_reserved() {
+        assert_error(
+            &minimal_with("/providers/kc/from_headers", json!([{"name": "Host"}])),
+            "providers.kc.from_headers[0].name",
+            "\"host\" cannot be used",
+        );
+    }
+
+    // The same header and prefix listed twice would find the same token twice.
+    #[test]
+    fn from_header_repeated() {
+        assert_error(
+            &minimal_with(
+                "/providers/kc/from_headers",
+                json!([
+                    {"name": "authorization", "value_prefix": "Bearer "},
+                    {"name": "Authorization", "value_prefix": "bearer "}
+                ]),
+            ),
+            "providers.kc.from_headers[1]",
+            "listed twice",
+        );
+    }
+
+    // value_prefix must be a string.
+    #[test]
+    fn from_header_prefix_not_string() {
+        assert_error(
+            &minimal_with(
+                "/providers/kc/from_headers",
+                json!([{"name": "authorization", "value_prefix": null}]),
+            ),
+            "providers.kc.from_headers[0].value_prefix",
+            "expected a string, found null",
+        );
+    }
+
+    // Query parameter names must not be empty.
+    #[test]
+    fn from_param_empty() {
+        assert_error(
+            &minimal_with("/providers/kc/from_params", json!(["token", ""])),
+            "providers.kc.from_params[1]",
+            "must not be empty",
+        );
+    }
+
+    // The same parameter listed twice is refused.
+    #[test]
+    fn from_param_repeated() {
+        assert_error(
+            &minimal_with("/providers/kc/from_params", json!(["token", "token"])),
+            "providers.kc.from_params[1]",
+            "listed twice",
+        );
+    }
+
+    // ---- forwarding ----
+
+    // forward must be a boolean.
+    #[test]
+    fn forward_not_bool() {
+        assert_error(
+            &minimal_with("/providers/kc/forward", json!("yes")),
+            "providers.kc.forward",
+            "expected true or false, found a string",
+        );
+    }
+
+    // forward_payload_header must be a valid, unreserved header name.
+    #[test]
+    fn forward_payload_header_invalid() {
+        assert_error(
+            &minimal_with(
+                "/providers/kc/forward_payload_header",
+                json!("x-jwt payload"),
+            ),
+            "providers.kc.forward_payload_header",
+            "not a valid header name",
+        );
+        assert_error(
+            &minimal_with(
+                "/providers/kc/forward_payload_header",
+                json!("Content-Length"),
+            ),
+            "providers.kc.forward_payload_header",
+            "\"content-length\" cannot be used",
+        );
+    }
+
+    // Claim names are dotted paths or arrays of names; header names are lower-cased.
+    #[test]
+    fn claim_to_headers_compile() {
+        let doc = minimal_with(
+            "/providers/kc/claim_to_headers",
+            json!([
+                {"header_name": "X-Roles", "claim_name": "realm_access.roles"},
+                {"header_name": "x-tenant", "claim_name": ["https://example.com/tenant"]},
+                {"header_name": "x-nested", "claim_name": ["a.b", "c"]}
+            ]),
+        );
+        let config = ok(&doc);
+        assert_eq!(
+            config.providers[0].claim_to_headers,
+            vec![
+                ClaimToHeader {
+                    header_name: "x-roles".into(),
+                    claim_path: vec!["realm_access".into(), "roles".into()]
+                },
+                ClaimToHeader {
+                    header_name: "x-tenant".into(),
+                    claim_path: vec!["https://example.com/tenant".into()]
+                },
+                ClaimToHeader {
+                    header_name: "x-nested".into(),
+                    claim_path: vec!["a.b".into(), "c".into()]
+                },
+            ]
+        );
+        assert_eq!(config.managed_headers, ["x-roles", "x-tenant", "x-nested"]);
+    }
+
+    // A dotted claim name with an empty segment is refused.
+    #[test]
+    fn claim_name_empty_segment() {
+        for name in ["realm_access..roles", ".sub", "sub."] {
+            let doc = minimal_with(
+                "/providers/kc/claim_to_headers",
+                json!([{"header_name": "x-a", "claim_name": name}]),
+            );
+            assert_error(
+                &doc,
+                "providers.kc.claim_to_headers[0].claim_name",
+                "empty segment",
+            );
+        }
+    }
+
+    // Claim name arrays must be non-empty and hold non-empty strings.
+    #[test]
+    fn claim_name_array_invalid() {
+        let doc = minimal_with(
+            "/providers/kc/claim_to_headers",
+            json!([{"header_name": "x-a", "claim_name": []}]),
+        );
+        assert_error(
+            &doc,
+            "providers.kc.claim_to_headers[0].claim_name",
+            "must not be empty",
+        );
+        let doc = minimal_with(
+            "/providers/kc/claim_to_headers",
+            json!([{"header_name": "x-a", "claim_name": ["a", ""]}]),
+        );
+        assert_error(
+            &doc,
+            "providers.kc.claim_to_headers[0].claim_name[1]",
+            "must not be empty",
+        );
+        let doc = minimal_with(
+            "/providers/kc/claim_to_headers",
+            json!([{"header_name": "x-a", "claim_name": 3}]),
+        );
+        assert_error(
+            &doc,
+            "providers.kc.claim_to_headers[0].claim_name",
+            "expected a claim name",
+        );
+    }
+
+    // claim_to_headers entries need both fields.
+    #[test]
+    fn claim_to_headers_fields_missing() {
+        let doc = minimal_with(
+            "/providers/kc/claim_to_headers",
+            json!([{"claim_name": "sub"}]),
+        );
+        assert_error(
+            &doc,
+            "providers.kc.claim_to_headers[0].header_name",
+            "required field is missing",
+        );
+        let doc = minimal_with(
+            "/providers/kc/claim_to_headers",
+            json!([{"header_name": "x-sub"}]),
+        );
+        assert_error(
+            &doc,
+            "providers.kc.claim_to_headers[0].claim_name",
+            "required field is missing",
+        );
+    }
+
+    // One provider cannot set the same header twice.
+    #[test]
+    fn managed_header_set_twice_by_provider() {
+        let mut doc = minimal_with("/providers/kc/forward_payload_header", json!("x-jwt"));
+        set(
+            &mut doc,
+            "/providers/kc/claim_to_headers",
+            json!([{"header_name": "X-JWT", "claim_name": "sub"}]),
+        );
+        assert_error(
+            &doc,
+            "providers.kc.claim_to_headers[0].header_name",
+            "already set by providers.kc.forward_payload_header",
+        );
+    }
+
+    // Managed headers are de-duplicated across providers.
+    #[test]
+    fn managed_headers_deduplicated() {
+        let mut doc = minimal_with(
+            "/providers/kc/forward_payload_header",
+            json!("x-jwt-payload"),
+        );
+        set(
+            &mut doc,
+            "/providers/kc/claim_to_headers",
+            json!([{"header_name": "x-jwt-sub", "claim_name": "sub"}]),
+        );
+        let kc = doc.pointer("/providers/kc").unwrap().clone();
+        set(&mut doc, "/providers/other", kc);
+        assert_eq!(ok(&doc).managed_headers, ["x-jwt-payload", "x-jwt-sub"]);
+    }
+
+    // A managed header that is the provider's own token header would erase the token.
+    #[test]
+    fn managed_header_is_own_token_header() {
+        let doc = minimal_with(
+            "/providers/kc/forward_payload_header",
+            json!("Authorization"),
+        );
+        assert_error(
+            &doc,
+            "providers.kc.forward_payload_header",
+            "\"authorization\" is a header provider \"kc\" reads tokens from",
+        );
+    }
+
+    // A managed header that is another provider's token header would erase that token.
+    #[test]
+    fn managed_header_is_other_token_header() {
+        let mut doc = minimal();
+        let mut other = doc.pointer("/providers/kc").unwrap().clone();
+        set(
+            &mut other,
+            "/from_headers",
+            json!([{"name": "x-goog-iap-jwt-assertion"}]),
+        );
+        set(&mut doc, "/providers/iap", other);
+        set(
+            &mut doc,
+            "/providers/kc/claim_to_headers",
+            json!([{"header_name": "x-goog-iap-jwt-assertion", "claim_name": "sub"}]),
+        );
+        assert_error(
+            &doc,
+            "providers.kc.claim_to_headers[0].header_name",
+            "provider \"iap\" reads tokens from",
+        );
+    }
+
+    // ---- times and algorithms ----
+
+    // clock_skew_seconds accepts 0..=3600.
+    #[test]
+    fn clock_skew_bounds() {
+        assert_eq!(
+            provider(&minimal_with("/providers/kc/clock_skew_seconds", json!(0)))
+                .clock_skew_seconds,
+            0
+        );
+        assert_eq!(
+            provider(&minimal_with(
+                "/providers/kc/clock_skew_seconds",
+                json!(3600)
+            ))
+            .clock_skew_seconds,
+            3600
+        );
+        assert_error(
+            &minimal_with("/providers/kc/clock_skew_seconds", json!(3601)),
+            "providers.kc.clock_skew_seconds",
+            "at most 3600",
+        );
+    }
+
+    // clock_skew_seconds must be a non-negative integer.
+    #[test]
+    fn clock_skew_not_integer() {
+        for value in [json!(-1), json!(1.5), json!("60")] {
+            assert_error(
+                &minimal_with("/providers/kc/clock_skew_seconds", value),
+                "providers.kc.clock_skew_seconds",
+                "non-negative integer",
+            );
+        }
+    }
+
+    // require_expiration can be turned off and must be a boolean.
+    #[test]
+    fn require_expiration_set() {
+        let doc = minimal_with("/providers/kc/require_expiration", json!(false));
+        assert!(!provider(&doc).require_expiration);
+        assert_error(
+            &minimal_with("/providers/kc/require_expiration", json!(0)),
+            "providers.kc.require_expiration",
+            "expected true or false",
+        );
+    }
+
+    // Listed algorithms are kept in order, duplicates dropped.
+    #[test]
+    fn algorithms_listed() {
+        let doc = minimal_with(
+            "/providers/kc/algorithms",
+            json!(["ES256", "EdDSA", "ES256"]),
+        );
+        assert_eq!(provider(&doc).algorithms, vec![Alg::ES256, Alg::EdDSA]);
+    }
+
+    // "none" and HMAC algorithms are refused, naming the element and the supported list.
+    #[test]
+    fn algorithms_unsupported() {
+        for name in ["none", "HS256", "rs256"] {
+            assert_error(
+                &minimal_with("/providers/kc/algorithms", json!(["RS256", name])),
+                "providers.kc.algorithms[1]",
+                &format!("unsupported algorithm \"{name}\"; supported: RS256, RS384"),
+            );
+        }
+    }
+
+    // An empty algorithm list would refuse every token.
+    #[test]
+    fn algorithms_empty() {
+        assert_error(
+            &minimal_with("/providers/kc/algorithms", json!([])),
+            "providers.kc.algorithms",
+            "must not be empty",
+        );
+    }
+
+    // ---- rules ----
+
+    // rules is required.
+    #[test]
+    fn rules_missing() {
+        assert_error(
+            &minimal_without("/rules"),
+            "rules",
+            "required field is missing",
+        );
+    }
+
+    // rules must not be empty.
+    #[test]
+    fn rules_empty() {
+        assert_error(&with_rules(json!([])), "rules", "must not be empty");
+    }
+
+    // Every rule needs a match.
+    #[test]
+    fn rule_match_missing() {
+        assert_error(
+            &with_rules(json!([{"requires": {"provider_name": "kc"}}])),
+            "rules[0].match",
+            "required field is missing",
+        );
+    }
+
+    // A match needs exactly one of prefix and path.
+    #[test]
+    fn rule_match_not_exactly_one() {
+        assert_error(
+            &with_rules(json!([{"match": {"prefix": "/", "path": "/"}}])),
+            "rules[0].match",
+            "set exactly one of prefix, path",
+        );
+        assert_error(
+            &with_rules(json!([{"match": {}}])),
+            "rules[0].match",
+            "set exactly one of prefix, path",
+        );
+    }
+
+    // An unknown match kind is named.
+    #[test]
+    fn rule_match_unknown_kind() {
+        assert_error(
+            &with_rules(json!([{"match": {"safe_regex": ".*"}}])),
+            "rules[0].match.safe_regex",
+            "expected one of: prefix, path",
+        );
+    }
+
+    // Match paths must start with "/".
+    #[test]
+    fn rule_match_relative() {
+        assert_error(
+            &with_rules(json!([{"match": {"path": "metrics"}}, {"match": {"prefix": "/"}}])),
+            "rules[0].match.path",
+            "does not start with \"/\"",
+        );
+    }
+
+    // Match paths cannot contain a query, which is never part of the matched path.
+    #[test]
+    fn rule_match_with_query() {
+        assert_error(
+            &with_rules(json!([{"match": {"path": "/a?b=1"}}, {"match": {"prefix": "/"}}])),
+            "rules[0].match.path",
+            "must not contain \"?\"",
+        );
+    }
+
+    // The last rule must catch every path.
+    #[test]
+    fn last_rule_not_catch_all() {
+        assert_error(
+            &with_rules(json!([{"match": {"prefix": "/v1"}, "requires": {"provider_name": "kc"}}])),
+            "rules",
+            "the last rule must match {\"prefix\": \"/\"}",
+        );
+        assert_error(
+            &with_rules(json!([{"match": {"path": "/"}, "requires": {"provider_name": "kc"}}])),
+            "rules",
+            "the last rule must match {\"prefix\": \"/\"}",
+        );
+    }
+
+    // A catch-all before the end would hide the rules after it.
+    #[test]
+    fn catch_all_not_last() {
+        assert_error(
+            &with_rules(json!([
+                {"match": {"prefix": "/"}},
+                {"match": {"prefix": "/"}, "requires": {"provider_name": "kc"}}
+            ])),
+            "rules[0].match.prefix",
+            "rules after it would never apply",
+        );
+    }
+
+    // A public catch-all is allowed: the operator chose it explicitly.
+    #[test]
+    fn public_catch_all_allowed() {
+        let config = ok(&with_rules(json!([{"match": {"prefix": "/"}}])));
+        assert_eq!(config.rules[0].requirement, None);
+    }
+
+    // A requirement naming an unknown provider lists the defined ones.
+    #[test]
+    fn requirement_unknown_provider() {
+        assert_error(
+            &with_rules(json!([
+                {"match": {"prefix": "/v2/health"}},
+                {"match": {"prefix": "/"}, "requires": {"provider_name": "keycloak"}}
+            ])),
+            "rules[1].requires.provider_name",
+            "no provider named \"keycloak\"; defined providers: \"kc\"",
+        );
+    }
+
+    // A requirement needs exactly one kind.
+    #[test]
+    fn requirement_not_exactly_one() {
+        assert_error(
+            &with_rules(json!([{"match": {"prefix": "/"}, "requires": {}}])),
+            "rules[0].requires",
+            "set exactly one of provider_name, requires_any",
+        );
+        assert_error(
+            &with_rules(json!([{"match": {"prefix": "/"},
+                "requires": {"provider_name": "kc", "allow_missing": {}}}])),
+            "rules[0].requires",
+            "set exactly one of",
+        );
+    }
+
+    // An unknown requirement kind is named.
+    #[test]
+    fn requirement_unknown_kind() {
+        assert_error(
+            &with_rules(
+                json!([{"match": {"prefix": "/"}, "requires": {"provider_and_audiences": {}}}]),
+            ),
+            "rules[0].requires.provider_and_audiences",
+            "expected one of: provider_name, requires_any, requires_all, allow_missing",
+        );
+    }
+
+    // requires_any and requires_all need at least one requirement.
+    #[test]
+    fn requirement_list_empty() {
+        assert_error(
+            &with_rules(json!([{"match": {"prefix": "/"},
+                "requires": {"requires_any": {"requirements": []}}}])),
+            "rules[0].requires.requires_any.requirements",
+            "must not be empty",
+        );
+        assert_error(
+            &with_rules(json!([{"match": {"prefix": "/"}, "requires": {"requires_all": {}}}])),
+            "rules[0].requires.requires_all.requirements",
+            "required field is missing",
+        );
+    }
+
+    // allow_missing takes an empty object.
+    #[test]
+    fn allow_missing_with_field() {
+        assert_error(
+            &with_rules(json!([{"match": {"prefix": "/"},
+                "requires": {"allow_missing": {"x": 1}}}])),
+            "rules[0].requires.allow_missing.x",
+            "expected an empty object",
+        );
+    }
+
+    // Nested requirements compile into the same tree.
+    #[test]
+    fn nested_requirements() {
+        let mut doc = minimal();
+        let kc = doc.pointer("/providers/kc").unwrap().clone();
+        set(&mut doc, "/providers/iap", kc);
+        set(
+            &mut doc,
+            "/rules/0/requires",
+            json!({"requires_any": {"requirements": [
+                {"requires_all": {"requirements": [
+                    {"provider_name": "kc"}, {"provider_name": "iap"}
+                ]}},
+                {"allow_missing": {}},
+                {"allow_missing_or_failed": {}}
+            ]}}),
+        );
+        assert_eq!(
+            ok(&doc).rules[0].requirement,
+            Some(Requirement::Any(vec![
+                Requirement::All(vec![Requirement::Provider(1), Requirement::Provider(0)]),
+                Requirement::AllowMissing,
+                Requirement::AllowMissingOrFailed,
+            ]))
+        );
+    }
+
+    // Eight levels of nesting are accepted; nine are refused at the ninth.
+    #[test]
+    fn requirement_depth_limit() {
+        let doc = minimal_with("/rules/0/requires", nested_requirement(8));
+        assert!(compile_doc(&doc).is_ok());
+
+        let doc = minimal_with("/rules/0/requires", nested_requirement(9));
+        let inner = ".requires_any.requirements[0]".repeat(8);
+        assert_error(
+            &doc,
+            &format!("rules[0].requires{inner}"),
+            "nested more than 8 levels deep",
+        );
+    }
+
+    // Nesting far beyond the limit is refused, by this walk or by the JSON parser's own limit,
+    // without exhausting the stack.
+    #[test]
+    fn requirement_deep_nesting_refused() {
+        let doc = minimal_with("/rules/0/requires", nested_requirement(40));
+        let error = compile_doc(&doc).unwrap_err();
+        assert!(error.message.contains("nested more than 8"), "{error}");
+        let error = Config::from_json(&[b'['; 100_000]).unwrap_err();
+        assert_eq!(error.field, "(root)");
+    }
+
+    // ---- helpers ----
+
+    // Long user strings are cut short in messages and control characters escaped.
+    #[test]
+    fn quoted_is_short_and_escaped() {
+        assert_eq!(quoted("a\nb"), "\"a\\nb\"");
+        let long = "x".repeat(1000);
+        assert_eq!(quoted(&long), format!("{:?}...", "x".repeat(64)));
+        assert_eq!(quoted(&"é".repeat(100)).chars().count(), 64 + 2 + 3);
     }
 }
