@@ -114,7 +114,7 @@ pub struct SkippedKey {
     pub index: usize,
     /// `kid`, when it had one.
     pub kid: Option<String>,
-    /// Why it was left out, e.g. "RSA modulus is 1024 bits; at least 2048 required".
+    /// Why it was left out, e.g. "RSA modulus is 1024 bits; 2048 to 4096 required".
     pub reason: String,
 }
 
