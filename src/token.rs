@@ -1,10 +1,36 @@
 //! A compact JWS, parsed strictly from the raw received text. Nothing here is trusted yet.
+//!
+//! Parsing is cheap and does no cryptography. It is deliberately at least as strict as
+//! jwt-simple's own token parsing: whatever passes here, jwt-simple can also read, so the
+//! pure-Rust and the host-backed signature checks reach the same verdict.
+
+use base64::alphabet;
+use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
+use base64::engine::DecodePaddingMode;
+use base64::Engine as _;
+use serde_json::{Map, Value};
 
 use crate::failure::Failure;
+use crate::json::{self, StrictJsonError};
 use crate::jwks::Alg;
 
 /// Tokens longer than this are refused before any decoding.
 pub const MAX_TOKEN_BYTES: usize = 8192;
+
+/// base64url without padding, canonical only: `=`, `+`, `/`, whitespace and non-zero trailing
+/// bits are errors, so one byte string has exactly one accepted encoding.
+const BASE64URL: GeneralPurpose = GeneralPurpose::new(
+    &alphabet::URL_SAFE,
+    GeneralPurposeConfig::new()
+        .with_encode_padding(false)
+        .with_decode_padding_mode(DecodePaddingMode::RequireNone)
+        .with_decode_allow_trailing_bits(false),
+);
+
+/// Decodes canonical unpadded base64url (the JOSE encoding); anything else gives `None`.
+pub fn decode_base64url(text: &str) -> Option<Vec<u8>> {
+    BASE64URL.decode(text).ok()
+}
 
 /// The protected header fields the filter uses. `jku`, `x5u`, `x5c` and `jwk` are never used.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,6 +79,629 @@ pub struct Token<'a> {
 
 /// Parses a compact JWS strictly: three base64url segments without padding, JSON objects without
 /// repeated member names, a supported `alg`, no `crit`, no nested token.
-pub fn parse(_raw: &str) -> Result<Token<'_>, Failure> {
-    Err(Failure::BadFormat)
+pub fn parse(raw: &str) -> Result<Token<'_>, Failure> {
+    if raw.len() > MAX_TOKEN_BYTES {
+        return Err(Failure::TooLong);
+    }
+    let mut segments = raw.split('.');
+    let (Some(header_segment), Some(payload_segment), Some(signature_segment), None) = (
+        segments.next(),
+        segments.next(),
+        segments.next(),
+        segments.next(),
+    ) else {
+        // Two segments is a truncated token, five a JWE: neither is a JWS.
+        return Err(Failure::BadFormat);
+    };
+    if header_segment.is_empty() || payload_segment.is_empty() {
+        return Err(Failure::BadFormat);
+    }
+
+    let header_object = decode_object(header_segment, Failure::BadHeaderJson)?;
+    let header = parse_header(&header_object)?;
+
+    let claims = decode_object(payload_segment, Failure::BadPayloadJson)?;
+    let registered = parse_registered_claims(&claims)?;
+
+    let signature = decode_base64url(signature_segment)
+        .filter(|bytes| !bytes.is_empty())
+        .ok_or(Failure::BadSignatureEncoding)?;
+
+    let signing_input = raw
+        .get(..header_segment.len() + 1 + payload_segment.len())
+        .ok_or(Failure::BadFormat)?;
+
+    Ok(Token {
+        raw,
+        signing_input,
+        payload_segment,
+        header,
+        registered,
+        claims,
+        signature,
+    })
+}
+
+/// Decodes one segment into a JSON object; `failure` covers bad base64, bad JSON and non-objects.
+fn decode_object(segment: &str, failure: Failure) -> Result<Map<String, Value>, Failure> {
+    let bytes = decode_base64url(segment).ok_or(failure)?;
+    match json::parse_strict(&bytes) {
+        Ok(Value::Object(object)) => Ok(object),
+        Ok(_) => Err(failure),
+        Err(StrictJsonError::DuplicateName(_)) => Err(Failure::DuplicateName),
+        Err(StrictJsonError::Syntax(_)) => Err(failure),
+    }
+}
+
+fn parse_header(header: &Map<String, Value>) -> Result<Header, Failure> {
+    let alg = match header.get("alg") {
+        Some(Value::String(name)) => Alg::from_name(name).ok_or(Failure::AlgNotAllowed)?,
+        _ => return Err(Failure::BadHeaderJson),
+    };
+    // No extension is understood, so any `crit`, even an empty list, is refused (RFC 7515 §4.1.11).
+    if header.contains_key("crit") {
+        return Err(Failure::CritNotSupported);
+    }
+    // RFC 7797 unencoded payloads change what the signature covers; only the default is accepted.
+    if header
+        .get("b64")
+        .is_some_and(|b64| *b64 != Value::Bool(true))
+    {
+        return Err(Failure::CritNotSupported);
+    }
+    match header.get("cty") {
+        None => {}
+        Some(Value::String(cty)) if cty.eq_ignore_ascii_case("JWT") => {
+            return Err(Failure::NestedToken)
+        }
+        Some(Value::String(_)) => {}
+        Some(_) => return Err(Failure::BadHeaderJson),
+    }
+    let typ = match header.get("typ") {
+        None => None,
+        Some(Value::String(typ)) if is_jwt_type(typ) => Some(typ.clone()),
+        Some(_) => return Err(Failure::BadType),
+    };
+    let kid = match header.get("kid") {
+        None => None,
+        Some(Value::String(kid)) => Some(kid.clone()),
+        Some(_) => return Err(Failure::BadHeaderJson),
+    };
+    check_members_jwt_simple_reads(header)?;
+    Ok(Header { alg, kid, typ })
+}
+
+/// `JWT`, or a media type ending in `+jwt` (`at+jwt`, RFC 9068), compared ASCII
+/// case-insensitively. jwt-simple refuses any other `typ`, so refusing it here keeps both
+/// signature paths in agreement.
+fn is_jwt_type(typ: &str) -> bool {
+    let bytes = typ.as_bytes();
+    typ.eq_ignore_ascii_case("JWT")
+        || bytes
+            .len()
+            .checked_sub(4)
+            .and_then(|start| bytes.get(start..))
+            .is_some_and(|suffix| suffix.eq_ignore_ascii_case(b"+jwt"))
+}
+
+/// jwt-simple reads these header members into fixed types and refuses the whole token when one
+/// does not fit (an embedded `jwk` object, for instance). The filter never uses them, but a token
+/// jwt-simple cannot read would fail only on the pure-Rust path, so such a token is refused here,
+/// whichever path checks its signature.
+fn check_members_jwt_simple_reads(header: &Map<String, Value>) -> Result<(), Failure> {
+    for name in ["jku", "jwk", "x5u", "x5t", "x5t#S256"] {
+        if !matches!(
+            header.get(name),
+            None | Some(Value::Null | Value::String(_))
+        ) {
+            return Err(Failure::BadHeaderJson);
+        }
+    }
+    match header.get("x5c") {
+        None | Some(Value::Null) => {}
+        Some(Value::Array(chain)) if chain.iter().all(Value::is_string) => {}
+        Some(_) => return Err(Failure::BadHeaderJson),
+    }
+    match header.get("salt") {
+        None | Some(Value::Null) => {}
+        Some(Value::String(salt)) if decode_base64url(salt).is_some() => {}
+        Some(_) => return Err(Failure::BadHeaderJson),
+    }
+    Ok(())
+}
+
+fn parse_registered_claims(claims: &Map<String, Value>) -> Result<RegisteredClaims, Failure> {
+    let iss = string_claim(claims, "iss")?;
+    // Not used by the checks, but jwt-simple reads them as strings, and a claim whose type is
+    // wrong is refused whichever path verifies the token.
+    for name in ["sub", "jti", "nonce"] {
+        string_claim(claims, name)?;
+    }
+    let aud = match claims.get("aud") {
+        None => Vec::new(),
+        Some(Value::String(aud)) => vec![aud.clone()],
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|item| item.as_str().map(str::to_owned))
+            .collect::<Option<Vec<_>>>()
+            .ok_or(Failure::BadClaimType)?,
+        Some(_) => return Err(Failure::BadClaimType),
+    };
+    Ok(RegisteredClaims {
+        iss,
+        aud,
+        exp: time_claim(claims, "exp")?,
+        nbf: time_claim(claims, "nbf")?,
+        iat: time_claim(claims, "iat")?,
+    })
+}
+
+fn string_claim(claims: &Map<String, Value>, name: &str) -> Result<Option<String>, Failure> {
+    match claims.get(name) {
+        None => Ok(None),
+        Some(Value::String(value)) => Ok(Some(value.clone())),
+        Some(_) => Err(Failure::BadClaimType),
+    }
+}
+
+/// A NumericDate as whole seconds. Fractions are refused rather than rounded, so the value the
+/// filter checks is the value that was signed.
+fn time_claim(claims: &Map<String, Value>, name: &str) -> Result<Option<u64>, Failure> {
+    match claims.get(name) {
+        None => Ok(None),
+        Some(Value::Number(number)) => {
+            if let Some(seconds) = number.as_u64() {
+                Ok(Some(seconds))
+            } else if number.is_i64() {
+                Err(Failure::NegativeTime)
+            } else {
+                Err(Failure::BadClaimType)
+            }
+        }
+        Some(_) => Err(Failure::BadClaimType),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+
+    fn b64(bytes: &str) -> String {
+        BASE64URL.encode(bytes)
+    }
+
+    /// A token with this header and payload JSON and a dummy signature.
+    fn token(header: &str, payload: &str) -> String {
+        format!("{}.{}.{}", b64(header), b64(payload), b64("signature"))
+    }
+
+    fn with_payload(payload: &str) -> String {
+        token(r#"{"alg":"RS256"}"#, payload)
+    }
+
+    fn with_header(header: &str) -> String {
+        token(header, r#"{"iss":"i"}"#)
+    }
+
+    fn header_of(header: &str) -> Header {
+        parse(&with_header(header)).unwrap().header
+    }
+
+    fn claims_of(payload: &str) -> RegisteredClaims {
+        parse(&with_payload(payload)).unwrap().registered
+    }
+
+    fn failure(raw: &str) -> Failure {
+        parse(raw).expect_err("token should be refused")
+    }
+
+    // A well-formed token parses, with every field taken from the raw text.
+    #[test]
+    fn valid_token() {
+        let header = r#"{"alg":"ES256","kid":"k1","typ":"at+jwt"}"#;
+        let payload = r#"{"iss":"https://issuer","aud":["a","b"],"sub":"s","exp":2000,"nbf":1000,"iat":1000,"scope":"x"}"#;
+        let raw = token(header, payload);
+        let parsed = parse(&raw).unwrap();
+        assert_eq!(parsed.raw, raw);
+        let (h, rest) = raw.split_once('.').unwrap();
+        let (p, _) = rest.split_once('.').unwrap();
+        assert_eq!(parsed.signing_input, format!("{h}.{p}"));
+        assert_eq!(parsed.payload_segment, p);
+        assert_eq!(
+            parsed.header,
+            Header {
+                alg: Alg::ES256,
+                kid: Some("k1".into()),
+                typ: Some("at+jwt".into()),
+            }
+        );
+        assert_eq!(
+            parsed.registered,
+            RegisteredClaims {
+                iss: Some("https://issuer".into()),
+                aud: vec!["a".into(), "b".into()],
+                exp: Some(2000),
+                nbf: Some(1000),
+                iat: Some(1000),
+            }
+        );
+        assert_eq!(parsed.claims["scope"], "x");
+        assert_eq!(parsed.signature, b"signature");
+    }
+
+    // A string `aud` becomes a one-element list; no registered claim is required to parse.
+    #[test]
+    fn string_audience_and_absent_claims() {
+        let registered = claims_of(r#"{"aud":"a"}"#);
+        assert_eq!(registered.aud, vec!["a".to_string()]);
+        assert_eq!(registered.iss, None);
+        assert_eq!(registered.exp, None);
+        let registered = claims_of("{}");
+        assert_eq!(registered, RegisteredClaims::default());
+    }
+
+    // Length is checked before anything else: an over-long garbage string is TooLong.
+    #[test]
+    fn too_long() {
+        let raw = "x".repeat(MAX_TOKEN_BYTES + 1);
+        assert_eq!(failure(&raw), Failure::TooLong);
+        let padded = format!(
+            "{}{}",
+            with_payload("{}"),
+            "A".repeat(MAX_TOKEN_BYTES + 1 - with_payload("{}").len())
+        );
+        assert_eq!(failure(&padded), Failure::TooLong);
+    }
+
+    // Anything but exactly three segments is BadFormat, including a five-segment JWE.
+    #[test]
+    fn segment_count() {
+        let valid = with_payload("{}");
+        assert_eq!(failure(""), Failure::BadFormat);
+        assert_eq!(failure("abc"), Failure::BadFormat);
+        assert_eq!(
+            failure(&valid[..valid.rfind('.').unwrap()]),
+            Failure::BadFormat
+        );
+        assert_eq!(failure(&format!("{valid}.")), Failure::BadFormat);
+        assert_eq!(failure(&format!("{valid}.x")), Failure::BadFormat);
+        let jwe = "eyJhbGciOiJSU0EtT0FFUCIsImVuYyI6IkEyNTZHQ00ifQ.a.b.c.d";
+        assert_eq!(failure(jwe), Failure::BadFormat);
+    }
+
+    // An empty header or payload segment is BadFormat; an empty signature is a bad signature.
+    #[test]
+    fn empty_segments() {
+        let h = b64(r#"{"alg":"RS256"}"#);
+        let p = b64("{}");
+        assert_eq!(failure(&format!(".{p}.c2ln")), Failure::BadFormat);
+        assert_eq!(failure(&format!("{h}..c2ln")), Failure::BadFormat);
+        assert_eq!(failure(&format!("{h}.{p}.")), Failure::BadSignatureEncoding);
+        assert_eq!(failure(".."), Failure::BadFormat);
+    }
+
+    // Only canonical unpadded base64url is accepted in the header.
+    #[test]
+    fn header_base64_is_strict() {
+        let valid = with_payload("{}");
+        let (h, rest) = valid.split_once('.').unwrap();
+        // Padding.
+        assert_eq!(failure(&format!("{h}=.{rest}")), Failure::BadHeaderJson);
+        // Whitespace.
+        assert_eq!(failure(&format!(" {h}.{rest}")), Failure::BadHeaderJson);
+        assert_eq!(failure(&format!("{h}\n.{rest}")), Failure::BadHeaderJson);
+        // Standard alphabet: this header encodes with '+' or '/' there.
+        let std =
+            base64::engine::general_purpose::STANDARD_NO_PAD.encode(r#"{"alg":"RS256","x":">>>"}"#);
+        assert!(std.contains('+') || std.contains('/'));
+        assert_eq!(failure(&format!("{std}.{rest}")), Failure::BadHeaderJson);
+        // Non-canonical trailing bits: the last character of a one-byte tail carries 4 unused bits.
+        let canonical = b64(r#"{"alg":"RS256"} "#);
+        assert!(canonical.ends_with('A'));
+        let tweaked = format!("{}B", &canonical[..canonical.len() - 1]);
+        assert!(parse(&format!("{canonical}.{rest}")).is_ok());
+        assert_eq!(
+            failure(&format!("{tweaked}.{rest}")),
+            Failure::BadHeaderJson
+        );
+        // Impossible length.
+        assert_eq!(failure(&format!("{h}A.{rest}")), Failure::BadHeaderJson);
+    }
+
+    // Non-canonical trailing bits are refused in every segment.
+    #[test]
+    fn trailing_bits_are_refused() {
+        assert_eq!(decode_base64url("e30").unwrap(), b"{}");
+        assert_eq!(decode_base64url("e31"), None);
+        let h = b64(r#"{"alg":"RS256"}"#);
+        assert_eq!(failure(&format!("{h}.e31.c2ln")), Failure::BadPayloadJson);
+        // "YQ" is "a"; "YR" sets one of the 4 unused bits of the one-byte tail.
+        assert_eq!(decode_base64url("YQ").unwrap(), b"a");
+        assert_eq!(decode_base64url("YR"), None);
+        assert_eq!(
+            failure(&format!("{h}.e30.YR")),
+            Failure::BadSignatureEncoding
+        );
+        assert_eq!(
+            failure(&format!("{h}.e30.YQ==")),
+            Failure::BadSignatureEncoding
+        );
+        assert_eq!(
+            failure(&format!("{h}.e30.Y+Q")),
+            Failure::BadSignatureEncoding
+        );
+    }
+
+    // Header JSON problems are BadHeaderJson; a header that is not an object is too.
+    #[test]
+    fn header_json() {
+        assert_eq!(failure(&with_header("{")), Failure::BadHeaderJson);
+        assert_eq!(failure(&with_header(r#"["alg"]"#)), Failure::BadHeaderJson);
+        assert_eq!(failure(&with_header(r#""RS256""#)), Failure::BadHeaderJson);
+        assert_eq!(
+            failure(&with_header(r#"{"alg":"RS256"}x"#)),
+            Failure::BadHeaderJson
+        );
+    }
+
+    // Payload base64 and JSON problems are BadPayloadJson; the payload must be an object.
+    #[test]
+    fn payload_json() {
+        let h = b64(r#"{"alg":"RS256"}"#);
+        assert_eq!(failure(&format!("{h}.e30=.c2ln")), Failure::BadPayloadJson);
+        assert_eq!(failure(&format!("{h}.!!!!.c2ln")), Failure::BadPayloadJson);
+        assert_eq!(failure(&with_payload("foo")), Failure::BadPayloadJson);
+        assert_eq!(failure(&with_payload("[1]")), Failure::BadPayloadJson);
+        assert_eq!(failure(&with_payload("1")), Failure::BadPayloadJson);
+        assert_eq!(failure(&with_payload(r#"{"a":1"#)), Failure::BadPayloadJson);
+    }
+
+    // A signature segment that is not canonical base64url is BadSignatureEncoding.
+    #[test]
+    fn signature_encoding() {
+        let valid = with_payload("{}");
+        let prefix = &valid[..valid.rfind('.').unwrap()];
+        for bad in ["c2ln=", "c2l/", "c2l+", "c2l n", "c", "%%%%"] {
+            assert_eq!(
+                failure(&format!("{prefix}.{bad}")),
+                Failure::BadSignatureEncoding,
+                "{bad}"
+            );
+        }
+    }
+
+    // Repeated member names in header or payload are DuplicateName, at any depth.
+    #[test]
+    fn duplicate_names() {
+        assert_eq!(
+            failure(&with_header(r#"{"alg":"RS256","alg":"none"}"#)),
+            Failure::DuplicateName
+        );
+        assert_eq!(
+            failure(&with_payload(r#"{"iss":"a","iss":"b"}"#)),
+            Failure::DuplicateName
+        );
+        assert_eq!(
+            failure(&with_payload(r#"{"x":{"y":1,"y":2}}"#)),
+            Failure::DuplicateName
+        );
+    }
+
+    // `alg` is required and must be a string; unsupported algorithms are AlgNotAllowed.
+    #[test]
+    fn alg() {
+        assert_eq!(failure(&with_header("{}")), Failure::BadHeaderJson);
+        assert_eq!(
+            failure(&with_header(r#"{"alg":256}"#)),
+            Failure::BadHeaderJson
+        );
+        assert_eq!(
+            failure(&with_header(r#"{"alg":null}"#)),
+            Failure::BadHeaderJson
+        );
+        for name in [
+            "none", "None", "HS256", "HS512", "RSA-OAEP", "ES512", "ES256K", "rs256", "Ed25519", "",
+        ] {
+            let header = format!(r#"{{"alg":"{name}"}}"#);
+            assert_eq!(
+                failure(&with_header(&header)),
+                Failure::AlgNotAllowed,
+                "{name}"
+            );
+        }
+        for alg in Alg::ALL {
+            let header = format!(r#"{{"alg":"{}"}}"#, alg.name());
+            assert_eq!(header_of(&header).alg, alg);
+        }
+    }
+
+    // Any `crit`, even an empty list or a non-list, is CritNotSupported.
+    #[test]
+    fn crit() {
+        for crit in [r#"[]"#, r#"["exp"]"#, r#""b64""#, "null"] {
+            let header = format!(r#"{{"alg":"RS256","crit":{crit}}}"#);
+            assert_eq!(
+                failure(&with_header(&header)),
+                Failure::CritNotSupported,
+                "{crit}"
+            );
+        }
+    }
+
+    // `b64` other than true is CritNotSupported; `b64: true` is the default and fine.
+    #[test]
+    fn b64_member() {
+        for b64 in ["false", r#""false""#, "0", "null"] {
+            let header = format!(r#"{{"alg":"RS256","b64":{b64}}}"#);
+            assert_eq!(
+                failure(&with_header(&header)),
+                Failure::CritNotSupported,
+                "{b64}"
+            );
+        }
+        assert!(parse(&with_header(r#"{"alg":"RS256","b64":true}"#)).is_ok());
+    }
+
+    // `cty: JWT` in any case is a nested token; other string content types are fine.
+    #[test]
+    fn cty() {
+        for cty in ["JWT", "jwt", "Jwt"] {
+            let header = format!(r#"{{"alg":"RS256","cty":"{cty}"}}"#);
+            assert_eq!(
+                failure(&with_header(&header)),
+                Failure::NestedToken,
+                "{cty}"
+            );
+        }
+        assert!(parse(&with_header(r#"{"alg":"RS256","cty":"json"}"#)).is_ok());
+        assert_eq!(
+            failure(&with_header(r#"{"alg":"RS256","cty":1}"#)),
+            Failure::BadHeaderJson
+        );
+    }
+
+    // `typ` must be JWT or end in +jwt, case-insensitively; anything else is BadType.
+    #[test]
+    fn typ() {
+        for typ in [
+            "JWT",
+            "jwt",
+            "at+jwt",
+            "AT+JWT",
+            "application/at+jwt",
+            "+jwt",
+        ] {
+            let header = format!(r#"{{"alg":"RS256","typ":"{typ}"}}"#);
+            assert_eq!(header_of(&header).typ.as_deref(), Some(typ));
+        }
+        for typ in [
+            r#""JOSE""#,
+            r#""dpop""#,
+            r#""jwt+at""#,
+            r#""JW""#,
+            r#""""#,
+            r#""jwt ""#,
+            "1",
+            "null",
+            r#"["JWT"]"#,
+        ] {
+            let header = format!(r#"{{"alg":"RS256","typ":{typ}}}"#);
+            assert_eq!(failure(&with_header(&header)), Failure::BadType, "{typ}");
+        }
+    }
+
+    // `kid` must be a string when present.
+    #[test]
+    fn kid() {
+        let header = header_of(r#"{"alg":"RS256","kid":"k"}"#);
+        assert_eq!(header.kid.as_deref(), Some("k"));
+        for kid in ["1", "null", r#"["k"]"#, r#"{"k":1}"#] {
+            let header = format!(r#"{{"alg":"RS256","kid":{kid}}}"#);
+            assert_eq!(
+                failure(&with_header(&header)),
+                Failure::BadHeaderJson,
+                "{kid}"
+            );
+        }
+    }
+
+    // jku, x5u, jwk and x5c are ignored when jwt-simple can read them, refused when it cannot.
+    #[test]
+    fn key_location_members() {
+        let ignored = r#"{"alg":"RS256","jku":"https://evil","x5u":"https://evil","jwk":null,"x5c":["MIIB"],"x5t":"abc"}"#;
+        let header = header_of(ignored);
+        assert_eq!(header.kid, None);
+        for member in [
+            r#""jwk":{"kty":"EC"}"#,
+            r#""x5c":"MIIB""#,
+            r#""x5c":[1]"#,
+            r#""jku":1"#,
+            r#""x5u":{}"#,
+            r#""x5t#S256":[]"#,
+            r#""salt":"!""#,
+        ] {
+            let header = format!(r#"{{"alg":"RS256",{member}}}"#);
+            assert_eq!(
+                failure(&with_header(&header)),
+                Failure::BadHeaderJson,
+                "{member}"
+            );
+        }
+    }
+
+    // iss, sub, jti and nonce must be strings; aud a string or a list of strings.
+    #[test]
+    fn claim_types() {
+        for claim in [
+            r#""iss":1"#,
+            r#""iss":null"#,
+            r#""sub":["s"]"#,
+            r#""jti":{}"#,
+            r#""nonce":true"#,
+            r#""aud":1"#,
+            r#""aud":null"#,
+            r#""aud":{"a":1}"#,
+            r#""aud":["a",1]"#,
+            r#""aud":[["a"]]"#,
+        ] {
+            let payload = format!("{{{claim}}}");
+            assert_eq!(
+                failure(&with_payload(&payload)),
+                Failure::BadClaimType,
+                "{claim}"
+            );
+        }
+        assert_eq!(claims_of(r#"{"aud":[]}"#).aud, Vec::<String>::new());
+    }
+
+    // Times must be non-negative integers: negatives are NegativeTime, the rest BadClaimType.
+    #[test]
+    fn time_claims() {
+        for name in ["exp", "nbf", "iat"] {
+            for value in ["-1", "-9223372036854775808"] {
+                let payload = format!(r#"{{"{name}":{value}}}"#);
+                assert_eq!(
+                    failure(&with_payload(&payload)),
+                    Failure::NegativeTime,
+                    "{payload}"
+                );
+            }
+            for value in [
+                "1.5",
+                "1.0",
+                "1e3",
+                r#""1000""#,
+                "null",
+                "true",
+                "[1]",
+                "18446744073709551616",
+                "-1.5",
+            ] {
+                let payload = format!(r#"{{"{name}":{value}}}"#);
+                assert_eq!(
+                    failure(&with_payload(&payload)),
+                    Failure::BadClaimType,
+                    "{payload}"
+                );
+            }
+            let payload = format!(r#"{{"{name}":18446744073709551615}}"#);
+            assert!(parse(&with_payload(&payload)).is_ok());
+        }
+        let registered = claims_of(r#"{"exp":0,"nbf":0,"iat":0}"#);
+        assert_eq!(registered.exp, Some(0));
+    }
+
+    // The signing input is the raw received text, byte for byte.
+    #[test]
+    fn signing_input_is_raw() {
+        let raw = with_payload(r#"{ "iss" : "i" }"#);
+        let parsed = parse(&raw).unwrap();
+        assert!(raw.starts_with(parsed.signing_input));
+        assert_eq!(
+            parsed.signing_input.len() + 1 + "c2lnbmF0dXJl".len(),
+            raw.len()
+        );
+        assert_eq!(&raw[parsed.signing_input.len()..], ".c2lnbmF0dXJl");
+    }
 }

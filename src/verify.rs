@@ -1,9 +1,17 @@
 //! One token, one provider, one key set and `now` → accepted, or one reason why not.
 
+use jwt_simple::prelude::{
+    Duration, ECDSAP256PublicKeyLike as _, ECDSAP384PublicKeyLike as _, ES256PublicKey,
+    ES384PublicKey, Ed25519PublicKey, EdDSAPublicKeyLike as _, NoCustomClaims, PS256PublicKey,
+    PS384PublicKey, PS512PublicKey, RS256PublicKey, RS384PublicKey, RS512PublicKey,
+    RSAPublicKeyLike as _, UnixTimeStamp, VerificationOptions,
+};
+use jwt_simple::JWTError;
+
 use crate::config::Provider;
 use crate::failure::Failure;
-use crate::jwks::{Alg, Key, KeySet};
-use crate::token::Token;
+use crate::jwks::{Alg, Key, KeyMaterial, KeySet};
+use crate::token::{Token, MAX_TOKEN_BYTES};
 
 /// Checks one signature with one key. The pure-Rust implementation is [`PureRustCrypto`]; the
 /// filter may supply one backed by the host.
@@ -18,23 +26,864 @@ pub trait SignatureCheck {
 pub struct PureRustCrypto;
 
 impl SignatureCheck for PureRustCrypto {
-    fn check(&self, _alg: Alg, _key: &Key, _token: &Token<'_>) -> bool {
-        false
+    fn check(&self, alg: Alg, key: &Key, token: &Token<'_>) -> bool {
+        PureRustCrypto::verify_with_jwt_simple(alg, key, token.raw).is_ok()
+    }
+}
+
+impl PureRustCrypto {
+    /// Runs jwt-simple's verification of the compact token `raw` with `key` as `alg`; the error
+    /// tells which step refused it. Claims and times are left to [`check_claims`].
+    ///
+    /// jwt-simple offers no way to check a signature over bytes alone, so the whole token goes
+    /// through `verify_token`, which verifies over the raw received segments as well.
+    pub fn verify_with_jwt_simple(alg: Alg, key: &Key, raw: &str) -> Result<(), jwt_simple::Error> {
+        let options = Some(jwt_simple_options());
+        match (&key.material, alg) {
+            (KeyMaterial::Rsa { n, e }, Alg::RS256) => {
+                RS256PublicKey::from_components(n, e)?
+                    .verify_token::<NoCustomClaims>(raw, options)?;
+            }
+            (KeyMaterial::Rsa { n, e }, Alg::RS384) => {
+                RS384PublicKey::from_components(n, e)?
+                    .verify_token::<NoCustomClaims>(raw, options)?;
+            }
+            (KeyMaterial::Rsa { n, e }, Alg::RS512) => {
+                RS512PublicKey::from_components(n, e)?
+                    .verify_token::<NoCustomClaims>(raw, options)?;
+            }
+            (KeyMaterial::Rsa { n, e }, Alg::PS256) => {
+                PS256PublicKey::from_components(n, e)?
+                    .verify_token::<NoCustomClaims>(raw, options)?;
+            }
+            (KeyMaterial::Rsa { n, e }, Alg::PS384) => {
+                PS384PublicKey::from_components(n, e)?
+                    .verify_token::<NoCustomClaims>(raw, options)?;
+            }
+            (KeyMaterial::Rsa { n, e }, Alg::PS512) => {
+                PS512PublicKey::from_components(n, e)?
+                    .verify_token::<NoCustomClaims>(raw, options)?;
+            }
+            (KeyMaterial::P256 { point }, Alg::ES256) => {
+                ES256PublicKey::from_bytes(point)?.verify_token::<NoCustomClaims>(raw, options)?;
+            }
+            (KeyMaterial::P384 { point }, Alg::ES384) => {
+                ES384PublicKey::from_bytes(point)?.verify_token::<NoCustomClaims>(raw, options)?;
+            }
+            (KeyMaterial::Ed25519 { public }, Alg::EdDSA) => {
+                Ed25519PublicKey::from_bytes(public)?
+                    .verify_token::<NoCustomClaims>(raw, options)?;
+            }
+            _ => return Err(JWTError::AlgorithmMismatch.into()),
+        }
+        Ok(())
+    }
+}
+
+/// Options under which jwt-simple checks the signature and nothing that [`check_claims`] owns, so
+/// it can never refuse a token `check_claims` accepted, nor read the clock, panic or overflow.
+/// Every field is spelled out so that a new jwt-simple option shows up here as a compile error.
+fn jwt_simple_options() -> VerificationOptions {
+    VerificationOptions {
+        reject_before: None,
+        // Skips jwt-simple's `iat` and `nbf` checks; their `now + tolerance` is an unchecked add.
+        accept_future: true,
+        required_subject: None,
+        required_key_id: None,
+        // Without a required type jwt-simple still refuses a `typ` that is not JWT or `*+jwt`;
+        // token::parse refuses exactly those first.
+        required_signature_type: None,
+        required_content_type: None,
+        required_nonce: None,
+        allowed_issuers: None,
+        allowed_audiences: None,
+        // With `now` fixed at 0 and no tolerance, the only time check left, `exp`, reads
+        // `0 >= 0 && 0 - 0 <= exp`: true for every `exp`, with nothing to overflow. The fixed time
+        // also keeps jwt-simple from reading the clock; the caller's `now` is the only clock.
+        time_tolerance: Some(Duration::from_secs(0)),
+        artificial_time: Some(UnixTimeStamp::from_secs(0)),
+        max_validity: None,
+        // token::parse already refused anything longer.
+        max_token_length: Some(MAX_TOKEN_BYTES),
+        max_header_length: Some(MAX_TOKEN_BYTES),
     }
 }
 
 /// The checks that need no key: algorithm allowed, `iss`, `aud`, times, lifetime. They run first,
 /// so a token that fails them never costs a signature check or a key refetch.
-pub fn check_claims(_token: &Token<'_>, _provider: &Provider, _now: u64) -> Result<(), Failure> {
-    Err(Failure::BadSignature)
+///
+/// Times follow Envoy's jwt_authn: a token is expired only once `now > exp + skew`, so it is still
+/// valid at exactly `exp + skew`. All arithmetic saturates.
+pub fn check_claims(token: &Token<'_>, provider: &Provider, now: u64) -> Result<(), Failure> {
+    if !provider.algorithms.contains(&token.header.alg) {
+        return Err(Failure::AlgNotAllowed);
+    }
+    if token.registered.iss.as_deref() != Some(provider.issuer.as_str()) {
+        return Err(Failure::IssuerNotConfigured);
+    }
+    if !token
+        .registered
+        .aud
+        .iter()
+        .any(|aud| provider.audiences.contains(aud))
+    {
+        return Err(Failure::AudienceNotAllowed);
+    }
+
+    let skew = provider.clock_skew_seconds;
+    let registered = &token.registered;
+    match registered.exp {
+        None if provider.require_expiration => return Err(Failure::ExpirationMissing),
+        Some(exp) if now > exp.saturating_add(skew) => return Err(Failure::Expired),
+        _ => {}
+    }
+    let latest_acceptable_start = now.saturating_add(skew);
+    if registered
+        .nbf
+        .is_some_and(|nbf| nbf > latest_acceptable_start)
+    {
+        return Err(Failure::NotYetValid);
+    }
+    if registered
+        .iat
+        .is_some_and(|iat| iat > latest_acceptable_start)
+    {
+        return Err(Failure::IssuedInFuture);
+    }
+    if let (Some(max), Some(exp)) = (provider.max_lifetime_seconds, registered.exp) {
+        let start = registered.iat.or(registered.nbf).unwrap_or(now);
+        if exp.saturating_sub(start) > max {
+            return Err(Failure::LifetimeTooLong);
+        }
+    }
+    Ok(())
 }
 
 /// Selects the key by `kid` (or tries each fitting key when the token has none) and checks the
 /// signature. [`Failure::UnknownKid`] tells the caller a key refetch may help.
+///
+/// The key type must fit the token's `alg` before any cryptography runs, so an ES256 token never
+/// reaches an RSA key, nor an RS256 token an EC key.
 pub fn check_signature(
-    _token: &Token<'_>,
-    _keys: &KeySet,
-    _crypto: &dyn SignatureCheck,
+    token: &Token<'_>,
+    keys: &KeySet,
+    crypto: &dyn SignatureCheck,
 ) -> Result<(), Failure> {
-    Err(Failure::BadSignature)
+    let alg = token.header.alg;
+    let candidates: Vec<&Key> = match &token.header.kid {
+        Some(kid) => {
+            let named: Vec<&Key> = keys
+                .keys
+                .iter()
+                .filter(|key| key.kid.as_deref() == Some(kid.as_str()))
+                .collect();
+            if named.is_empty() {
+                return Err(Failure::UnknownKid);
+            }
+            named.into_iter().filter(|key| key.fits(alg)).collect()
+        }
+        None => keys.keys.iter().filter(|key| key.fits(alg)).collect(),
+    };
+    if candidates.is_empty() {
+        return Err(Failure::NoFittingKey);
+    }
+    if candidates.iter().any(|key| crypto.check(alg, key, token)) {
+        Ok(())
+    } else {
+        Err(Failure::BadSignature)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use std::cell::RefCell;
+
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine as _;
+    use jwt_simple::prelude::*;
+    use serde_json::{json, Value};
+
+    use super::*;
+    use crate::config::KeySource;
+    use crate::jwks::parse_jwks;
+    use crate::jwks::test_support::*;
+    use crate::token::parse;
+
+    const ISSUER: &str = "https://issuer.example";
+
+    fn provider() -> Provider {
+        Provider {
+            name: "test".into(),
+            issuer: ISSUER.into(),
+            audiences: vec!["api".into(), "other".into()],
+            algorithms: Alg::ALL.to_vec(),
+            keys: KeySource::Local {
+                jwks: String::new(),
+            },
+            token_sources: Vec::new(),
+            forward: false,
+            forward_payload_header: None,
+            claim_to_headers: Vec::new(),
+            clock_skew_seconds: 60,
+            max_lifetime_seconds: None,
+            require_expiration: true,
+        }
+    }
+
+    /// An unsigned token (dummy signature) with this header and payload; enough for claims.
+    fn unsigned(header: &Value, payload: &Value) -> String {
+        format!(
+            "{}.{}.c2ln",
+            URL_SAFE_NO_PAD.encode(header.to_string()),
+            URL_SAFE_NO_PAD.encode(payload.to_string())
+        )
+    }
+
+    /// check_claims on an RS256 token with `payload`.
+    fn claims(payload: Value, provider: &Provider, now: u64) -> Result<(), Failure> {
+        let raw = unsigned(&json!({"alg": "RS256"}), &payload);
+        check_claims(&parse(&raw).unwrap(), provider, now)
+    }
+
+    /// A payload that passes every check at `now` = 1000 with the default provider.
+    fn good_payload() -> Value {
+        json!({"iss": ISSUER, "aud": "api", "exp": 2000, "iat": 900, "nbf": 900})
+    }
+
+    fn with(mut payload: Value, name: &str, value: Value) -> Value {
+        payload[name] = value;
+        payload
+    }
+
+    fn without(mut payload: Value, name: &str) -> Value {
+        payload.as_object_mut().unwrap().remove(name);
+        payload
+    }
+
+    // A token meeting every claim check is accepted.
+    #[test]
+    fn claims_accepted() {
+        assert_eq!(claims(good_payload(), &provider(), 1000), Ok(()));
+    }
+
+    // The token's alg must be one the provider allows.
+    #[test]
+    fn alg_must_be_allowed() {
+        let provider = Provider {
+            algorithms: vec![Alg::ES256],
+            ..provider()
+        };
+        assert_eq!(
+            claims(good_payload(), &provider, 1000),
+            Err(Failure::AlgNotAllowed)
+        );
+    }
+
+    // iss must equal the configured issuer exactly; a missing iss is wrong too.
+    #[test]
+    fn issuer_must_match_exactly() {
+        for iss in [
+            json!("https://issuer.example/"),
+            json!("HTTPS://ISSUER.EXAMPLE"),
+            json!("https://other.example"),
+            json!(""),
+        ] {
+            assert_eq!(
+                claims(with(good_payload(), "iss", iss.clone()), &provider(), 1000),
+                Err(Failure::IssuerNotConfigured),
+                "{iss}"
+            );
+        }
+        assert_eq!(
+            claims(without(good_payload(), "iss"), &provider(), 1000),
+            Err(Failure::IssuerNotConfigured)
+        );
+    }
+
+    // aud must contain one of the provider's audiences; missing or empty aud is refused.
+    #[test]
+    fn audience_must_match() {
+        for aud in [json!(["x", "other"]), json!("other"), json!(["api"])] {
+            assert_eq!(
+                claims(with(good_payload(), "aud", aud.clone()), &provider(), 1000),
+                Ok(()),
+                "{aud}"
+            );
+        }
+        for aud in [json!("API"), json!(["x", "y"]), json!([]), json!("")] {
+            assert_eq!(
+                claims(with(good_payload(), "aud", aud.clone()), &provider(), 1000),
+                Err(Failure::AudienceNotAllowed),
+                "{aud}"
+            );
+        }
+        assert_eq!(
+            claims(without(good_payload(), "aud"), &provider(), 1000),
+            Err(Failure::AudienceNotAllowed)
+        );
+    }
+
+    // Checks run in order: alg, then iss, then aud, then times.
+    #[test]
+    fn check_order() {
+        let everything_wrong = json!({"iss": "x", "aud": "x", "exp": 1});
+        let only_es256 = Provider {
+            algorithms: vec![Alg::ES256],
+            ..provider()
+        };
+        assert_eq!(
+            claims(everything_wrong.clone(), &only_es256, 1000),
+            Err(Failure::AlgNotAllowed)
+        );
+        assert_eq!(
+            claims(everything_wrong, &provider(), 1000),
+            Err(Failure::IssuerNotConfigured)
+        );
+        assert_eq!(
+            claims(
+                json!({"iss": ISSUER, "aud": "x", "exp": 1}),
+                &provider(),
+                1000
+            ),
+            Err(Failure::AudienceNotAllowed)
+        );
+        // Expired wins over not-yet-valid and issued-in-future.
+        let all_times_wrong =
+            json!({"iss": ISSUER, "aud": "api", "exp": 1, "nbf": 5000, "iat": 5000});
+        assert_eq!(
+            claims(all_times_wrong, &provider(), 1000),
+            Err(Failure::Expired)
+        );
+        let future = json!({"iss": ISSUER, "aud": "api", "exp": 9000, "nbf": 5000, "iat": 5000});
+        assert_eq!(claims(future, &provider(), 1000), Err(Failure::NotYetValid));
+    }
+
+    // exp is required when the provider says so, optional otherwise.
+    #[test]
+    fn expiration_required() {
+        assert_eq!(
+            claims(without(good_payload(), "exp"), &provider(), 1000),
+            Err(Failure::ExpirationMissing)
+        );
+        let lenient = Provider {
+            require_expiration: false,
+            ..provider()
+        };
+        assert_eq!(
+            claims(without(good_payload(), "exp"), &lenient, 1000),
+            Ok(())
+        );
+    }
+
+    // Expired iff now > exp + skew: valid at exp + skew - 1 and exp + skew, expired one later.
+    #[test]
+    fn exp_boundary() {
+        let payload = with(good_payload(), "exp", json!(2000));
+        assert_eq!(claims(payload.clone(), &provider(), 2059), Ok(()));
+        assert_eq!(claims(payload.clone(), &provider(), 2060), Ok(()));
+        assert_eq!(
+            claims(payload.clone(), &provider(), 2061),
+            Err(Failure::Expired)
+        );
+        let no_skew = Provider {
+            clock_skew_seconds: 0,
+            ..provider()
+        };
+        assert_eq!(claims(payload.clone(), &no_skew, 1999), Ok(()));
+        assert_eq!(claims(payload.clone(), &no_skew, 2000), Ok(()));
+        assert_eq!(claims(payload, &no_skew, 2001), Err(Failure::Expired));
+    }
+
+    // Not yet valid iff nbf > now + skew: refused at nbf - skew - 1, valid from nbf - skew.
+    #[test]
+    fn nbf_boundary() {
+        let payload = without(with(good_payload(), "nbf", json!(1500)), "iat");
+        assert_eq!(
+            claims(payload.clone(), &provider(), 1439),
+            Err(Failure::NotYetValid)
+        );
+        assert_eq!(claims(payload.clone(), &provider(), 1440), Ok(()));
+        assert_eq!(claims(payload, &provider(), 1441), Ok(()));
+    }
+
+    // Issued in the future iff iat > now + skew: refused at iat - skew - 1, valid from iat - skew.
+    #[test]
+    fn iat_boundary() {
+        let payload = without(with(good_payload(), "iat", json!(1500)), "nbf");
+        assert_eq!(
+            claims(payload.clone(), &provider(), 1439),
+            Err(Failure::IssuedInFuture)
+        );
+        assert_eq!(claims(payload.clone(), &provider(), 1440), Ok(()));
+        assert_eq!(claims(payload, &provider(), 1441), Ok(()));
+    }
+
+    // Lifetime exp - iat may equal the maximum but not exceed it.
+    #[test]
+    fn max_lifetime_boundary_with_iat() {
+        let provider = Provider {
+            max_lifetime_seconds: Some(3600),
+            ..provider()
+        };
+        for (exp, expected) in [
+            (900 + 3599, Ok(())),
+            (900 + 3600, Ok(())),
+            (900 + 3601, Err(Failure::LifetimeTooLong)),
+        ] {
+            let payload = with(good_payload(), "exp", json!(exp));
+            assert_eq!(claims(payload, &provider, 1000), expected, "exp {exp}");
+        }
+    }
+
+    // Without iat the lifetime starts at nbf; without either it starts now.
+    #[test]
+    fn max_lifetime_start() {
+        let provider = Provider {
+            max_lifetime_seconds: Some(3600),
+            ..provider()
+        };
+        let from_nbf = without(good_payload(), "iat");
+        assert_eq!(
+            claims(with(from_nbf.clone(), "exp", json!(4500)), &provider, 1000),
+            Ok(())
+        );
+        assert_eq!(
+            claims(with(from_nbf, "exp", json!(4501)), &provider, 1000),
+            Err(Failure::LifetimeTooLong)
+        );
+        let from_now = without(without(good_payload(), "iat"), "nbf");
+        assert_eq!(
+            claims(with(from_now.clone(), "exp", json!(4600)), &provider, 1000),
+            Ok(())
+        );
+        assert_eq!(
+            claims(with(from_now, "exp", json!(4601)), &provider, 1000),
+            Err(Failure::LifetimeTooLong)
+        );
+        // iat takes precedence over nbf.
+        let both = json!({"iss": ISSUER, "aud": "api", "iat": 500, "nbf": 1000, "exp": 4101});
+        assert_eq!(claims(both, &provider, 1000), Err(Failure::LifetimeTooLong));
+        // No lifetime limit without exp.
+        let lenient = Provider {
+            require_expiration: false,
+            ..provider
+        };
+        assert_eq!(
+            claims(without(good_payload(), "exp"), &lenient, 1000),
+            Ok(())
+        );
+    }
+
+    // Extreme values saturate instead of overflowing or panicking.
+    #[test]
+    fn extreme_times_do_not_overflow() {
+        let max = u64::MAX;
+        let huge_skew = Provider {
+            clock_skew_seconds: max,
+            max_lifetime_seconds: Some(max),
+            ..provider()
+        };
+        let payload = json!({"iss": ISSUER, "aud": "api", "exp": max, "nbf": max, "iat": max});
+        assert_eq!(claims(payload.clone(), &huge_skew, max), Ok(()));
+        assert_eq!(claims(payload.clone(), &huge_skew, 0), Ok(()));
+        assert_eq!(claims(payload, &provider(), max), Ok(()));
+        let limited = Provider {
+            max_lifetime_seconds: Some(3600),
+            ..provider()
+        };
+        let forever = json!({"iss": ISSUER, "aud": "api", "exp": max, "iat": 0});
+        assert_eq!(claims(forever, &limited, 0), Err(Failure::LifetimeTooLong));
+        let past = json!({"iss": ISSUER, "aud": "api", "exp": 0, "iat": max});
+        assert_eq!(
+            claims(past, &huge_skew, max),
+            Ok(()),
+            "exp + skew saturates at u64::MAX, and now == u64::MAX is not after it"
+        );
+    }
+
+    /// A SignatureCheck that records which keys it was asked about, then asks jwt-simple.
+    #[derive(Default)]
+    struct RecordingCrypto {
+        checked: RefCell<Vec<Option<String>>>,
+    }
+
+    impl SignatureCheck for RecordingCrypto {
+        fn check(&self, alg: Alg, key: &Key, token: &crate::token::Token<'_>) -> bool {
+            assert!(key.fits(alg), "a key that does not fit reached the crypto");
+            self.checked.borrow_mut().push(key.kid.clone());
+            PureRustCrypto.check(alg, key, token)
+        }
+    }
+
+    fn key_set(jwks: Vec<Value>) -> KeySet {
+        let (set, skipped) = parse_jwks(&crate::jwks::test_support::jwks(jwks)).unwrap();
+        assert!(skipped.is_empty(), "{skipped:?}");
+        set
+    }
+
+    fn signature(raw: &str, keys: &KeySet) -> Result<(), Failure> {
+        check_signature(&parse(raw).unwrap(), keys, &PureRustCrypto)
+    }
+
+    fn test_claims() -> JWTClaims<NoCustomClaims> {
+        Claims::create(Duration::from_hours(1))
+            .with_issuer(ISSUER)
+            .with_audience("api")
+    }
+
+    fn rsa_pair<P>(from_pem: fn(&str) -> Result<P, jwt_simple::Error>, pem: &str) -> P {
+        from_pem(pem).unwrap()
+    }
+
+    // RS256, RS384, RS512, PS256, PS384 and PS512 tokens verify with the matching RSA key.
+    #[test]
+    fn valid_rsa_signatures() {
+        let keys = key_set(vec![rsa_jwk(RSA_A_PEM, json!({"kid": "a"}))]);
+        let tokens = [
+            rsa_pair(RS256KeyPair::from_pem, RSA_A_PEM)
+                .with_key_id("a")
+                .sign(test_claims())
+                .unwrap(),
+            rsa_pair(RS384KeyPair::from_pem, RSA_A_PEM)
+                .with_key_id("a")
+                .sign(test_claims())
+                .unwrap(),
+            rsa_pair(RS512KeyPair::from_pem, RSA_A_PEM)
+                .with_key_id("a")
+                .sign(test_claims())
+                .unwrap(),
+            rsa_pair(PS256KeyPair::from_pem, RSA_A_PEM)
+                .with_key_id("a")
+                .sign(test_claims())
+                .unwrap(),
+            rsa_pair(PS384KeyPair::from_pem, RSA_A_PEM)
+                .with_key_id("a")
+                .sign(test_claims())
+                .unwrap(),
+            rsa_pair(PS512KeyPair::from_pem, RSA_A_PEM)
+                .with_key_id("a")
+                .sign(test_claims())
+                .unwrap(),
+        ];
+        for raw in &tokens {
+            assert_eq!(
+                signature(raw, &keys),
+                Ok(()),
+                "{}",
+                parse(raw).unwrap().header.alg.name()
+            );
+        }
+        let keys_3072 = key_set(vec![rsa_jwk(RSA_3072_PEM, json!({}))]);
+        let raw = rsa_pair(RS256KeyPair::from_pem, RSA_3072_PEM)
+            .sign(test_claims())
+            .unwrap();
+        assert_eq!(signature(&raw, &keys_3072), Ok(()));
+    }
+
+    // ES256, ES384 and EdDSA tokens verify with the matching key.
+    #[test]
+    fn valid_ec_and_eddsa_signatures() {
+        let p256 = ES256KeyPair::generate().with_key_id("p256");
+        let p384 = ES384KeyPair::generate().with_key_id("p384");
+        let ed = Ed25519KeyPair::generate().with_key_id("ed");
+        let keys = key_set(vec![
+            p256_jwk(&p256, json!({"kid": "p256"})),
+            p384_jwk(&p384, json!({"kid": "p384"})),
+            ed25519_jwk(&ed, json!({"kid": "ed"})),
+        ]);
+        assert_eq!(signature(&p256.sign(test_claims()).unwrap(), &keys), Ok(()));
+        assert_eq!(signature(&p384.sign(test_claims()).unwrap(), &keys), Ok(()));
+        assert_eq!(signature(&ed.sign(test_claims()).unwrap(), &keys), Ok(()));
+    }
+
+    /// Replaces the payload segment of `raw`.
+    fn with_payload_segment(raw: &str, payload_segment: &str) -> String {
+        let parts: Vec<&str> = raw.split('.').collect();
+        format!("{}.{}.{}", parts[0], payload_segment, parts[2])
+    }
+
+    // A token whose payload was changed after signing fails verification.
+    #[test]
+    fn tampered_payload_fails() {
+        let pair = ES256KeyPair::generate();
+        let keys = key_set(vec![p256_jwk(&pair, json!({}))]);
+        let raw = pair.sign(test_claims().with_subject("alice")).unwrap();
+        let payload = parse(&raw).unwrap().claims;
+        let mut forged = Value::Object(payload);
+        forged["sub"] = json!("mallory");
+        let tampered = with_payload_segment(&raw, &URL_SAFE_NO_PAD.encode(forged.to_string()));
+        assert_eq!(signature(&tampered, &keys), Err(Failure::BadSignature));
+    }
+
+    // The same claims encoded differently (whitespace, member order) fail: the signature covers
+    // the raw received bytes, not the JSON they mean.
+    #[test]
+    fn equivalent_reencoded_payload_fails() {
+        let pair = rsa_pair(RS256KeyPair::from_pem, RSA_A_PEM);
+        let keys = key_set(vec![rsa_jwk(RSA_A_PEM, json!({}))]);
+        let raw = pair.sign(test_claims()).unwrap();
+        assert_eq!(signature(&raw, &keys), Ok(()));
+        let original = parse(&raw).unwrap();
+        let claims = Value::Object(original.claims.clone());
+        let pretty = serde_json::to_string_pretty(&claims).unwrap();
+        let spaced = with_payload_segment(&raw, &URL_SAFE_NO_PAD.encode(&pretty));
+        assert_eq!(parse(&spaced).unwrap().claims, original.claims);
+        assert_eq!(signature(&spaced, &keys), Err(Failure::BadSignature));
+        let mut members: Vec<_> = original.claims.iter().collect();
+        members.reverse();
+        let reordered: String = format!(
+            "{{{}}}",
+            members
+                .iter()
+                .map(|(name, value)| format!("{}:{}", json!(name), value))
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+        let reordered = with_payload_segment(&raw, &URL_SAFE_NO_PAD.encode(reordered));
+        assert_eq!(parse(&reordered).unwrap().claims, original.claims);
+        assert_eq!(signature(&reordered, &keys), Err(Failure::BadSignature));
+    }
+
+    // An ES256 token never reaches RSA keys, nor an RS256 token an EC key: no crypto runs.
+    #[test]
+    fn key_type_must_fit_before_crypto() {
+        let rsa_keys = key_set(vec![
+            rsa_jwk(RSA_A_PEM, json!({"kid": "a"})),
+            rsa_jwk(RSA_B_PEM, json!({})),
+        ]);
+        let es256 = ES256KeyPair::generate().sign(test_claims()).unwrap();
+        let crypto = RecordingCrypto::default();
+        assert_eq!(
+            check_signature(&parse(&es256).unwrap(), &rsa_keys, &crypto),
+            Err(Failure::NoFittingKey)
+        );
+        let pair = ES256KeyPair::generate();
+        let ec_keys = key_set(vec![p256_jwk(&pair, json!({"kid": "a"}))]);
+        let rs256 = rsa_pair(RS256KeyPair::from_pem, RSA_A_PEM)
+            .with_key_id("a")
+            .sign(test_claims())
+            .unwrap();
+        assert_eq!(
+            check_signature(&parse(&rs256).unwrap(), &ec_keys, &crypto),
+            Err(Failure::NoFittingKey)
+        );
+        // ES384 does not fit a P-256 key either.
+        let es384 = ES384KeyPair::generate().sign(test_claims()).unwrap();
+        assert_eq!(
+            check_signature(&parse(&es384).unwrap(), &ec_keys, &crypto),
+            Err(Failure::NoFittingKey)
+        );
+        assert!(crypto.checked.borrow().is_empty());
+    }
+
+    // With a kid, only the keys carrying it are tried, and the right one verifies.
+    #[test]
+    fn kid_selects_the_key() {
+        let p256 = ES256KeyPair::generate();
+        let keys = key_set(vec![
+            rsa_jwk(RSA_A_PEM, json!({"kid": "a"})),
+            rsa_jwk(RSA_B_PEM, json!({"kid": "b"})),
+            p256_jwk(&p256, json!({"kid": "c"})),
+        ]);
+        let signed_by_b = rsa_pair(RS256KeyPair::from_pem, RSA_B_PEM)
+            .with_key_id("b")
+            .sign(test_claims())
+            .unwrap();
+        let crypto = RecordingCrypto::default();
+        assert_eq!(
+            check_signature(&parse(&signed_by_b).unwrap(), &keys, &crypto),
+            Ok(())
+        );
+        assert_eq!(*crypto.checked.borrow(), [Some("b".to_string())]);
+
+        // Signed by a but claiming b: only b is tried, so it fails.
+        let lying = rsa_pair(RS256KeyPair::from_pem, RSA_A_PEM)
+            .with_key_id("b")
+            .sign(test_claims())
+            .unwrap();
+        let crypto = RecordingCrypto::default();
+        assert_eq!(
+            check_signature(&parse(&lying).unwrap(), &keys, &crypto),
+            Err(Failure::BadSignature)
+        );
+        assert_eq!(*crypto.checked.borrow(), [Some("b".to_string())]);
+    }
+
+    // A kid that is not in the set is UnknownKid (a refetch may help); a kid naming a key of
+    // another type is NoFittingKey.
+    #[test]
+    fn unknown_kid_and_misfitting_kid() {
+        let p256 = ES256KeyPair::generate();
+        let keys = key_set(vec![
+            rsa_jwk(RSA_A_PEM, json!({"kid": "a"})),
+            p256_jwk(&p256, json!({"kid": "c"})),
+            rsa_jwk(RSA_B_PEM, json!({})),
+        ]);
+        let unknown = rsa_pair(RS256KeyPair::from_pem, RSA_B_PEM)
+            .with_key_id("z")
+            .sign(test_claims())
+            .unwrap();
+        assert_eq!(signature(&unknown, &keys), Err(Failure::UnknownKid));
+        let misfit = rsa_pair(RS256KeyPair::from_pem, RSA_A_PEM)
+            .with_key_id("c")
+            .sign(test_claims())
+            .unwrap();
+        assert_eq!(signature(&misfit, &keys), Err(Failure::NoFittingKey));
+        let empty = KeySet::default();
+        assert_eq!(signature(&unknown, &empty), Err(Failure::UnknownKid));
+    }
+
+    // Several keys may share a kid; each of them is tried.
+    #[test]
+    fn shared_kid_tries_each_key() {
+        let keys = key_set(vec![
+            rsa_jwk(RSA_A_PEM, json!({"kid": "same"})),
+            rsa_jwk(RSA_B_PEM, json!({"kid": "same"})),
+        ]);
+        let raw = rsa_pair(RS256KeyPair::from_pem, RSA_B_PEM)
+            .with_key_id("same")
+            .sign(test_claims())
+            .unwrap();
+        let crypto = RecordingCrypto::default();
+        assert_eq!(
+            check_signature(&parse(&raw).unwrap(), &keys, &crypto),
+            Ok(())
+        );
+        assert_eq!(crypto.checked.borrow().len(), 2);
+    }
+
+    // Without a kid every fitting key is tried, and only fitting ones.
+    #[test]
+    fn kidless_token_tries_every_fitting_key() {
+        let p256 = ES256KeyPair::generate();
+        let keys = key_set(vec![
+            p256_jwk(&p256, json!({"kid": "ec"})),
+            rsa_jwk(RSA_A_PEM, json!({"kid": "a"})),
+            rsa_jwk(RSA_B_PEM, json!({"kid": "b"})),
+        ]);
+        let raw = rsa_pair(RS256KeyPair::from_pem, RSA_B_PEM)
+            .sign(test_claims())
+            .unwrap();
+        assert_eq!(parse(&raw).unwrap().header.kid, None);
+        let crypto = RecordingCrypto::default();
+        assert_eq!(
+            check_signature(&parse(&raw).unwrap(), &keys, &crypto),
+            Ok(())
+        );
+        assert_eq!(
+            *crypto.checked.borrow(),
+            [Some("a".to_string()), Some("b".to_string())]
+        );
+
+        let stranger = ES256KeyPair::generate().sign(test_claims()).unwrap();
+        let crypto = RecordingCrypto::default();
+        assert_eq!(
+            check_signature(&parse(&stranger).unwrap(), &keys, &crypto),
+            Err(Failure::BadSignature)
+        );
+        assert_eq!(*crypto.checked.borrow(), [Some("ec".to_string())]);
+    }
+
+    // A JWK that pins alg only verifies tokens of that alg.
+    #[test]
+    fn jwk_alg_pinning() {
+        let ps256 = rsa_pair(PS256KeyPair::from_pem, RSA_A_PEM)
+            .sign(test_claims())
+            .unwrap();
+        let pinned_rs256 = key_set(vec![rsa_jwk(RSA_A_PEM, json!({"alg": "RS256"}))]);
+        assert_eq!(signature(&ps256, &pinned_rs256), Err(Failure::NoFittingKey));
+        let pinned_ps256 = key_set(vec![rsa_jwk(RSA_A_PEM, json!({"alg": "PS256"}))]);
+        assert_eq!(signature(&ps256, &pinned_ps256), Ok(()));
+        let unpinned = key_set(vec![rsa_jwk(RSA_A_PEM, json!({}))]);
+        assert_eq!(signature(&ps256, &unpinned), Ok(()));
+    }
+
+    // A signature made with one RSA padding does not pass as the other.
+    #[test]
+    fn rs_and_ps_are_not_interchangeable() {
+        let keys = key_set(vec![rsa_jwk(RSA_A_PEM, json!({}))]);
+        let rs256 = rsa_pair(RS256KeyPair::from_pem, RSA_A_PEM)
+            .sign(test_claims())
+            .unwrap();
+        let parts: Vec<&str> = rs256.split('.').collect();
+        let ps_header = URL_SAFE_NO_PAD.encode(r#"{"alg":"PS256","typ":"JWT"}"#);
+        let relabelled = format!("{ps_header}.{}.{}", parts[1], parts[2]);
+        assert_eq!(signature(&relabelled, &keys), Err(Failure::BadSignature));
+    }
+
+    #[derive(Serialize, Deserialize)]
+    struct Times {
+        exp: u64,
+        nbf: u64,
+        iat: u64,
+    }
+
+    // jwt-simple's own time checks never refuse a token: times belong to check_claims alone.
+    #[test]
+    fn jwt_simple_time_checks_are_neutralised() {
+        let pair = ES256KeyPair::generate();
+        let keys = key_set(vec![p256_jwk(&pair, json!({}))]);
+        for (exp, nbf, iat) in [(0, u64::MAX, u64::MAX), (1, 0, 0), (u64::MAX, u64::MAX, 0)] {
+            let mut claims =
+                Claims::with_custom_claims(Times { exp, nbf, iat }, Duration::from_secs(1));
+            claims.expires_at = None;
+            claims.invalid_before = None;
+            claims.issued_at = None;
+            let raw = pair.sign(claims).unwrap();
+            let token = parse(&raw).unwrap();
+            assert_eq!(token.registered.exp, Some(exp));
+            assert_eq!(
+                check_signature(&token, &keys, &PureRustCrypto),
+                Ok(()),
+                "{exp} {nbf} {iat}"
+            );
+        }
+    }
+
+    // A typ ending in +jwt is accepted by jwt-simple as by token::parse.
+    #[test]
+    fn at_jwt_type_verifies() {
+        let pair = ES256KeyPair::generate();
+        let keys = key_set(vec![p256_jwk(&pair, json!({}))]);
+        let raw = pair
+            .sign_with_options(
+                test_claims(),
+                &HeaderOptions {
+                    signature_type: Some("at+jwt".into()),
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+        assert_eq!(parse(&raw).unwrap().header.typ.as_deref(), Some("at+jwt"));
+        assert_eq!(signature(&raw, &keys), Ok(()));
+    }
+
+    // PureRustCrypto refuses a key that does not fit the alg even if asked directly.
+    #[test]
+    fn pure_rust_crypto_refuses_misfit() {
+        let pair = ES256KeyPair::generate();
+        let keys = key_set(vec![p256_jwk(&pair, json!({}))]);
+        let raw = pair.sign(test_claims()).unwrap();
+        let token = parse(&raw).unwrap();
+        assert!(PureRustCrypto.check(Alg::ES256, &keys.keys[0], &token));
+        assert!(!PureRustCrypto.check(Alg::ES384, &keys.keys[0], &token));
+        assert!(!PureRustCrypto.check(Alg::RS256, &keys.keys[0], &token));
+    }
+
+    // Writes the RSA test keys once; RSA key generation is too slow to repeat on every run.
+    #[test]
+    #[ignore = "writes tests/fixtures/keys/; run once by hand"]
+    fn generate_rsa_fixture_keys() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/keys");
+        std::fs::create_dir_all(&dir).unwrap();
+        for (name, bits) in [
+            ("rsa-2048-a.pem", 2048),
+            ("rsa-2048-b.pem", 2048),
+            ("rsa-3072.pem", 3072),
+        ] {
+            let pem = RS256KeyPair::generate(bits).unwrap().to_pem().unwrap();
+            std::fs::write(dir.join(name), pem).unwrap();
+        }
+    }
 }
