@@ -8,7 +8,9 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 
 use crate::extract::TokenSource;
+use crate::json::{self, StrictJsonError};
 use crate::jwks::Alg;
+use crate::uri;
 
 /// Index of a provider in [`Config::providers`].
 pub type ProviderId = usize;
@@ -211,8 +213,15 @@ impl Config {
     /// Parses and validates the plugin configuration.
     pub fn from_json(json: &[u8]) -> Result<Config, ConfigError> {
         // serde_json's message names line and column only, never the input.
-        let value: Value = serde_json::from_slice(json)
-            .map_err(|e| ConfigError::new(ROOT, format!("not valid JSON: {e}")))?;
+        let value: Value = json::parse_strict(json).map_err(|e| match e {
+            StrictJsonError::DuplicateName(name) => ConfigError::new(
+                ROOT,
+                format!("member name {} appears twice in one object", quoted(&name)),
+            ),
+            StrictJsonError::Syntax(message) => {
+                ConfigError::new(ROOT, format!("not valid JSON: {message}"))
+            }
+        })?;
         compile(&Node {
             value: &value,
             path: ROOT.into(),
@@ -591,7 +600,7 @@ fn compile_key_source(object: &Object<'_>, issuer: &Node<'_>) -> Result<KeySourc
                 .required("http_uri")?
                 .object(&["uri", "cluster", "timeout"])?;
             let uri_node = http_uri.required("uri")?;
-            let url = parse_http_url(uri_node.non_empty_string()?)
+            let url = uri::parse_http_url(uri_node.non_empty_string()?)
                 .map_err(|message| uri_node.error(message))?;
             Ok(KeySource::Remote {
                 jwks: HttpFetch {
@@ -618,7 +627,7 @@ fn compile_key_source(object: &Object<'_>, issuer: &Node<'_>) -> Result<KeySourc
                 .to_owned();
             let timeout_ms = timeout_ms(&discovery)?;
             let cache_duration_seconds = cache_duration_seconds(&discovery)?;
-            let url = parse_http_url(issuer.string()?).map_err(|message| {
+            let url = uri::parse_http_url(issuer.string()?).map_err(|message| {
                 issuer.error(format!(
                     "{message}; oidc_discovery needs the issuer to be an absolute http:// or \
                      https:// URL"
@@ -674,11 +683,14 @@ fn cache_duration_seconds(object: &Object<'_>) -> Result<u64, ConfigError> {
 
 fn compile_token_sources(object: &Object<'_>) -> Result<Vec<TokenSource>, ConfigError> {
     let mut sources = Vec::new();
+    // As in jwt_authn, the Bearer default applies only when neither list is given: a provider
+    // configured with only query parameters means only those.
     match object.get("from_headers") {
-        None => sources.push(TokenSource::Header {
+        None if object.get("from_params").is_none() => sources.push(TokenSource::Header {
             name: "authorization".into(),
             value_prefix: "Bearer ".into(),
         }),
+        None => {}
         Some(list) => {
             for item in list.array()? {
                 let entry = item.object(&["name", "value_prefix"])?;
@@ -772,106 +784,6 @@ fn claim_path(node: &Node<'_>) -> Result<Vec<String>, ConfigError> {
             .collect(),
         _ => Err(node.wrong_type("a claim name (\"realm_access.roles\") or an array of names")),
     }
-}
-
-/// An absolute http(s) URL split into what an Envoy callout needs.
-#[derive(Debug)]
-struct HttpUrl {
-    /// host[:port] as written.
-    authority: String,
-    /// The path as written; may be empty.
-    path: String,
-    query: Option<String>,
-}
-
-impl HttpUrl {
-    fn path_and_query(&self) -> String {
-        let path = if self.path.is_empty() {
-            "/"
-        } else {
-            &self.path
-        };
-        match &self.query {
-            Some(query) => format!("{path}?{query}"),
-            None => path.to_owned(),
-        }
-    }
-}
-
-/// Parses an absolute http(s) URL. Messages never repeat the URL: it might hold a password.
-fn parse_http_url(text: &str) -> Result<HttpUrl, String> {
-    const EXPECTED: &str = "expected an absolute http:// or https:// URL";
-    if !text.chars().all(|c| c.is_ascii_graphic()) {
-        return Err(format!(
-            "contains whitespace, control or non-ASCII characters; {EXPECTED}"
-        ));
-    }
-    if text.contains('#') {
-        return Err("must not have a fragment (\"#...\")".to_owned());
-    }
-    let Some((scheme, rest)) = text.split_once("://") else {
-        return Err(EXPECTED.to_owned());
-    };
-    if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
-        return Err(EXPECTED.to_owned());
-    }
-    let end = rest.find(['/', '?']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at_checked(end).unwrap_or((rest, ""));
-    check_authority(authority)?;
-    let (path, query) = match tail.split_once('?') {
-        Some((path, query)) => (path, Some(query.to_owned())),
-        None => (tail, None),
-    };
-    Ok(HttpUrl {
-        authority: authority.to_owned(),
-        path: path.to_owned(),
-        query,
-    })
-}
-
-fn check_authority(authority: &str) -> Result<(), String> {
-    if authority.contains('@') {
-        return Err("must not contain user information (\"user:password@\")".to_owned());
-    }
-    if authority.is_empty() {
-        return Err("has no host; expected an absolute http:// or https:// URL".to_owned());
-    }
-    let port = if let Some(bracketed) = authority.strip_prefix('[') {
-        let (address, after) = bracketed
-            .split_once(']')
-            .ok_or("has an unclosed \"[\" in its host")?;
-        if address.is_empty() || !address.chars().all(|c| c.is_ascii_hexdigit() || c == ':') {
-            return Err("has an invalid IPv6 address".to_owned());
-        }
-        if after.is_empty() {
-            None
-        } else {
-            Some(
-                after
-                    .strip_prefix(':')
-                    .ok_or("has characters after its IPv6 address")?,
-            )
-        }
-    } else {
-        let (host, port) = match authority.split_once(':') {
-            Some((host, port)) => (host, Some(port)),
-            None => (authority, None),
-        };
-        let host_char = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == '_';
-        if host.is_empty() || !host.chars().all(host_char) {
-            return Err("has an invalid host name".to_owned());
-        }
-        port
-    };
-    if let Some(port) = port {
-        let valid = port.len() <= 5
-            && port.chars().all(|c| c.is_ascii_digit())
-            && matches!(port.parse::<u32>(), Ok(1..=65535));
-        if !valid {
-            return Err("has an invalid port; expected a number from 1 to 65535".to_owned());
-        }
-    }
-    Ok(())
 }
 
 /// Parses a protobuf JSON duration: decimal seconds with an `s` suffix ("5s", "0.250s").
@@ -1261,21 +1173,15 @@ mod tests {
         assert_eq!(cache, 600);
     }
 
-    // from_params alone keeps the default Authorization header source in front of it.
+    // from_params alone means only those parameters, as in jwt_authn: no implicit Bearer header.
     #[test]
-    fn params_alone_keep_default_header() {
+    fn params_alone_replace_default_header() {
         let doc = minimal_with("/providers/kc/from_params", json!(["access_token"]));
         assert_eq!(
             provider(&doc).token_sources,
-            vec![
-                TokenSource::Header {
-                    name: "authorization".into(),
-                    value_prefix: "Bearer ".into()
-                },
-                TokenSource::Param {
-                    name: "access_token".into()
-                }
-            ]
+            vec![TokenSource::Param {
+                name: "access_token".into()
+            }]
         );
     }
 
@@ -1539,6 +1445,15 @@ mod tests {
         assert_eq!(error.field, "(root)");
         assert!(error.message.contains("line 1"), "{error}");
         assert!(!error.message.contains("secret-looking-text"), "{error}");
+    }
+
+    // A repeated member name (two providers of the same name) is refused, not silently merged.
+    #[test]
+    fn duplicate_member_name() {
+        let text = br#"{"providers": {"a": {}, "a": {}}, "rules": []}"#;
+        let error = Config::from_json(text).unwrap_err();
+        assert_eq!(error.field, "(root)");
+        assert!(error.message.contains("\"a\" appears twice"), "{error}");
     }
 
     // A document that is not an object is refused at the root.

@@ -1,35 +1,112 @@
-//! Absolute http(s) URIs split into what an Envoy callout needs: `:authority` and `:path`.
+//! Absolute http(s) URLs split into what an Envoy callout needs: `:authority` and `:path`.
 
-/// Splits `http://host[:port]/path?query` into (`host[:port]`, `/path?query`). The path is `/`
-/// when empty. Userinfo, fragments, whitespace and control characters are refused, because a
-/// callout has no use for them and they hide mistakes.
-pub fn split_http_uri(uri: &str) -> Result<(String, String), String> {
-    let rest = uri
-        .strip_prefix("https://")
-        .or_else(|| uri.strip_prefix("http://"))
-        .ok_or_else(|| "must start with http:// or https://".to_string())?;
-    if uri.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err("must not contain whitespace or control characters".into());
+/// An absolute http(s) URL split into what an Envoy callout needs.
+#[derive(Debug)]
+pub struct HttpUrl {
+    /// host[:port] as written.
+    pub authority: String,
+    /// The path as written; may be empty.
+    pub path: String,
+    /// The query, without `?`.
+    pub query: Option<String>,
+}
+
+impl HttpUrl {
+    /// The `:path` of a request for this URL: `/` when the path is empty, query included.
+    pub fn path_and_query(&self) -> String {
+        let path = if self.path.is_empty() {
+            "/"
+        } else {
+            &self.path
+        };
+        match &self.query {
+            Some(query) => format!("{path}?{query}"),
+            None => path.to_owned(),
+        }
     }
-    if uri.contains('#') {
-        return Err("must not contain a fragment".into());
+}
+
+/// Parses an absolute http(s) URL. Messages never repeat the URL: it might hold a password.
+pub fn parse_http_url(text: &str) -> Result<HttpUrl, String> {
+    const EXPECTED: &str = "expected an absolute http:// or https:// URL";
+    if !text.chars().all(|c| c.is_ascii_graphic()) {
+        return Err(format!(
+            "contains whitespace, control or non-ASCII characters; {EXPECTED}"
+        ));
     }
-    let split_at = rest.find(['/', '?']).unwrap_or(rest.len());
-    let (authority, path) = rest.split_at(split_at);
-    if authority.is_empty() {
-        return Err("has no host".into());
+    if text.contains('#') {
+        return Err("must not have a fragment (\"#...\")".to_owned());
     }
-    if authority.contains('@') {
-        return Err("must not contain user information".into());
-    }
-    let path = if path.is_empty() {
-        "/".to_string()
-    } else if path.starts_with('?') {
-        format!("/{path}")
-    } else {
-        path.to_string()
+    let Some((scheme, rest)) = text.split_once("://") else {
+        return Err(EXPECTED.to_owned());
     };
-    Ok((authority.to_string(), path))
+    if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
+        return Err(EXPECTED.to_owned());
+    }
+    let end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at_checked(end).unwrap_or((rest, ""));
+    check_authority(authority)?;
+    let (path, query) = match tail.split_once('?') {
+        Some((path, query)) => (path, Some(query.to_owned())),
+        None => (tail, None),
+    };
+    Ok(HttpUrl {
+        authority: authority.to_owned(),
+        path: path.to_owned(),
+        query,
+    })
+}
+
+fn check_authority(authority: &str) -> Result<(), String> {
+    if authority.contains('@') {
+        return Err("must not contain user information (\"user:password@\")".to_owned());
+    }
+    if authority.is_empty() {
+        return Err("has no host; expected an absolute http:// or https:// URL".to_owned());
+    }
+    let port = if let Some(bracketed) = authority.strip_prefix('[') {
+        let (address, after) = bracketed
+            .split_once(']')
+            .ok_or("has an unclosed \"[\" in its host")?;
+        if address.is_empty() || !address.chars().all(|c| c.is_ascii_hexdigit() || c == ':') {
+            return Err("has an invalid IPv6 address".to_owned());
+        }
+        if after.is_empty() {
+            None
+        } else {
+            Some(
+                after
+                    .strip_prefix(':')
+                    .ok_or("has characters after its IPv6 address")?,
+            )
+        }
+    } else {
+        let (host, port) = match authority.split_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (authority, None),
+        };
+        let host_char = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == '_';
+        if host.is_empty() || !host.chars().all(host_char) {
+            return Err("has an invalid host name".to_owned());
+        }
+        port
+    };
+    if let Some(port) = port {
+        let valid = port.len() <= 5
+            && port.chars().all(|c| c.is_ascii_digit())
+            && matches!(port.parse::<u32>(), Ok(1..=65535));
+        if !valid {
+            return Err("has an invalid port; expected a number from 1 to 65535".to_owned());
+        }
+    }
+    Ok(())
+}
+
+/// Splits an absolute http(s) URL into (`:authority`, `:path`).
+pub fn split_http_uri(uri: &str) -> Result<(String, String), String> {
+    let url = parse_http_url(uri)?;
+    let path = url.path_and_query();
+    Ok((url.authority, path))
 }
 
 #[cfg(test)]

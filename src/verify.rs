@@ -172,15 +172,21 @@ pub fn check_signature(
     let alg = token.header.alg;
     let candidates: Vec<&Key> = match &token.header.kid {
         Some(kid) => {
-            let named: Vec<&Key> = keys
+            // As in jwt_authn, a key without a `kid` may verify any token; a key with another
+            // `kid` never does.
+            let mut named = keys
                 .keys
                 .iter()
                 .filter(|key| key.kid.as_deref() == Some(kid.as_str()))
-                .collect();
-            if named.is_empty() {
+                .peekable();
+            let anonymous = keys
+                .keys
+                .iter()
+                .filter(|key| key.kid.is_none() && key.fits(alg));
+            if named.peek().is_none() && anonymous.clone().next().is_none() {
                 return Err(Failure::UnknownKid);
             }
-            named.into_iter().filter(|key| key.fits(alg)).collect()
+            named.filter(|key| key.fits(alg)).chain(anonymous).collect()
         }
         None => keys.keys.iter().filter(|key| key.fits(alg)).collect(),
     };
@@ -718,7 +724,6 @@ mod tests {
         let keys = key_set(vec![
             rsa_jwk(RSA_A_PEM, json!({"kid": "a"})),
             p256_jwk(&p256, json!({"kid": "c"})),
-            rsa_jwk(RSA_B_PEM, json!({})),
         ]);
         let unknown = rsa_pair(RS256KeyPair::from_pem, RSA_B_PEM)
             .with_key_id("z")
@@ -732,6 +737,29 @@ mod tests {
         assert_eq!(signature(&misfit, &keys), Err(Failure::NoFittingKey));
         let empty = KeySet::default();
         assert_eq!(signature(&unknown, &empty), Err(Failure::UnknownKid));
+    }
+
+    // A key without a kid may verify a token with any kid (jwt_authn does the same); a key with
+    // another kid never does.
+    #[test]
+    fn key_without_kid_verifies_token_with_kid() {
+        let keys = key_set(vec![
+            rsa_jwk(RSA_A_PEM, json!({"kid": "a"})),
+            rsa_jwk(RSA_B_PEM, json!({})),
+        ]);
+        let by_b = rsa_pair(RS256KeyPair::from_pem, RSA_B_PEM)
+            .with_key_id("z")
+            .sign(test_claims())
+            .unwrap();
+        assert_eq!(signature(&by_b, &keys), Ok(()));
+        let by_a_other_kid = rsa_pair(RS256KeyPair::from_pem, RSA_A_PEM)
+            .with_key_id("z")
+            .sign(test_claims())
+            .unwrap();
+        assert_eq!(
+            signature(&by_a_other_kid, &keys),
+            Err(Failure::BadSignature)
+        );
     }
 
     // Several keys may share a kid; each of them is tried.
