@@ -56,6 +56,8 @@ pub struct Provider {
     pub max_lifetime_seconds: Option<u64>,
     /// Refuse tokens without `exp`.
     pub require_expiration: bool,
+    /// How many verified tokens are remembered; 0 turns the cache off.
+    pub jwt_cache_size: usize,
 }
 
 /// An HTTP GET the filter makes through an Envoy cluster.
@@ -181,10 +183,14 @@ const MAX_REQUIREMENT_DEPTH: usize = 8;
 const MAX_DURATION_SECONDS: u64 = 315_576_000_000;
 /// Headers whose removal or replacement would break the request itself.
 const RESERVED_HEADERS: [&str; 4] = ["host", "content-length", "transfer-encoding", "connection"];
+/// Verified tokens remembered per provider unless configured otherwise, as in jwt_authn.
+const DEFAULT_JWT_CACHE_SIZE: usize = 10_000;
+/// Upper bound on the verified-token cache, so a typo cannot exhaust the VM's memory.
+const MAX_JWT_CACHE_SIZE: u64 = 1_000_000;
 const DISCOVERY_PATH: &str = "/.well-known/openid-configuration";
 
 const TOP_FIELDS: [&str; 3] = ["providers", "rules", "max_waiting_requests"];
-const PROVIDER_FIELDS: [&str; 14] = [
+const PROVIDER_FIELDS: [&str; 15] = [
     "issuer",
     "audiences",
     "remote_jwks",
@@ -199,6 +205,7 @@ const PROVIDER_FIELDS: [&str; 14] = [
     "max_lifetime",
     "require_expiration",
     "algorithms",
+    "jwt_cache_config",
 ];
 const KEY_SOURCES: [&str; 3] = ["remote_jwks", "local_jwks", "oidc_discovery"];
 const REQUIREMENT_KINDS: [&str; 5] = [
@@ -559,6 +566,24 @@ fn compile_provider(
         }
     };
 
+    let jwt_cache_size = match object.get("jwt_cache_config") {
+        None => DEFAULT_JWT_CACHE_SIZE,
+        Some(node) => {
+            let cache = node.object(&["jwt_cache_size"])?;
+            match cache.get("jwt_cache_size") {
+                None => DEFAULT_JWT_CACHE_SIZE,
+                Some(size) => {
+                    let entries = size.unsigned()?;
+                    if entries > MAX_JWT_CACHE_SIZE {
+                        return Err(size.error(format!("must be at most {MAX_JWT_CACHE_SIZE}")));
+                    }
+                    // Bounded above, so the conversion cannot fail on any target.
+                    usize::try_from(entries).unwrap_or(0)
+                }
+            }
+        }
+    };
+
     let provider = Provider {
         name: name.to_owned(),
         issuer: issuer.to_owned(),
@@ -572,6 +597,7 @@ fn compile_provider(
         clock_skew_seconds,
         max_lifetime_seconds,
         require_expiration,
+        jwt_cache_size,
     };
     Ok((provider, managed))
 }
@@ -1103,6 +1129,7 @@ mod tests {
                 clock_skew_seconds: 60,
                 max_lifetime_seconds: Some(86400),
                 require_expiration: true,
+                jwt_cache_size: 10_000,
             }],
             rules: vec![
                 Rule {

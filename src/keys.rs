@@ -495,6 +495,7 @@ mod tests {
                 clock_skew_seconds: 60,
                 max_lifetime_seconds: None,
                 require_expiration: true,
+                jwt_cache_size: 10_000,
             }],
             rules: Vec::<Rule>::new(),
             managed_headers: vec![],

@@ -234,6 +234,7 @@ mod tests {
             clock_skew_seconds: 60,
             max_lifetime_seconds: None,
             require_expiration: true,
+            jwt_cache_size: 10_000,
         }
     }
 
@@ -374,6 +375,7 @@ mod tests {
         );
         let lenient = Provider {
             require_expiration: false,
+            jwt_cache_size: 10_000,
             ..provider()
         };
         assert_eq!(
@@ -473,6 +475,7 @@ mod tests {
         // No lifetime limit without exp.
         let lenient = Provider {
             require_expiration: false,
+            jwt_cache_size: 10_000,
             ..provider
         };
         assert_eq!(

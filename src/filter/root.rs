@@ -14,6 +14,7 @@ use super::metrics::Metrics;
 use super::worker::{self, SharedWorker, Worker};
 use crate::config::Config;
 use crate::keys::{Fetch, KeyStore, Outcome, Response, MAX_DOCUMENT_BYTES};
+use crate::token_cache::TokenCache;
 
 /// How often the timer checks for due key fetches. Short, because the first fetch of a new
 /// configuration and unknown-`kid` refetches start on the next tick while requests wait.
@@ -53,9 +54,15 @@ impl Root {
             )
         })?;
         let metrics = Metrics::define(&config);
+        let tokens = config
+            .providers
+            .iter()
+            .map(|p| TokenCache::new(p.jwt_cache_size))
+            .collect();
         Ok(Rc::new(RefCell::new(Worker {
             config,
             keys,
+            tokens,
             metrics,
             waiting: Default::default(),
         })))

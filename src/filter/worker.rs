@@ -15,6 +15,7 @@ use crate::decision::{self, Decision, Denial, Now};
 use crate::failure::Failure;
 use crate::keys::KeyStore;
 use crate::request::Request;
+use crate::token_cache::TokenCache;
 use crate::verify::PureRustCrypto;
 
 /// Per-VM state behind one configuration.
@@ -23,6 +24,8 @@ pub struct Worker {
     pub config: Config,
     /// Key state of every provider.
     pub keys: KeyStore,
+    /// Verified tokens, one cache per provider.
+    pub tokens: Vec<TokenCache>,
     /// Counters.
     pub metrics: Metrics,
     /// Paused streams by context id, with the providers they wait for.
@@ -68,8 +71,13 @@ pub fn handle_request(worker: &SharedWorker, context_id: u32) -> Action {
     };
     let decision = {
         let mut state = worker.borrow_mut();
-        let Worker { config, keys, .. } = &mut *state;
-        decision::decide(config, &request, keys, &PureRustCrypto, now)
+        let Worker {
+            config,
+            keys,
+            tokens,
+            ..
+        } = &mut *state;
+        decision::decide(config, &request, keys, tokens, &PureRustCrypto, now)
     };
     match decision {
         Decision::Allow(allow) => {
