@@ -6,6 +6,7 @@ use std::rc::Rc;
 
 use crate::config::{Config, HttpFetch, KeySource, ProviderId};
 use crate::jwks::{self, KeySet, SkippedKey};
+use crate::shared::FetchRecord;
 
 /// Largest JWKS or discovery document accepted, in bytes.
 pub const MAX_DOCUMENT_BYTES: usize = 256 * 1024;
@@ -126,6 +127,8 @@ pub struct ProviderKeys {
     generation: u64,
     /// Id of the last fetch started.
     last_fetch_id: u64,
+    /// Sequence number of the last shared fetch record applied or published.
+    shared_sequence: u64,
 }
 
 impl ProviderKeys {
@@ -170,6 +173,7 @@ impl ProviderKeys {
             discovered_jwks: None,
             generation: 0,
             last_fetch_id: 0,
+            shared_sequence: 0,
         })
     }
 
@@ -318,6 +322,54 @@ impl ProviderKeys {
         }
     }
 
+    fn wait_for_peer(&mut self, fetch: &Fetch, lease_deadline_ms: u64) {
+        if self.in_flight.as_ref().is_some_and(|f| f.id == fetch.id) {
+            self.in_flight = Some(InFlight {
+                id: fetch.id,
+                deadline_ms: lease_deadline_ms.saturating_add(FETCH_GRACE_MS),
+            });
+        }
+    }
+
+    fn adopt(&mut self, record: &FetchRecord, now_ms: u64) -> Option<Outcome> {
+        if record.sequence <= self.shared_sequence {
+            return None;
+        }
+        self.shared_sequence = record.sequence;
+        // A failure from long ago (a VM started after it) says nothing about the key server now.
+        let stale = record.fetched_at_ms.saturating_add(MAX_RETRY_MS) < now_ms;
+        if record.result.is_err() && stale {
+            return None;
+        }
+        self.last_unknown_kid_refetch_ms = self
+            .last_unknown_kid_refetch_ms
+            .max(Some(record.unknown_kid_refetch_ms).filter(|ms| *ms > 0));
+        // A peer's result answers whatever this VM was waiting for.
+        self.in_flight = None;
+        let outcome = match &record.result {
+            Ok(body) => match jwks::parse_jwks(body) {
+                Ok((set, skipped)) => {
+                    let key_count = set.keys.len();
+                    self.install(set, record.fetched_at_ms.min(now_ms));
+                    Outcome::Updated { key_count, skipped }
+                }
+                Err(err) => {
+                    self.fail(now_ms);
+                    Outcome::Failed {
+                        reason: format!("JWKS rejected: {err}"),
+                    }
+                }
+            },
+            Err(reason) => {
+                self.fail(now_ms);
+                Outcome::Failed {
+                    reason: reason.clone(),
+                }
+            }
+        };
+        Some(outcome)
+    }
+
     fn install(&mut self, set: KeySet, now_ms: u64) {
         let cache_ms = self.cache_duration_ms();
         if self.keys.as_deref() != Some(&set) {
@@ -456,6 +508,44 @@ impl KeyStore {
         self.providers
             .get(provider)
             .map_or(0, |keys| keys.generation)
+    }
+
+    /// Another VM holds the fetch lease until `lease_deadline_ms`: wait for its published
+    /// result instead of fetching. If none comes by then, the fetch counts as failed.
+    pub fn wait_for_peer(&mut self, fetch: &Fetch, lease_deadline_ms: u64) {
+        if let Some(keys) = self.providers.get_mut(fetch.provider) {
+            keys.wait_for_peer(fetch, lease_deadline_ms);
+        }
+    }
+
+    /// Applies a fetch result another VM published. `None` when it was already applied.
+    pub fn adopt(
+        &mut self,
+        provider: ProviderId,
+        record: &FetchRecord,
+        now_ms: u64,
+    ) -> Option<Outcome> {
+        self.providers.get_mut(provider)?.adopt(record, now_ms)
+    }
+
+    /// The record to publish after this VM's own fetch finished with `result`, numbered after
+    /// `last_published` (the sequence currently in shared data, 0 when none).
+    pub fn record(
+        &mut self,
+        provider: ProviderId,
+        last_published: u64,
+        result: Result<Vec<u8>, String>,
+        now_ms: u64,
+    ) -> Option<FetchRecord> {
+        let keys = self.providers.get_mut(provider)?;
+        let sequence = last_published.max(keys.shared_sequence).saturating_add(1);
+        keys.shared_sequence = sequence;
+        Some(FetchRecord {
+            sequence,
+            fetched_at_ms: now_ms,
+            unknown_kid_refetch_ms: keys.last_unknown_kid_refetch_ms.unwrap_or(0),
+            result,
+        })
     }
 }
 
@@ -816,5 +906,97 @@ mod tests {
         }))
         .unwrap_err();
         assert_eq!(err.provider, 0);
+    }
+
+    fn published(sequence: u64, at: u64, result: Result<Vec<u8>, String>) -> FetchRecord {
+        FetchRecord {
+            sequence,
+            fetched_at_ms: at,
+            unknown_kid_refetch_ms: 0,
+            result,
+        }
+    }
+
+    #[test]
+    fn a_vm_waiting_for_a_peer_adopts_its_keys_without_fetching() {
+        // With N workers the key server sees one fetch, not N.
+        let mut store = remote();
+        let f = only_fetch(&mut store, T0);
+        store.wait_for_peer(&f, T0 + 3_000);
+        assert!(matches!(store.lookup(0, T0 + 1_000), Lookup::Loading));
+        let record = published(1, T0 + 500, Ok(jwks("a").into_bytes()));
+        let outcome = store.adopt(0, &record, T0 + 600);
+        assert!(matches!(
+            outcome,
+            Some(Outcome::Updated { key_count: 1, .. })
+        ));
+        assert!(is_ready(&store, T0 + 600));
+        assert_eq!(store.adopt(0, &record, T0 + 700), None, "adopted once");
+        // Expiry and refresh are counted from the peer's fetch, not from adoption.
+        let refresh_at = T0 + 500 + CACHE_S * 1000 * 4 / 5;
+        assert!(store.due_fetches(refresh_at - 1).is_empty());
+        assert_eq!(store.due_fetches(refresh_at).len(), 1);
+    }
+
+    #[test]
+    fn a_peer_that_never_publishes_is_written_off_after_its_lease() {
+        // A crashed fetcher cannot leave other VMs waiting forever.
+        let mut store = remote();
+        let f = only_fetch(&mut store, T0);
+        store.wait_for_peer(&f, T0 + 3_000);
+        assert!(store
+            .due_fetches(T0 + 3_000 + FETCH_GRACE_MS - 1)
+            .is_empty());
+        assert!(store.due_fetches(T0 + 3_000 + FETCH_GRACE_MS).is_empty());
+        assert!(matches!(
+            store.lookup(0, T0 + 3_000 + FETCH_GRACE_MS),
+            Lookup::Unavailable { .. }
+        ));
+    }
+
+    #[test]
+    fn a_peers_unknown_kid_refetch_counts_against_the_limit_here() {
+        // The 30-second limit holds per Envoy, not per worker.
+        let mut store = remote();
+        load(&mut store, T0, &jwks("a"));
+        let mut record = published(5, T0 + 1_000, Ok(jwks("b").into_bytes()));
+        record.unknown_kid_refetch_ms = T0 + 900;
+        store.adopt(0, &record, T0 + 1_000);
+        assert!(!store.request_refetch(0, T0 + 1_000));
+        assert!(store.request_refetch(0, T0 + 900 + UNKNOWN_KID_REFETCH_INTERVAL_MS));
+    }
+
+    #[test]
+    fn a_recent_peer_failure_is_adopted_and_an_old_one_ignored() {
+        // Waiting requests learn of the failure; a VM started later is not misled by history.
+        let mut store = remote();
+        let f = only_fetch(&mut store, T0);
+        store.wait_for_peer(&f, T0 + 3_000);
+        let failure = published(1, T0 + 100, Err("HTTP status 503".into()));
+        assert!(matches!(
+            store.adopt(0, &failure, T0 + 200),
+            Some(Outcome::Failed { .. })
+        ));
+        assert!(matches!(
+            store.lookup(0, T0 + 200),
+            Lookup::Unavailable { .. }
+        ));
+
+        let mut fresh = remote();
+        let old = published(1, T0 - MAX_RETRY_MS - 1, Err("HTTP status 503".into()));
+        assert_eq!(fresh.adopt(0, &old, T0), None);
+        assert!(matches!(fresh.lookup(0, T0), Lookup::Loading));
+    }
+
+    #[test]
+    fn published_records_are_numbered_after_everything_seen() {
+        // Concurrent publishers never reuse a sequence number, so every result is adopted.
+        let mut store = remote();
+        store.adopt(0, &published(4, T0, Ok(jwks("a").into_bytes())), T0);
+        let record = store.record(0, 2, Ok(Vec::new()), T0).unwrap();
+        assert_eq!(record.sequence, 5);
+        let record = store.record(0, 9, Err("x".into()), T0).unwrap();
+        assert_eq!(record.sequence, 10);
+        assert_eq!(record.fetched_at_ms, T0);
     }
 }

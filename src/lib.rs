@@ -13,6 +13,7 @@ pub mod jwks;
 pub mod keys;
 pub mod request;
 pub mod rules;
+pub mod shared;
 pub mod token;
 pub mod token_cache;
 pub mod uri;

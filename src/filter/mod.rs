@@ -4,6 +4,7 @@
 mod http;
 mod metrics;
 mod root;
+mod shared_data;
 mod worker;
 
 use proxy_wasm::types::LogLevel;

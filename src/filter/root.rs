@@ -11,19 +11,25 @@ use proxy_wasm::types::{BufferType, ContextType, MapType};
 
 use super::http::Http;
 use super::metrics::Metrics;
+use super::shared_data::{self, Lease};
 use super::worker::{self, SharedWorker, Worker};
-use crate::config::Config;
+use crate::config::{Config, ProviderId};
 use crate::keys::{Fetch, KeyStore, Outcome, Response, MAX_DOCUMENT_BYTES};
+use crate::shared;
 use crate::token_cache::TokenCache;
 
 /// How often the timer checks for due key fetches. Short, because the first fetch of a new
 /// configuration and unknown-`kid` refetches start on the next tick while requests wait.
 const TICK: Duration = Duration::from_millis(100);
+/// Slack beyond a fetch's own timeout before other VMs stop waiting for its result.
+const LEASE_MARGIN_MS: u64 = 1_000;
 
 /// The plugin's root context, one per VM.
 pub struct Root {
     context_id: u32,
     worker: Option<SharedWorker>,
+    /// Shared-data key of each provider's key source; `None` for inline keys.
+    result_keys: Vec<Option<String>>,
     /// Key fetches in flight, by callout token.
     pending: HashMap<u32, Fetch>,
 }
@@ -34,6 +40,7 @@ impl Root {
         Root {
             context_id,
             worker: None,
+            result_keys: Vec::new(),
             pending: HashMap::new(),
         }
     }
@@ -68,14 +75,42 @@ impl Root {
         })))
     }
 
-    fn dispatch_due(&mut self) {
+    /// Applies results other VMs published, then starts the fetches that are due: under the
+    /// source's lease, or, when another VM holds it, by waiting for that VM's result.
+    fn on_timer(&mut self) {
         let (Some(worker), Some(now)) = (self.worker.clone(), worker::now()) else {
             return;
         };
+        for (provider, key) in self.result_keys.iter().enumerate() {
+            let Some(record) = key.as_deref().and_then(shared_data::read) else {
+                continue;
+            };
+            let outcome = update_keys(&worker, provider, |keys| {
+                keys.adopt(provider, &record, now.ms)
+            });
+            if let Some(outcome) = outcome {
+                self.settle(&worker, provider, outcome, Origin::Peer);
+            }
+        }
         let due = worker.borrow_mut().keys.due_fetches(now.ms);
         for fetch in due {
-            self.dispatch(&worker, fetch);
+            match self.result_key(fetch.provider) {
+                None => self.dispatch(&worker, fetch),
+                Some(key) => {
+                    let deadline = lease_deadline(&fetch, now.ms);
+                    match shared_data::acquire(key, now.ms, deadline) {
+                        Lease::Acquired => self.dispatch(&worker, fetch),
+                        Lease::HeldUntil(until) => {
+                            worker.borrow_mut().keys.wait_for_peer(&fetch, until);
+                        }
+                    }
+                }
+            }
         }
+    }
+
+    fn result_key(&self, provider: ProviderId) -> Option<&str> {
+        self.result_keys.get(provider)?.as_deref()
     }
 
     fn dispatch(&mut self, worker: &SharedWorker, fetch: Fetch) {
@@ -111,23 +146,66 @@ impl Root {
         }
     }
 
+    /// Handles the answer to this VM's own fetch, and publishes its result for the others.
     fn finish(&mut self, worker: &SharedWorker, fetch: &Fetch, response: Response<'_>) {
         let Some(now) = worker::now() else {
             return;
         };
-        let outcome = worker
-            .borrow_mut()
-            .keys
-            .on_response(fetch, response, now.ms);
+        let provider = fetch.provider;
+        let outcome = update_keys(worker, provider, |keys| {
+            keys.on_response(fetch, response, now.ms)
+        });
+        let result = match &outcome {
+            Outcome::Next(next) => {
+                if let Some(key) = self.result_key(provider) {
+                    shared_data::extend(key, lease_deadline(next, now.ms));
+                }
+                let next = next.clone();
+                self.dispatch(worker, next);
+                return;
+            }
+            Outcome::Ignored => return,
+            Outcome::Updated { .. } => Ok(response.body.to_vec()),
+            Outcome::Failed { reason } => Err(reason.clone()),
+        };
+        if let Some(key) = self.result_key(provider) {
+            shared_data::publish(key, |last| {
+                worker
+                    .borrow_mut()
+                    .keys
+                    .record(provider, last, result.clone(), now.ms)
+            });
+            shared_data::release(key);
+        }
+        worker
+            .borrow()
+            .metrics
+            .fetched(provider, matches!(outcome, Outcome::Updated { .. }));
+        self.settle(worker, provider, outcome, Origin::Own);
+    }
+
+    /// Logs a finished fetch and re-decides the requests that waited for it.
+    fn settle(
+        &self,
+        worker: &SharedWorker,
+        provider: ProviderId,
+        outcome: Outcome,
+        origin: Origin,
+    ) {
         let name = worker
             .borrow()
             .config
             .providers
-            .get(fetch.provider)
+            .get(provider)
             .map(|p| p.name.clone())
             .unwrap_or_default();
-        match outcome {
-            Outcome::Updated { key_count, skipped } => {
+        match (outcome, origin) {
+            (Outcome::Updated { key_count, .. }, Origin::Peer) => {
+                log::debug!(
+                    "provider {name}: {key_count} signing keys adopted from another worker"
+                );
+            }
+            (Outcome::Updated { key_count, skipped }, Origin::Own) => {
                 log::info!("provider {name}: {key_count} signing keys loaded");
                 for key in skipped {
                     log::warn!(
@@ -137,24 +215,49 @@ impl Root {
                         key.reason
                     );
                 }
-                worker.borrow().metrics.fetched(fetch.provider, true);
             }
-            Outcome::Failed { reason } => {
-                log::warn!(
-                    "provider {name}: key fetch from {}{} failed: {reason}",
-                    fetch.request.authority,
-                    fetch.request.path
-                );
-                worker.borrow().metrics.fetched(fetch.provider, false);
+            (Outcome::Failed { reason }, Origin::Peer) => {
+                log::debug!("provider {name}: another worker's key fetch failed: {reason}");
             }
-            Outcome::Next(next) => {
-                self.dispatch(worker, next);
-                return;
+            (Outcome::Failed { reason }, Origin::Own) => {
+                log::warn!("provider {name}: key fetch failed: {reason}");
             }
-            Outcome::Ignored => return,
+            (Outcome::Next(_) | Outcome::Ignored, _) => return,
         }
-        worker::resume_waiting(worker, fetch.provider, self.context_id);
+        worker::resume_waiting(worker, provider, self.context_id);
     }
+}
+
+/// Whose fetch a result comes from.
+#[derive(Clone, Copy)]
+enum Origin {
+    Own,
+    Peer,
+}
+
+/// How long other VMs wait for this VM's fetch before trying themselves.
+fn lease_deadline(fetch: &Fetch, now_ms: u64) -> u64 {
+    now_ms
+        .saturating_add(fetch.request.timeout_ms)
+        .saturating_add(LEASE_MARGIN_MS)
+}
+
+/// Runs `change` on the key store and drops the provider's cached tokens if its key set changed,
+/// so no token verified against a removed key is accepted again.
+fn update_keys<R>(
+    worker: &SharedWorker,
+    provider: ProviderId,
+    change: impl FnOnce(&mut KeyStore) -> R,
+) -> R {
+    let mut state = worker.borrow_mut();
+    let before = state.keys.generation(provider);
+    let result = change(&mut state.keys);
+    if state.keys.generation(provider) != before {
+        if let Some(cache) = state.tokens.get_mut(provider) {
+            cache.clear();
+        }
+    }
+    result
 }
 
 impl Context for Root {
@@ -199,6 +302,13 @@ impl RootContext for Root {
     fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
         match self.configure() {
             Ok(worker) => {
+                self.result_keys = worker
+                    .borrow()
+                    .config
+                    .providers
+                    .iter()
+                    .map(|p| shared::result_key(&p.keys))
+                    .collect();
                 self.worker = Some(worker);
                 self.pending.clear();
                 if let Err(status) = hostcalls::set_tick_period(TICK) {
@@ -215,7 +325,7 @@ impl RootContext for Root {
     }
 
     fn on_tick(&mut self) {
-        self.dispatch_due();
+        self.on_timer();
     }
 
     fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {

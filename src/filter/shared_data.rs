@@ -1,0 +1,98 @@
+//! Host shared data for key fetches: the lease that lets one VM fetch a key source while the
+//! others wait, and the published result they adopt.
+
+use proxy_wasm::hostcalls;
+use proxy_wasm::types::Status;
+
+use crate::shared::{self, FetchRecord};
+
+/// Who fetches a key source now.
+pub enum Lease {
+    /// This VM: it must fetch and then publish.
+    Acquired,
+    /// Another VM, until this instant (milliseconds since the epoch).
+    HeldUntil(u64),
+}
+
+/// Tries to take the fetch lease of `result_key` until `deadline_ms`. When the host's shared
+/// data fails, this VM fetches on its own: an extra fetch beats requests that never get keys.
+pub fn acquire(result_key: &str, now_ms: u64, deadline_ms: u64) -> Lease {
+    let key = shared::lease_key(result_key);
+    for _ in 0..3 {
+        let (value, cas) = match hostcalls::get_shared_data(&key) {
+            Ok(found) => found,
+            Err(status) => {
+                log::warn!("shared data unavailable ({status:?}); fetching without a lease");
+                return Lease::Acquired;
+            }
+        };
+        let held_until = value.as_deref().map_or(0, shared::decode_lease);
+        if held_until > now_ms {
+            return Lease::HeldUntil(held_until);
+        }
+        match hostcalls::set_shared_data(&key, Some(&shared::encode_lease(deadline_ms)), cas) {
+            Ok(()) => return Lease::Acquired,
+            // Another VM changed the lease between our read and write: read it again.
+            Err(Status::CasMismatch) => continue,
+            Err(status) => {
+                log::warn!("cannot take the fetch lease ({status:?}); fetching without it");
+                return Lease::Acquired;
+            }
+        }
+    }
+    Lease::HeldUntil(deadline_ms)
+}
+
+/// Extends a lease this VM holds (a discovery fetch is followed by the JWKS fetch).
+pub fn extend(result_key: &str, deadline_ms: u64) {
+    let key = shared::lease_key(result_key);
+    if let Err(status) =
+        hostcalls::set_shared_data(&key, Some(&shared::encode_lease(deadline_ms)), None)
+    {
+        log::debug!("cannot extend the fetch lease: {status:?}");
+    }
+}
+
+/// Frees a lease so the next due fetch, by any VM, can start at once.
+pub fn release(result_key: &str) {
+    let key = shared::lease_key(result_key);
+    if let Err(status) = hostcalls::set_shared_data(&key, Some(&shared::encode_lease(0)), None) {
+        log::debug!("cannot release the fetch lease: {status:?}");
+    }
+}
+
+/// The last published result of `result_key`, with its sequence number (0 when none).
+pub fn read(result_key: &str) -> Option<FetchRecord> {
+    let (value, _) = hostcalls::get_shared_data(result_key).ok()?;
+    FetchRecord::decode(&value?)
+}
+
+/// Publishes this VM's fetch result. `make` builds the record from the sequence currently
+/// published, so concurrent publishers never reuse a number.
+pub fn publish(result_key: &str, mut make: impl FnMut(u64) -> Option<FetchRecord>) {
+    for _ in 0..3 {
+        let (value, cas) = match hostcalls::get_shared_data(result_key) {
+            Ok(found) => found,
+            Err(status) => {
+                log::warn!("cannot publish keys to other workers: {status:?}");
+                return;
+            }
+        };
+        let last = value
+            .as_deref()
+            .and_then(FetchRecord::decode)
+            .map_or(0, |record| record.sequence);
+        let Some(record) = make(last) else {
+            return;
+        };
+        match hostcalls::set_shared_data(result_key, Some(&record.encode()), cas) {
+            Ok(()) => return,
+            Err(Status::CasMismatch) => continue,
+            Err(status) => {
+                log::warn!("cannot publish keys to other workers: {status:?}");
+                return;
+            }
+        }
+    }
+    log::warn!("could not publish keys to other workers after 3 attempts");
+}
