@@ -301,9 +301,12 @@ fn key_server_errors_mean_keys_unavailable() {
 fn request_before_first_keys_waits_and_passes() {
     let key = rsa_key();
     let server = JwksServer::start(jwks(&[&key]));
-    server.set_delay(Duration::from_millis(1200));
-    let config = plugin_config(remote_provider(&server));
-    let stack = Stack::start(server, &config);
+    // Long enough that Envoy is ready well before the keys arrive, even on a loaded machine;
+    // the callout timeout is raised above it.
+    server.set_delay(Duration::from_millis(2000));
+    let mut provider = remote_provider(&server);
+    provider["remote_jwks"]["http_uri"]["timeout"] = json!("5s");
+    let stack = Stack::start(server, &plugin_config(provider));
     let token = key.sign(&good_claims("alice"));
     let sent = Instant::now();
     let response = stack.get_with_token(PROTECTED_PATH, &token);
