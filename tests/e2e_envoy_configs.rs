@@ -1,0 +1,192 @@
+//! The Envoy configurations shipped under `envoy/`: Envoy accepts them, the plugin
+//! configuration inside them is valid for this crate, and `envoy/envoy.yaml` works as described.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use kserve_auth_filter::config::{Config, KeySource};
+use serde_json::json;
+use support::envoy::{envoy_bin, filter_wasm, tail};
+use support::*;
+
+/// The module path the shipped files use (relative to the repository root).
+const SHIPPED_MODULE: &str = "target/wasm32-wasip1/release/kserve_auth_filter.wasm";
+
+fn shipped_files() -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("envoy");
+    let mut files: Vec<PathBuf> = fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("read {}: {e}", dir.display()))
+        .map(|entry| entry.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml" || e == "yml"))
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "no Envoy configuration under envoy/");
+    files
+}
+
+/// The file's text with the module path pointing at the module under test.
+fn with_module_under_test(path: &Path) -> String {
+    let text = fs::read_to_string(path).unwrap();
+    text.replace(SHIPPED_MODULE, &filter_wasm().display().to_string())
+}
+
+/// Every plugin configuration embedded as a `google.protobuf.StringValue` block scalar
+/// (`value: |` followed by more-indented lines).
+fn embedded_plugin_configs(yaml: &str) -> Vec<String> {
+    let lines: Vec<&str> = yaml.lines().collect();
+    let indent = |line: &str| line.len() - line.trim_start().len();
+    let mut configs = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        if line.trim() != "\"@type\": type.googleapis.com/google.protobuf.StringValue" {
+            continue;
+        }
+        let value_line = lines.get(i + 1).copied().unwrap_or_default();
+        assert_eq!(
+            value_line.trim(),
+            "value: |",
+            "a StringValue plugin configuration must be written as a `value: |` block"
+        );
+        let block: Vec<&str> = lines[i + 2..]
+            .iter()
+            .copied()
+            .take_while(|l| l.trim().is_empty() || indent(l) > indent(value_line))
+            .collect();
+        let strip = block
+            .iter()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| indent(l))
+            .min()
+            .unwrap_or(0);
+        let text: Vec<&str> = block.iter().map(|l| l.get(strip..).unwrap_or("")).collect();
+        configs.push(text.join("\n"));
+    }
+    configs
+}
+
+// `envoy --mode validate` accepts every shipped file with this crate's module (validation
+// also loads the module and runs its configuration step).
+#[test]
+fn shipped_configs_pass_envoy_validation() {
+    let dir = std::env::temp_dir().join(format!("kserve-e2e-validate-{}", std::process::id()));
+    fs::create_dir_all(&dir).unwrap();
+    for file in shipped_files() {
+        let rewritten = dir.join(file.file_name().unwrap());
+        fs::write(&rewritten, with_module_under_test(&file)).unwrap();
+        let output = Command::new(envoy_bin())
+            .args(["--mode", "validate", "-l", "error", "-c"])
+            .arg(&rewritten)
+            .output()
+            .unwrap();
+        let all = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(
+            output.status.success(),
+            "{} fails validation:\n{}",
+            file.display(),
+            tail(&all, 30)
+        );
+        assert!(all.contains("OK"), "{all}");
+    }
+    fs::remove_dir_all(&dir).unwrap();
+}
+
+// The plugin configuration embedded in every shipped file is accepted by the crate's own
+// parser, and every cluster it fetches keys through is defined in the same file.
+#[test]
+fn shipped_plugin_configs_are_valid() {
+    for file in shipped_files() {
+        let yaml = fs::read_to_string(&file).unwrap();
+        let configs = embedded_plugin_configs(&yaml);
+        assert!(
+            !configs.is_empty(),
+            "{}: no embedded plugin configuration",
+            file.display()
+        );
+        for text in configs {
+            let config = Config::from_json(text.as_bytes())
+                .unwrap_or_else(|e| panic!("{}: {e}\n{text}", file.display()));
+            for provider in &config.providers {
+                let cluster = match &provider.keys {
+                    KeySource::Remote { jwks, .. } => Some(&jwks.cluster),
+                    KeySource::Discovery { discovery, .. } => Some(&discovery.cluster),
+                    KeySource::Local { .. } => None,
+                };
+                if let Some(cluster) = cluster {
+                    assert!(
+                        yaml.contains(&format!("- name: {cluster}\n")),
+                        "{}: provider {} uses cluster {cluster}, which is not defined",
+                        file.display(),
+                        provider.name
+                    );
+                }
+            }
+        }
+    }
+}
+
+// The shipped listener normalizes paths before the filter matches rules on them.
+#[test]
+fn shipped_listeners_normalize_paths() {
+    for file in shipped_files() {
+        let yaml = fs::read_to_string(&file).unwrap();
+        for setting in [
+            "normalize_path: true",
+            "merge_slashes: true",
+            "path_with_escaped_slashes_action: REJECT_REQUEST",
+        ] {
+            assert!(
+                yaml.contains(setting),
+                "{}: missing {setting}",
+                file.display()
+            );
+        }
+    }
+}
+
+// `envoy/envoy.yaml` run as shipped (ports moved to free ones): health is public, inference
+// needs a token from the Keycloak realm, and a valid one reaches the model server.
+#[test]
+fn shipped_envoy_yaml_protects_inference() {
+    let key = TestKey::rs256("rsa-a", "realm-key");
+    let keycloak = JwksServer::start(jwks(&[&key]));
+    keycloak.set_jwks_path("/realms/kserve/protocol/openid-connect/certs");
+    let model = EchoUpstream::start();
+    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("envoy/envoy.yaml");
+    let yaml = with_module_under_test(&file);
+    let mut moved = yaml.clone();
+    for (from, to) in [
+        ("port_value: 10000", 0),
+        ("port_value: 9901", 0),
+        ("port_value: 8081", keycloak.port()),
+        ("port_value: 8080", model.port()),
+    ] {
+        assert!(moved.contains(from), "envoy.yaml no longer has {from}");
+        moved = moved.replace(from, &format!("port_value: {to}"));
+    }
+    let envoy = Envoy::try_start_bootstrap("envoy.yaml", &moved, 1, "info")
+        .unwrap_or_else(|f| panic!("envoy.yaml did not start: {}", tail(&f.log, 40)));
+
+    assert_eq!(envoy.get("/v2/health/ready", &[]).status, 200);
+    assert_missing(&envoy.get("/v2/models/m/infer", &[]));
+
+    let now = support::keys::now();
+    let claims = json!({"iss": "http://127.0.0.1:8081/realms/kserve", "aud": "kserve-client",
+                        "sub": "alice", "iat": now, "exp": now + 300});
+    let authorization = format!("Bearer {}", key.sign(&claims));
+    let response = envoy.get(
+        "/v2/models/m/infer",
+        &[("authorization", authorization.as_str())],
+    );
+    let echo = Echo::from_response(&response);
+    assert_eq!(echo.header("x-jwt-sub").as_deref(), Some("alice"));
+    assert_eq!(echo.header("authorization"), None);
+    assert!(keycloak.jwks_fetches() >= 1);
+}

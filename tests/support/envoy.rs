@@ -1,0 +1,423 @@
+//! A real Envoy process with a rendered bootstrap: one loopback listener (path normalization
+//! on), optionally the wasm filter, the router, and the `jwks` and `kserve` clusters.
+//!
+//! Every instance binds its listener and admin to port 0 (the kernel picks; the admin address
+//! is read from `--admin-address-path`, the listener's from admin `/listeners`), runs with
+//! `--disable-hot-restart` so parallel instances share no base id or shared memory, and logs to
+//! a file in its own temporary directory. Dropping the value kills the process, also while a
+//! failing test unwinds; the directory is kept (and its path printed) when a test panics or
+//! when `KSERVE_E2E_KEEP` is set.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use super::http::{self, Response};
+
+/// Root id and VM id of the plugin, and the name Envoy reports it under.
+pub const PLUGIN_NAME: &str = "kserve_auth";
+
+/// Set this variable to keep every instance's directory (bootstrap, logs) for inspection.
+pub const KEEP_VAR: &str = "KSERVE_E2E_KEEP";
+
+/// How long Envoy gets to become ready (V8 compiles the module at start; CI cores are shared).
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The Envoy binary: `$ENVOY_BIN`, else `<crate>/.venv/envoy/bin/envoy` (`make envoy`).
+pub fn envoy_bin() -> PathBuf {
+    existing(
+        "ENVOY_BIN",
+        Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/envoy/bin/envoy"),
+        "run `make envoy` (or set ENVOY_BIN to an Envoy 1.40 binary)",
+    )
+}
+
+/// The filter module: `$FILTER_WASM`, else the crate's release wasm (`make build`).
+pub fn filter_wasm() -> PathBuf {
+    existing(
+        "FILTER_WASM",
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("target/wasm32-wasip1/release/kserve_auth_filter.wasm"),
+        "run `make build` (or set FILTER_WASM to the built kserve_auth_filter.wasm)",
+    )
+}
+
+fn existing(var: &str, fallback: PathBuf, hint: &str) -> PathBuf {
+    let path = std::env::var_os(var)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or(fallback);
+    assert!(
+        path.is_file(),
+        "{} not found (from {var} or its default): {hint}",
+        path.display()
+    );
+    path
+}
+
+/// The wasm HTTP filter to insert before the router.
+#[derive(Debug, Clone)]
+pub struct WasmFilter {
+    /// The `.wasm` file.
+    pub module: PathBuf,
+    /// The plugin configuration (JSON text), passed as a `google.protobuf.StringValue`.
+    pub configuration: String,
+}
+
+/// What to render into the bootstrap.
+#[derive(Debug, Clone)]
+pub struct EnvoyConfig {
+    /// `None` runs a plain Envoy (listener → router), used to check the harness itself.
+    pub filter: Option<WasmFilter>,
+    /// Port of the `jwks` cluster's endpoint.
+    pub jwks_port: u16,
+    /// Port of the `kserve` cluster's endpoint.
+    pub upstream_port: u16,
+    /// Worker threads.
+    pub concurrency: u32,
+    /// Envoy's log level for the `wasm` component (the plugin's own log lines).
+    pub wasm_log_level: &'static str,
+}
+
+impl EnvoyConfig {
+    /// The filter built by this crate with `configuration`, one worker.
+    pub fn with_filter(configuration: &Value, jwks_port: u16, upstream_port: u16) -> EnvoyConfig {
+        EnvoyConfig {
+            filter: Some(WasmFilter {
+                module: filter_wasm(),
+                configuration: configuration.to_string(),
+            }),
+            jwks_port,
+            upstream_port,
+            concurrency: 1,
+            wasm_log_level: "debug",
+        }
+    }
+
+    /// No wasm filter at all.
+    pub fn plain(jwks_port: u16, upstream_port: u16) -> EnvoyConfig {
+        EnvoyConfig {
+            filter: None,
+            jwks_port,
+            upstream_port,
+            concurrency: 1,
+            wasm_log_level: "debug",
+        }
+    }
+
+    /// The bootstrap as JSON (Envoy reads it as YAML or JSON alike).
+    pub fn bootstrap(&self) -> Value {
+        let mut http_filters = Vec::new();
+        if let Some(filter) = &self.filter {
+            http_filters.push(json!({
+                "name": "envoy.filters.http.wasm",
+                "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
+                    "config": {
+                        "name": PLUGIN_NAME,
+                        "root_id": PLUGIN_NAME,
+                        "configuration": {
+                            "@type": "type.googleapis.com/google.protobuf.StringValue",
+                            "value": filter.configuration,
+                        },
+                        "vm_config": {
+                            "vm_id": PLUGIN_NAME,
+                            "runtime": "envoy.wasm.runtime.v8",
+                            "code": {"local": {"filename": filter.module.display().to_string()}},
+                        },
+                    },
+                },
+            }));
+        }
+        http_filters.push(json!({
+            "name": "envoy.filters.http.router",
+            "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"},
+        }));
+        json!({
+            "admin": {"address": loopback(0)},
+            "static_resources": {
+                "listeners": [{
+                    "name": "main",
+                    "address": loopback(0),
+                    "filter_chains": [{"filters": [{
+                        "name": "envoy.filters.network.http_connection_manager",
+                        "typed_config": {
+                            "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+                            "stat_prefix": "ingress",
+                            "normalize_path": true,
+                            "merge_slashes": true,
+                            "path_with_escaped_slashes_action": "REJECT_REQUEST",
+                            "route_config": {"virtual_hosts": [{
+                                "name": "kserve",
+                                "domains": ["*"],
+                                "routes": [{"match": {"prefix": "/"}, "route": {"cluster": "kserve"}}],
+                            }]},
+                            "http_filters": http_filters,
+                        },
+                    }]}],
+                }],
+                "clusters": [cluster("jwks", self.jwks_port), cluster("kserve", self.upstream_port)],
+            },
+        })
+    }
+}
+
+fn loopback(port: u16) -> Value {
+    json!({"socket_address": {"address": "127.0.0.1", "port_value": port}})
+}
+
+fn cluster(name: &str, port: u16) -> Value {
+    json!({
+        "name": name,
+        "type": "STATIC",
+        "connect_timeout": "1s",
+        "load_assignment": {
+            "cluster_name": name,
+            "endpoints": [{"lb_endpoints": [{"endpoint": {"address": loopback(port)}}]}],
+        },
+    })
+}
+
+/// Why Envoy did not become ready.
+#[derive(Debug)]
+pub struct StartFailure {
+    /// The exit status, or `None` if it was still running at the deadline (then killed).
+    pub status: Option<ExitStatus>,
+    /// Everything Envoy logged.
+    pub log: String,
+}
+
+/// A running Envoy.
+pub struct Envoy {
+    child: Child,
+    dir: PathBuf,
+    admin: SocketAddr,
+    listener: SocketAddr,
+}
+
+static INSTANCE: AtomicUsize = AtomicUsize::new(0);
+
+fn fresh_dir() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "kserve-e2e-{}-{}",
+        std::process::id(),
+        INSTANCE.fetch_add(1, Ordering::SeqCst)
+    ));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).expect("create Envoy temp dir");
+    dir
+}
+
+impl Envoy {
+    /// Starts Envoy and waits until its listener is up; panics with the log tail otherwise.
+    pub fn start(config: &EnvoyConfig) -> Envoy {
+        Envoy::try_start(config).unwrap_or_else(|failure| {
+            panic!(
+                "Envoy did not become ready (exit status {:?}); log tail:\n{}",
+                failure.status,
+                tail(&failure.log, 40)
+            )
+        })
+    }
+
+    /// Starts Envoy; `Err` if it exits or is not ready within the timeout.
+    pub fn try_start(config: &EnvoyConfig) -> Result<Envoy, StartFailure> {
+        let text = serde_json::to_string_pretty(&config.bootstrap()).expect("render bootstrap");
+        Envoy::try_start_bootstrap(
+            "bootstrap.json",
+            &text,
+            config.concurrency,
+            config.wasm_log_level,
+        )
+    }
+
+    /// Starts Envoy from a bootstrap given as text (`file_name` decides YAML or JSON). The first
+    /// listener Envoy reports is the one [`Envoy::addr`] returns.
+    pub fn try_start_bootstrap(
+        file_name: &str,
+        text: &str,
+        concurrency: u32,
+        wasm_log_level: &str,
+    ) -> Result<Envoy, StartFailure> {
+        let dir = fresh_dir();
+        let bootstrap = dir.join(file_name);
+        fs::write(&bootstrap, text).expect("write bootstrap");
+        let admin_file = dir.join("admin-address");
+        // Envoy's own log goes to stderr, which is unbuffered; `--log-path` would buffer lines
+        // for up to 10 s (the file flush interval) and tests read the log while Envoy runs.
+        let stderr = fs::File::create(dir.join("envoy.log")).expect("create envoy.log");
+        let stdout = fs::File::create(dir.join("stdout.log")).expect("create stdout.log");
+        let child = Command::new(envoy_bin())
+            .arg("-c")
+            .arg(&bootstrap)
+            .args(["--concurrency", &concurrency.to_string()])
+            .arg("--disable-hot-restart")
+            .arg("--admin-address-path")
+            .arg(&admin_file)
+            .args(["-l", "info"])
+            .args(["--component-log-level", &format!("wasm:{wasm_log_level}")])
+            .stdin(Stdio::null())
+            .stdout(stdout)
+            .stderr(stderr)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", envoy_bin().display()));
+        // From here on Drop kills the process, whatever happens.
+        let mut envoy = Envoy {
+            child,
+            dir,
+            admin: SocketAddr::from(([127, 0, 0, 1], 0)),
+            listener: SocketAddr::from(([127, 0, 0, 1], 0)),
+        };
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            if let Ok(Some(status)) = envoy.child.try_wait() {
+                return Err(StartFailure {
+                    status: Some(status),
+                    log: envoy.log(),
+                });
+            }
+            if let Some((admin, listener)) = envoy.probe_ready(&admin_file) {
+                envoy.admin = admin;
+                envoy.listener = listener;
+                return Ok(envoy);
+            }
+            if Instant::now() >= deadline {
+                let _ = envoy.child.kill();
+                let status = envoy.child.wait().ok();
+                return Err(StartFailure {
+                    status,
+                    log: envoy.log(),
+                });
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Admin answers `/ready` with LIVE and reports the listener's bound address.
+    fn probe_ready(&self, admin_file: &Path) -> Option<(SocketAddr, SocketAddr)> {
+        let admin: SocketAddr = fs::read_to_string(admin_file).ok()?.trim().parse().ok()?;
+        let ready = http::request(admin, "GET", "/ready", &[], None).ok()?;
+        if ready.status != 200 || ready.text().trim() != "LIVE" {
+            return None;
+        }
+        let listeners = http::request(admin, "GET", "/listeners", &[], None).ok()?;
+        // Plain format: one `name::address` line per listener.
+        let listener = listeners
+            .text()
+            .lines()
+            .find_map(|line| line.split_once("::").map(|(_, addr)| addr.to_string()))?
+            .trim()
+            .parse::<SocketAddr>()
+            .ok()?;
+        (listener.port() != 0).then_some((admin, listener))
+    }
+
+    /// The listener's address.
+    pub fn addr(&self) -> SocketAddr {
+        self.listener
+    }
+
+    /// The admin interface's address.
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin
+    }
+
+    /// This instance's temporary directory (bootstrap, logs).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// `GET` through the listener.
+    pub fn get(&self, path: &str, headers: &[(&str, &str)]) -> Response {
+        http::get(self.listener, path, headers)
+    }
+
+    /// Everything Envoy logged so far (its stderr, then its stdout).
+    pub fn log(&self) -> String {
+        let read = |name: &str| fs::read_to_string(self.dir.join(name)).unwrap_or_default();
+        format!("{}{}", read("envoy.log"), read("stdout.log"))
+    }
+
+    /// Counters and gauges from admin `/stats` whose names match `filter` (a regex).
+    pub fn stats(&self, filter: &str) -> BTreeMap<String, u64> {
+        let response = http::get(self.admin, &format!("/stats?filter={filter}"), &[]);
+        assert_eq!(response.status, 200, "admin /stats: {}", response.text());
+        response
+            .text()
+            .lines()
+            .filter_map(|line| {
+                let (name, value) = line.rsplit_once(": ")?;
+                Some((name.trim().to_string(), value.trim().parse().ok()?))
+            })
+            .collect()
+    }
+
+    /// One counter's value (`None` if Envoy does not know the name).
+    pub fn counter(&self, name: &str) -> Option<u64> {
+        self.stats(&regex_escape(name)).get(name).copied()
+    }
+
+    /// Polls a counter until it reaches `at_least`; returns the last value seen.
+    pub fn wait_for_counter(&self, name: &str, at_least: u64, timeout: Duration) -> Option<u64> {
+        let mut last = None;
+        poll(timeout, || {
+            last = self.counter(name);
+            last.is_some_and(|v| v >= at_least).then_some(())
+        });
+        last
+    }
+}
+
+impl Drop for Envoy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if thread::panicking() {
+            eprintln!("Envoy files kept in {}", self.dir.display());
+            eprintln!("Envoy log tail:\n{}", tail(&self.log(), 30));
+        } else if std::env::var_os(KEEP_VAR).is_some() {
+            eprintln!("Envoy files kept in {}", self.dir.display());
+        } else {
+            let _ = fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// The last `lines` lines of `text`.
+pub fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+fn regex_escape(name: &str) -> String {
+    let mut out = String::from("^");
+    for c in name.chars() {
+        if !c.is_ascii_alphanumeric() && c != '_' {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('$');
+    out
+}
+
+/// Calls `check` every 50 ms until it returns `Some` or `timeout` passes.
+pub fn poll<T>(timeout: Duration, mut check: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check() {
+            return Some(value);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+}

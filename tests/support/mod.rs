@@ -1,0 +1,22 @@
+//! End-to-end harness: a real Envoy loading the filter, a key server and an echoing upstream,
+//! all on loopback ports chosen at run time, so tests run in parallel.
+//!
+//! Paths come from `ENVOY_BIN` and `FILTER_WASM` (set by `make test`), defaulting to
+//! `.venv/envoy/bin/envoy` and `target/wasm32-wasip1/release/kserve_auth_filter.wasm`.
+
+#![allow(dead_code, unused_imports)]
+
+pub mod echo;
+pub mod envoy;
+pub mod http;
+pub mod jwks_server;
+pub mod keys;
+pub mod server;
+pub mod stack;
+
+pub use echo::{Echo, EchoUpstream};
+pub use envoy::{poll, Envoy, EnvoyConfig, StartFailure};
+pub use http::Response;
+pub use jwks_server::JwksServer;
+pub use keys::{good_claims, jwks, TestKey, AUDIENCE, ISSUER};
+pub use stack::*;
