@@ -29,19 +29,6 @@ fn rsa_stack() -> (Stack, TestKey) {
     (stack, key)
 }
 
-/// Waits until the key server's JWKS request count stops moving for 300 ms.
-fn settled_fetches(server: &JwksServer) -> usize {
-    let mut last = server.jwks_fetches();
-    poll(Duration::from_secs(5), || {
-        std::thread::sleep(Duration::from_millis(300));
-        let now = server.jwks_fetches();
-        let stable = now == last;
-        last = now;
-        stable.then_some(now)
-    })
-    .expect("key fetches never settled")
-}
-
 /// Panics if `secret` shows up in Envoy's log.
 fn assert_not_logged(stack: &Stack, secret: &str) {
     let log = stack.envoy.log();
@@ -215,7 +202,7 @@ fn rotated_key_is_fetched_once_and_second_unknown_kid_is_rate_limited() {
     let stack = Stack::with_keys(&[&old]);
     let first = stack.get_with_token(PROTECTED_PATH, &old.sign(&good_claims("alice")));
     assert_eq!(first.status, 200, "{}", first.text());
-    let before = settled_fetches(&stack.jwks);
+    let before = stack.jwks.settled_jwks_fetches();
 
     stack.jwks.set_jwks(jwks(&[&old, &new]));
     let rotated = stack.get_with_token(PROTECTED_PATH, &new.sign(&good_claims("bob")));
@@ -225,7 +212,7 @@ fn rotated_key_is_fetched_once_and_second_unknown_kid_is_rate_limited() {
 
     let unknown = stack.get_with_token(PROTECTED_PATH, &unpublished.sign(&good_claims("eve")));
     assert_invalid_token(&unknown, "Jwt kid is not in the issuer's key set");
-    assert_eq!(settled_fetches(&stack.jwks), before + 1);
+    assert_eq!(stack.jwks.settled_jwks_fetches(), before + 1);
     // The old key still works after the rotation.
     let again = stack.get_with_token(PROTECTED_PATH, &old.sign(&good_claims("alice")));
     assert_eq!(again.status, 200, "{}", again.text());

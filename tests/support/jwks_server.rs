@@ -124,6 +124,20 @@ impl JwksServer {
         self.count(&path)
     }
 
+    /// JWKS fetches once they have stopped changing for 300 ms (startup fetches, retries and
+    /// refetches all done).
+    pub fn settled_jwks_fetches(&self) -> usize {
+        let mut last = self.jwks_fetches();
+        super::poll(Duration::from_secs(5), || {
+            std::thread::sleep(Duration::from_millis(300));
+            let now = self.jwks_fetches();
+            let stable = now == last;
+            last = now;
+            stable.then_some(now)
+        })
+        .expect("key fetches never settled")
+    }
+
     /// When the first answer for `path` was about to be written, if any.
     pub fn first_answer_at(&self, path: &str) -> Option<Instant> {
         self.lock()
