@@ -658,6 +658,24 @@ mod tests {
     }
 
     #[test]
+    fn every_token_sent_must_verify() {
+        // A valid header token does not excuse an invalid one in the query.
+        let mut f = fixture_with(
+            json!({"from_headers": [{"name": "authorization", "value_prefix": "Bearer "}],
+                   "from_params": ["access_token"]}),
+            json!([{"match": {"prefix": "/"}, "requires": {"provider_name": "idp"}}]),
+        );
+        let good = sign(&f.pair, claims());
+        let auth = format!("Bearer {good}");
+        let bad = sign(&f.pair, claims().with_audience("other"));
+        let path = format!("/v1/models/m:predict?access_token={bad}");
+        let d = f.decide(&request(&path, &[("authorization", &auth)]), NOW);
+        assert_eq!(denied(&d).failure, Failure::AudienceNotAllowed);
+        let path = format!("/v1/models/m:predict?access_token={good}");
+        allowed(&f.decide(&request(&path, &[("authorization", &auth)]), NOW));
+    }
+
+    #[test]
     fn empty_bearer_is_a_malformed_request() {
         // 400 invalid_request, not 401: the request itself is wrong.
         let mut f = fixture();
