@@ -13,6 +13,7 @@ pub mod jwks;
 pub mod keys;
 pub mod request;
 pub mod rules;
+pub mod signature;
 pub mod token;
 pub mod uri;
 pub mod verify;
