@@ -9,6 +9,7 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{BufferType, ContextType, MapType};
 
+use super::host_crypto::HostCrypto;
 use super::http::Http;
 use super::metrics::Metrics;
 use super::worker::{self, SharedWorker, Worker};
@@ -53,10 +54,12 @@ impl Root {
             )
         })?;
         let metrics = Metrics::define(&config);
+        let crypto = HostCrypto::detect(config.host_crypto);
         Ok(Rc::new(RefCell::new(Worker {
             config,
             keys,
             metrics,
+            crypto,
             waiting: Default::default(),
         })))
     }

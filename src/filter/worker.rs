@@ -9,13 +9,13 @@ use std::time::UNIX_EPOCH;
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{Action, MapType};
 
+use super::host_crypto::HostCrypto;
 use super::metrics::Metrics;
 use crate::config::{Config, ProviderId};
 use crate::decision::{self, Decision, Denial, Now};
 use crate::failure::Failure;
 use crate::keys::KeyStore;
 use crate::request::Request;
-use crate::verify::PureRustCrypto;
 
 /// Per-VM state behind one configuration.
 pub struct Worker {
@@ -25,6 +25,8 @@ pub struct Worker {
     pub keys: KeyStore,
     /// Counters.
     pub metrics: Metrics,
+    /// Signature checks, on the host or in pure Rust.
+    pub crypto: HostCrypto,
     /// Paused streams by context id, with the providers they wait for.
     pub waiting: BTreeMap<u32, Vec<ProviderId>>,
 }
@@ -68,8 +70,13 @@ pub fn handle_request(worker: &SharedWorker, context_id: u32) -> Action {
     };
     let decision = {
         let mut state = worker.borrow_mut();
-        let Worker { config, keys, .. } = &mut *state;
-        decision::decide(config, &request, keys, &PureRustCrypto, now)
+        let Worker {
+            config,
+            keys,
+            crypto,
+            ..
+        } = &mut *state;
+        decision::decide(config, &request, keys, crypto, now)
     };
     match decision {
         Decision::Allow(allow) => {
