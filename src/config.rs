@@ -27,6 +27,9 @@ pub struct Config {
     pub managed_headers: Vec<String>,
     /// How many requests one worker may hold paused while signing keys load.
     pub max_waiting_requests: usize,
+    /// Check RS256/384/512 and ES256/384 signatures with the host's `verify_signature` when the
+    /// host offers it; false keeps every check in the plugin's own pure-Rust code.
+    pub host_crypto: bool,
 }
 
 /// One trusted token issuer.
@@ -189,7 +192,7 @@ const DEFAULT_JWT_CACHE_SIZE: usize = 10_000;
 const MAX_JWT_CACHE_SIZE: u64 = 1_000_000;
 const DISCOVERY_PATH: &str = "/.well-known/openid-configuration";
 
-const TOP_FIELDS: [&str; 3] = ["providers", "rules", "max_waiting_requests"];
+const TOP_FIELDS: [&str; 4] = ["providers", "rules", "max_waiting_requests", "host_crypto"];
 const PROVIDER_FIELDS: [&str; 15] = [
     "issuer",
     "audiences",
@@ -406,11 +409,16 @@ fn compile(root: &Node<'_>) -> Result<Config, ConfigError> {
             usize::try_from(count).map_err(|_| node.error("is too large"))?
         }
     };
+    let host_crypto = match top.get("host_crypto") {
+        None => true,
+        Some(node) => node.boolean()?,
+    };
     Ok(Config {
         providers,
         rules,
         managed_headers,
         max_waiting_requests,
+        host_crypto,
     })
 }
 
@@ -1147,6 +1155,7 @@ mod tests {
             ],
             managed_headers: vec!["x-jwt-payload".into(), "x-jwt-sub".into()],
             max_waiting_requests: 1000,
+            host_crypto: true,
         };
         assert_eq!(config, expected);
         assert_eq!(config.provider_id("keycloak"), Some(0));
@@ -1160,6 +1169,7 @@ mod tests {
     fn provider_defaults() {
         let config = ok(&minimal());
         assert_eq!(config.max_waiting_requests, 1000);
+        assert!(config.host_crypto);
         assert!(config.managed_headers.is_empty());
         let provider = &config.providers[0];
         assert_eq!(
@@ -1275,6 +1285,23 @@ mod tests {
         assert_eq!(
             ok(&minimal_with("/max_waiting_requests", json!(5))).max_waiting_requests,
             5
+        );
+    }
+
+    // host_crypto can be turned off and must be a boolean.
+    #[test]
+    fn host_crypto_set() {
+        assert!(!ok(&minimal_with("/host_crypto", json!(false))).host_crypto);
+        assert!(ok(&minimal_with("/host_crypto", json!(true))).host_crypto);
+        assert_error(
+            &minimal_with("/host_crypto", json!("false")),
+            "host_crypto",
+            "expected true or false, found a string",
+        );
+        assert_error(
+            &minimal_with("/host_crypto", json!(1)),
+            "host_crypto",
+            "expected true or false",
         );
     }
 
@@ -1499,7 +1526,7 @@ mod tests {
         assert_error(
             &minimal_with("/provider", json!({})),
             "provider",
-            "unknown field; expected one of: providers, rules, max_waiting_requests",
+            "unknown field; expected one of: providers, rules, max_waiting_requests, host_crypto",
         );
     }
 

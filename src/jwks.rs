@@ -8,6 +8,7 @@ use jwt_simple::prelude::{ES256PublicKey, ES384PublicKey, Ed25519PublicKey, RS25
 use serde_json::{Map, Value};
 
 use crate::json;
+use crate::signature;
 use crate::token::decode_base64url;
 
 /// A JWS algorithm this filter can verify. `none` and HMAC are deliberately absent.
@@ -81,6 +82,9 @@ pub struct Key {
     pub alg: Option<Alg>,
     /// The key itself.
     pub material: KeyMaterial,
+    /// The key as DER SubjectPublicKeyInfo, computed once when the key set is loaded, for
+    /// verifiers that import keys in that form. `None` for Ed25519.
+    pub spki_der: Option<Vec<u8>>,
 }
 
 impl Key {
@@ -281,6 +285,7 @@ fn parse_jwk(entry: &Value) -> Result<Key, String> {
     let key = Key {
         kid,
         alg: None,
+        spki_der: signature::spki_der(&material),
         material,
     };
     if let Some(alg) = alg {
@@ -475,7 +480,7 @@ pub(crate) mod test_support {
 mod tests {
     use super::test_support::*;
     use super::*;
-    use jwt_simple::prelude::{ES256KeyPair, ES384KeyPair, Ed25519KeyPair};
+    use jwt_simple::prelude::{ES256KeyPair, ES384KeyPair, Ed25519KeyPair, RS256KeyPair};
     use serde_json::json;
 
     /// Why `jwk` is skipped, from a set that also holds a usable key.
@@ -895,6 +900,26 @@ mod tests {
         let mut off = p384.clone();
         off["y"] = json!(b64(&y));
         assert_eq!(skip_reason(off), "point is not on P-384");
+    }
+
+    // Loaded RSA and EC keys carry their DER SubjectPublicKeyInfo; Ed25519 keys have none.
+    #[test]
+    fn keys_carry_their_spki() {
+        let rsa = single_key(rsa_jwk(RSA_A_PEM, json!({})));
+        let expected = RS256KeyPair::from_pem(RSA_A_PEM)
+            .unwrap()
+            .public_key()
+            .to_der()
+            .unwrap();
+        assert_eq!(rsa.spki_der, Some(expected));
+        let p256 = ES256KeyPair::generate();
+        let key = single_key(p256_jwk(&p256, json!({})));
+        assert_eq!(key.spki_der, Some(p256.public_key().to_der().unwrap()));
+        let p384 = ES384KeyPair::generate();
+        let key = single_key(p384_jwk(&p384, json!({})));
+        assert_eq!(key.spki_der, Some(p384.public_key().to_der().unwrap()));
+        let ed = single_key(ed25519_jwk(&Ed25519KeyPair::generate(), json!({})));
+        assert_eq!(ed.spki_der, None);
     }
 
     // OKP keys: only Ed25519 with a 32-byte, not small-order, public key.

@@ -590,6 +590,7 @@ mod tests {
             rules: Vec::<Rule>::new(),
             managed_headers: vec![],
             max_waiting_requests: 10,
+            host_crypto: true,
         }
     }
 

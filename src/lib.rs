@@ -14,6 +14,7 @@ pub mod keys;
 pub mod request;
 pub mod rules;
 pub mod shared;
+pub mod signature;
 pub mod token;
 pub mod token_cache;
 pub mod uri;

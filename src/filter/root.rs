@@ -9,6 +9,7 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{BufferType, ContextType, MapType};
 
+use super::host_crypto::HostCrypto;
 use super::http::Http;
 use super::metrics::Metrics;
 use super::shared_data::{self, Lease};
@@ -66,11 +67,13 @@ impl Root {
             .iter()
             .map(|p| TokenCache::new(p.jwt_cache_size))
             .collect();
+        let crypto = HostCrypto::detect(config.host_crypto);
         Ok(Rc::new(RefCell::new(Worker {
             config,
             keys,
             tokens,
             metrics,
+            crypto,
             waiting: Default::default(),
         })))
     }

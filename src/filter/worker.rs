@@ -9,6 +9,7 @@ use std::time::UNIX_EPOCH;
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{Action, MapType};
 
+use super::host_crypto::HostCrypto;
 use super::metrics::Metrics;
 use crate::config::{Config, ProviderId};
 use crate::decision::{self, Decision, Denial, Now};
@@ -16,7 +17,6 @@ use crate::failure::Failure;
 use crate::keys::KeyStore;
 use crate::request::Request;
 use crate::token_cache::TokenCache;
-use crate::verify::PureRustCrypto;
 
 /// Per-VM state behind one configuration.
 pub struct Worker {
@@ -28,6 +28,8 @@ pub struct Worker {
     pub tokens: Vec<TokenCache>,
     /// Counters.
     pub metrics: Metrics,
+    /// Signature checks, on the host or in pure Rust.
+    pub crypto: HostCrypto,
     /// Paused streams by context id, with the providers they wait for.
     pub waiting: BTreeMap<u32, Vec<ProviderId>>,
 }
@@ -75,9 +77,10 @@ pub fn handle_request(worker: &SharedWorker, context_id: u32) -> Action {
             config,
             keys,
             tokens,
+            crypto,
             ..
         } = &mut *state;
-        decision::decide(config, &request, keys, tokens, &PureRustCrypto, now)
+        decision::decide(config, &request, keys, tokens, crypto, now)
     };
     match decision {
         Decision::Allow(allow) => {
