@@ -6,7 +6,7 @@ VENV        := .venv/envoy
 ENVOY       := $(VENV)/bin/envoy
 ENVOY_VERSION := 1.40.0
 
-.PHONY: build test lint envoy toolchain clean
+.PHONY: build test lint envoy toolchain clean fuzz
 
 build: toolchain
 	cargo build --release --target $(WASM_TARGET)
@@ -28,6 +28,21 @@ lint: toolchain
 	cargo fmt --check
 	cargo clippy --all-targets -- -D warnings
 	cargo clippy --release --target $(WASM_TARGET) -- -D warnings
+
+# Coverage-guided fuzzing (cargo-fuzz, nightly toolchain), FUZZ_SECONDS per target. Crashes land
+# in fuzz/artifacts/<target>/ and become regression tests.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := token jwks config request signature
+
+fuzz:
+	@command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+	python3 fuzz/seed.py
+	@for target in $(FUZZ_TARGETS); do \
+		echo "== fuzz $$target for $(FUZZ_SECONDS) s"; \
+		mkdir -p fuzz/corpus/$$target; \
+		cargo +nightly fuzz run -O $$target fuzz/corpus/$$target fuzz/seeds/$$target \
+			-- -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 || exit 1; \
+	done
 
 clean:
 	cargo clean

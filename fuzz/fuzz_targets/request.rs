@@ -1,0 +1,67 @@
+//! Whole requests through rule matching, token extraction and the decision: never a panic, and
+//! never an allow on a protected path without a valid token.
+//!
+//! Input: first line the path, second the method, then `name: value` header lines.
+
+#![no_main]
+
+#[path = "common.rs"]
+mod common;
+
+use std::sync::OnceLock;
+
+use kserve_auth_filter::config::Config;
+use kserve_auth_filter::decision::{self, Decision, Now};
+use kserve_auth_filter::keys::KeyStore;
+use kserve_auth_filter::request::Request;
+use kserve_auth_filter::token_cache::TokenCache;
+use kserve_auth_filter::verify::PureRustCrypto;
+use libfuzzer_sys::fuzz_target;
+
+fn config() -> &'static Config {
+    static CONFIG: OnceLock<Config> = OnceLock::new();
+    CONFIG.get_or_init(|| Config::from_json(common::config_json().as_bytes()).expect("fuzz configuration"))
+}
+
+fn request(text: &str) -> Request {
+    let mut lines = text.split('\n');
+    let path = lines.next().unwrap_or_default().to_string();
+    let method = lines.next().unwrap_or_default().to_string();
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|line| line.split_once(':'))
+        .map(|(name, value)| (name.trim().to_ascii_lowercase(), value.trim().to_string()))
+        .collect();
+    let authority = headers
+        .iter()
+        .find(|(name, _)| name == "host")
+        .map(|(_, value)| value.clone())
+        .unwrap_or_default();
+    Request {
+        method,
+        path,
+        authority,
+        headers,
+    }
+}
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let config = config();
+    let Ok(mut keys) = KeyStore::new(config) else {
+        return;
+    };
+    let mut tokens = vec![TokenCache::new(16)];
+    let request = request(text);
+    let now = Now {
+        ms: common::NOW_SECONDS * 1000,
+    };
+    let decision = decision::decide(config, &request, &mut keys, &mut tokens, &PureRustCrypto, now);
+    if let Decision::Allow(allow) = &decision {
+        if !allow.public && request.path_only() != "/optional" {
+            // Fuzzed input cannot carry a valid signature, so a protected path must not pass.
+            panic!("protected path {:?} allowed without a valid token", request.path);
+        }
+    }
+});

@@ -1,0 +1,51 @@
+"""Writes the fuzz targets' seed corpora from the project's test fixtures.
+
+Usage: python3 fuzz/seed.py  (from the repository root). Output: fuzz/seeds/<target>/.
+"""
+import hashlib
+import json
+import pathlib
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+FIXTURES = ROOT / "tests" / "fixtures"
+SEEDS = ROOT / "fuzz" / "seeds"
+
+
+def write(target, data):
+    folder = SEEDS / target
+    folder.mkdir(parents=True, exist_ok=True)
+    if isinstance(data, str):
+        data = data.encode()
+    (folder / hashlib.sha1(data).hexdigest()).write_bytes(data)
+
+
+def main():
+    signatures = json.loads((FIXTURES / "wycheproof" / "json_web_signature_test.json").read_text())
+    for group in signatures["testGroups"]:
+        if "public" in group:
+            write("jwks", json.dumps({"keys": [group["public"]]}))
+        for test in group["tests"]:
+            jws = test["jws"]
+            if isinstance(jws, str):
+                write("token", jws)
+                write("request", f"/v1/models/m:predict\nPOST\nauthorization: Bearer {jws}\nhost: kserve.test")
+                write("request", f"/v2/models/m/infer?access_token={jws}\nPOST\nhost: kserve.test")
+    keys = json.loads((FIXTURES / "wycheproof" / "json_web_key_test.json").read_text())
+    for group in keys["testGroups"]:
+        for test in group["tests"]:
+            for field in ("jwk", "jwks", "private", "public"):
+                if field in test:
+                    value = test[field]
+                    write("jwks", json.dumps(value if "keys" in value else {"keys": [value]}))
+    for path in sorted((FIXTURES / "config").glob("*.json")):
+        write("config", path.read_text())
+    for path in ("/v2/health/ready", "/optional", "/v1/models/m:explain", "//v2/health/../models/x"):
+        write("request", f"{path}\nGET\nhost: kserve.test")
+    write("request", "/v1/models/m:predict\nPOST\nauthorization: Bearer \nhost: kserve.test")
+    write("signature", b"\x08\x01\x12\x02ok")
+    write("signature", bytes(64))
+    write("signature", bytes(range(96)))
+
+
+if __name__ == "__main__":
+    main()
