@@ -11,6 +11,7 @@ pub mod failure;
 pub mod json;
 pub mod jwks;
 pub mod keys;
+pub mod path;
 pub mod request;
 pub mod rules;
 pub mod shared;
