@@ -456,8 +456,9 @@ def print_report(settings, rows, envoy_cpus, wrk_cpus, load):
     model, cores = machine()
     wasm_size = settings.wasm.stat().st_size
     print()
-    print(f"machine : {model}, {cores} cores; load average before the run "
-          f"{' '.join(f'{x:.2f}' for x in load)} (other work on the machine skews the figures)")
+    print(f"machine : {model}, {cores} cores; load average (1/5/15 min) before the run "
+          f"{' '.join(f'{x:.2f}' for x in load)}, after {' '.join(f'{x:.2f}' for x in os.getloadavg())}"
+          f" (other work on the machine skews the figures)")
     print(f"envoy   : {envoy_version(settings.envoy)}, --concurrency 1"
           + (f", pinned to CPU {sorted(envoy_cpus)}" if envoy_cpus else ", not pinned"))
     print(f"wrk     : {settings.threads} thread(s), {settings.connections} connections, "
