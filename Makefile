@@ -47,3 +47,22 @@ fuzz:
 clean:
 	cargo clean
 	rm -rf .venv
+
+# Load tests: our filter beside Envoy's jwt_authn in one Envoy (bench/run.py explains the rows).
+# Settings are environment or make variables, e.g. `make bench BENCH_DURATION=30s BENCH_PIN=0`.
+BENCH_VARS := BENCH_DURATION BENCH_WARMUP BENCH_CONNECTIONS BENCH_THREADS BENCH_TOKENS BENCH_PIN \
+              BENCH_ROWS BENCH_DIR
+export $(BENCH_VARS)
+BENCH_RUN := ENVOY=$(abspath $(ENVOY)) WASM=$(abspath $(WASM)) python3 bench/run.py
+
+.PHONY: bench bench-smoke wrk
+
+bench: build envoy wrk
+	$(BENCH_RUN)
+
+# A second per row, status codes only: quick enough for CI, fails on any non-2xx answer.
+bench-smoke: build envoy wrk
+	$(BENCH_RUN) --smoke
+
+wrk:
+	@command -v wrk >/dev/null 2>&1 || apt-get install -y wrk || { apt-get update && apt-get install -y wrk; }

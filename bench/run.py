@@ -1,0 +1,617 @@
+#!/usr/bin/env python3
+"""Benchmark the filter side by side with Envoy's native jwt_authn, in one Envoy run.
+
+One Envoy (`--concurrency 1`) serves every row on its own loopback listener; all routes answer
+with a direct 200, so rows differ only in their HTTP filters. wrk loads each row in turn (a
+warm-up, then a measured run) and the results are printed as one table.
+
+Usage: bench/run.py [--smoke]   (normally through `make bench` / `make bench-smoke`)
+
+Settings (environment variables; `make bench` passes its variables of the same name):
+  BENCH_DURATION     measured run per row (wrk -d)                   default 10s  (smoke: 1s)
+  BENCH_WARMUP       warm-up per row, not measured; 0 to skip        default 2s   (smoke: 0)
+  BENCH_CONNECTIONS  wrk connections                                 default 16   (smoke: 4)
+  BENCH_THREADS      wrk threads                                     default 1
+  BENCH_TOKENS       distinct tokens per algorithm for cold rows     default 5000 (smoke: 500)
+  BENCH_PIN          1: Envoy on the last CPU, wrk on the first      default 1 (when >= 2 CPUs)
+  BENCH_ROWS         comma-separated row ids to run (default: all; see ROWS)
+  ENVOY, WASM, WRK   paths of the Envoy binary, the plugin, wrk
+  BENCH_DIR          working folder (tokens, rendered config, logs)  default target/bench
+
+Exit status: 0 when every row that ran answered only 2xx with no socket error; 1 otherwise; 2
+when the benchmark could not start. A row whose plugin configuration Envoy's VM refused (for
+example a field this build does not know yet) is reported as "not run" without failing.
+"""
+
+import http.client
+import json
+import os
+import re
+import shutil
+import signal
+import string
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+ISSUER = "https://issuer.bench.local"
+AUDIENCE = "kserve-bench"
+# Minted tokens live this long; fresh ones are minted when less than MIN_VALIDITY is left.
+TOKEN_HOURS = 12
+MIN_VALIDITY_S = 3600
+BASELINE = "jwt_authn"
+
+
+@dataclass
+class Row:
+    """One line of the table: a listener, a path, and which tokens wrk sends."""
+
+    id: str
+    label: str
+    listener: str
+    path: str = "/"
+    tokens: str | None = None  # "rs256" / "es256": the token file wrk cycles through
+    hot: bool = False  # only the first token, reused on every request
+    port: int | None = None
+    result: dict | None = None
+    skipped: str | None = None  # why the row could not run
+    failed: str | None = None  # why the row failed (non-2xx, socket errors, wrk error)
+
+
+ROWS = [
+    Row("passthrough", "no filter (passthrough)", "passthrough"),
+    Row("wasm_floor", "ours, public path (wasm floor)", "wasm_floor", path="/public"),
+    Row(BASELINE, "jwt_authn, no cache (hot token)", "jwt_authn_hot", tokens="rs256", hot=True),
+    Row("jwt_authn_cache", "jwt_authn, cache 10000 (hot token)", "jwt_authn_cached_hot",
+        tokens="rs256", hot=True),
+    Row("wasm_hot", "ours, hot (one RS256 token)", "wasm_hot", tokens="rs256", hot=True),
+    Row("wasm_cold_rs256", "ours, cold RS256", "wasm_cold_rs256", tokens="rs256"),
+    Row("wasm_cold_es256", "ours, cold ES256", "wasm_cold_es256", tokens="es256"),
+    Row("jwt_authn_cold_rs256", "jwt_authn, no cache, cold RS256", "jwt_authn_cold_rs256",
+        tokens="rs256"),
+    Row("jwt_authn_cold_es256", "jwt_authn, no cache, cold ES256", "jwt_authn_cold_es256",
+        tokens="es256"),
+    Row("jwt_authn_cache_cold_rs256", "jwt_authn, cache 10000, cold RS256",
+        "jwt_authn_cached_cold_rs256", tokens="rs256"),
+    Row("jwt_authn_cache_cold_es256", "jwt_authn, cache 10000, cold ES256",
+        "jwt_authn_cached_cold_es256", tokens="es256"),
+    Row("wasm_cold_rs256_no_host_crypto", "ours, cold RS256, host_crypto false",
+        "wasm_cold_rs256_no_host_crypto", tokens="rs256"),
+    Row("wasm_cold_es256_no_host_crypto", "ours, cold ES256, host_crypto false",
+        "wasm_cold_es256_no_host_crypto", tokens="es256"),
+]
+
+
+class SetupError(Exception):
+    """The benchmark cannot start (missing tool, Envoy refused its configuration, ...)."""
+
+
+class PluginRefused(Exception):
+    """Envoy did not start because one plugin instance refused its configuration."""
+
+    def __init__(self, plugin, reason):
+        super().__init__(f"{plugin}: {reason}")
+        self.plugin = plugin
+        self.reason = reason
+
+
+def log(message):
+    print(f"bench: {message}", file=sys.stderr, flush=True)
+
+
+@dataclass
+class Settings:
+    smoke: bool
+    duration: str
+    warmup: str
+    connections: int
+    threads: int
+    tokens: int
+    pin: bool
+    rows: list
+    envoy: Path
+    wasm: Path
+    wrk: str
+    work: Path
+
+    @staticmethod
+    def from_env(smoke):
+        env = os.environ
+
+        def get(name, default, smoke_default=None):
+            value = env.get(name, "")
+            if value:
+                return value
+            return smoke_default if smoke and smoke_default is not None else default
+
+        rows = [r.strip() for r in get("BENCH_ROWS", "").split(",") if r.strip()]
+        known = {row.id for row in ROWS}
+        unknown = [r for r in rows if r not in known]
+        if unknown:
+            raise SetupError(f"unknown BENCH_ROWS {unknown}; rows: {', '.join(sorted(known))}")
+        return Settings(
+            smoke=smoke,
+            duration=get("BENCH_DURATION", "10s", "1s"),
+            warmup=get("BENCH_WARMUP", "2s", "0"),
+            connections=int(get("BENCH_CONNECTIONS", "16", "4")),
+            threads=int(get("BENCH_THREADS", "1")),
+            tokens=int(get("BENCH_TOKENS", "5000", "500")),
+            pin=get("BENCH_PIN", "1") != "0",
+            rows=rows,
+            envoy=Path(get("ENVOY", str(ROOT / ".venv/envoy/bin/envoy"))).resolve(),
+            wasm=Path(get("WASM", str(ROOT / "target/wasm32-wasip1/release/kserve_auth_filter.wasm"))).resolve(),
+            wrk=get("WRK", "wrk"),
+            work=Path(get("BENCH_DIR", str(ROOT / "target/bench"))).resolve(),
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# Tokens and configuration
+
+
+def tokens_fresh(work, count):
+    """Whether the minted files hold at least `count` tokens for our issuer, valid long enough."""
+    try:
+        meta = json.loads((work / "meta.json").read_text())
+    except (OSError, ValueError):
+        return False
+    files = [work / "jwks.json", work / "tokens-rs256.txt", work / "tokens-es256.txt"]
+    return (
+        all(f.exists() for f in files)
+        and meta.get("count", 0) >= count
+        and meta.get("issuer") == ISSUER
+        and meta.get("audience") == AUDIENCE
+        and meta.get("expires_at", 0) - time.time() > MIN_VALIDITY_S
+    )
+
+
+def mint_tokens(settings):
+    if tokens_fresh(settings.work, settings.tokens):
+        return
+    log(f"minting {settings.tokens} RS256 and ES256 tokens into {settings.work}")
+    command = [
+        "cargo", "run", "--quiet", "--example", "mint_tokens", "--",
+        "--out", str(settings.work), "--count", str(settings.tokens),
+        "--issuer", ISSUER, "--audience", AUDIENCE, "--hours", str(TOKEN_HOURS),
+    ]
+    if subprocess.run(command, cwd=ROOT).returncode != 0:
+        raise SetupError("minting tokens failed (cargo run --example mint_tokens)")
+
+
+def yaml_string(text):
+    """A YAML double-quoted scalar: JSON's string escapes are all valid YAML escapes."""
+    return json.dumps(text)
+
+
+def plugin_config(jwks, host_crypto=None):
+    config = {
+        "providers": {
+            "bench": {
+                "issuer": ISSUER,
+                "audiences": [AUDIENCE],
+                "local_jwks": {"inline_string": jwks},
+            }
+        },
+        "rules": [
+            {"match": {"prefix": "/public"}},
+            {"match": {"prefix": "/"}, "requires": {"provider_name": "bench"}},
+        ],
+    }
+    if host_crypto is not None:
+        config["host_crypto"] = host_crypto
+    return json.dumps(config)
+
+
+def without_listener(config, name):
+    """The rendered configuration minus one listener (blocks start with `  - name: <listener>`)."""
+    pattern = re.compile(rf"^  - name: {re.escape(name)}\n.*?(?=^  - name: |\Z)", re.M | re.S)
+    return pattern.sub("", config, count=1)
+
+
+def render_config(settings, dropped=()):
+    jwks = (settings.work / "jwks.json").read_text().strip()
+    template = string.Template((ROOT / "bench/envoy.yaml.in").read_text())
+    rendered = template.substitute(
+        WASM=yaml_string(str(settings.wasm)),
+        JWKS=yaml_string(jwks),
+        ISSUER=yaml_string(ISSUER),
+        AUDIENCE=yaml_string(AUDIENCE),
+        PLUGIN_CONFIG=yaml_string(plugin_config(jwks)),
+        PLUGIN_CONFIG_NO_HOST_CRYPTO=yaml_string(plugin_config(jwks, host_crypto=False)),
+    )
+    for name in dropped:
+        rendered = without_listener(rendered, name)
+    path = settings.work / "envoy.yaml"
+    path.write_text(rendered)
+    return path
+
+
+# ---------------------------------------------------------------------------------------------
+# Envoy
+
+
+def cpu_sets(settings):
+    """(envoy CPUs, wrk CPUs) for pinning, or (None, None)."""
+    if not settings.pin or not hasattr(os, "sched_getaffinity"):
+        return None, None
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        return None, None
+    return {cpus[-1]}, set(cpus[:-1])
+
+
+def pinned(cpus):
+    if cpus is None:
+        return None
+    return lambda: os.sched_setaffinity(0, cpus)
+
+
+class Envoy:
+    def __init__(self, settings, config, cpus):
+        self.settings = settings
+        self.admin_file = settings.work / "envoy-admin.txt"
+        self.log_path = settings.work / "envoy.log"
+        self.admin_file.unlink(missing_ok=True)
+        self.log_file = open(self.log_path, "w")
+        command = [
+            str(settings.envoy), "-c", str(config), "--concurrency", "1",
+            "--disable-hot-restart", "--admin-address-path", str(self.admin_file),
+            "--log-level", "warning",
+        ]
+        self.process = subprocess.Popen(
+            command, stdout=self.log_file, stderr=subprocess.STDOUT,
+            start_new_session=True, preexec_fn=pinned(cpus),
+        )
+        self.admin = None
+
+    def log_tail(self, lines=30):
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def wait_ready(self, listeners, timeout=60):
+        """Waits until the admin endpoint is LIVE and every listener is bound; returns ports."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                self.raise_refused_plugin()
+                raise SetupError(
+                    f"Envoy exited with status {self.process.returncode}:\n{self.log_tail()}")
+            if self.admin is None and self.admin_file.exists():
+                text = self.admin_file.read_text().strip()
+                if text:
+                    host, _, port = text.rpartition(":")
+                    self.admin = (host, int(port))
+            if self.admin is not None:
+                try:
+                    status, body = self.get("/ready")
+                    if status == 200:
+                        ports = self.listener_ports()
+                        if all(name in ports for name in listeners):
+                            return ports
+                except OSError:
+                    pass
+            time.sleep(0.1)
+        raise SetupError(f"Envoy not ready after {timeout} s:\n{self.log_tail()}")
+
+    def raise_refused_plugin(self):
+        """Raises PluginRefused when Envoy's log says a plugin could not be created."""
+        text = self.log_path.read_text(errors="replace")
+        match = re.search(r"Unable to create Wasm plugin (\S+?)`", text)
+        if not match:
+            return
+        plugin = match.group(1)
+        said = re.search(rf"wasm log {re.escape(plugin)}: (.*)", text)
+        raise PluginRefused(plugin, said.group(1).strip() if said else "failed to load")
+
+    def get(self, path):
+        connection = http.client.HTTPConnection(*self.admin, timeout=5)
+        try:
+            connection.request("GET", path)
+            response = connection.getresponse()
+            return response.status, response.read().decode(errors="replace")
+        finally:
+            connection.close()
+
+    def listener_ports(self):
+        status, body = self.get("/listeners?format=json")
+        if status != 200:
+            return {}
+        ports = {}
+        for listener in json.loads(body).get("listener_statuses", []):
+            address = listener.get("local_address", {}).get("socket_address", {})
+            if address.get("port_value"):
+                ports[listener["name"]] = address["port_value"]
+        return ports
+
+    def stop(self):
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.log_file.close()
+
+
+def envoy_version(envoy):
+    try:
+        out = subprocess.run([str(envoy), "--version"], capture_output=True, text=True,
+                             timeout=30).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    match = re.search(r"version:\s*\S+?/([^/\s]+)/\S*?/(\S+)/(\S+)", out)
+    return f"{match.group(1)} ({match.group(2)}, {match.group(3)})" if match else out.strip()
+
+
+# ---------------------------------------------------------------------------------------------
+# Rows
+
+
+def token_file(settings, row):
+    return settings.work / f"tokens-{row.tokens}.txt" if row.tokens else None
+
+
+def first_and_last_token(settings, row):
+    path = token_file(settings, row)
+    if path is None:
+        return [None]
+    tokens = [line for line in path.read_text().splitlines() if line]
+    used = tokens[:1] if row.hot else tokens[: settings.tokens]
+    return [used[0], used[-1]] if len(used) > 1 else used
+
+
+def probe(port, path, token):
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        connection.request("GET", path, headers=headers)
+        response = connection.getresponse()
+        body = response.read(300).decode(errors="replace").strip()
+        return response.status, body
+    finally:
+        connection.close()
+
+
+def preflight(settings, row):
+    """Checks that the row answers 200 to its requests and, when a filter is in place, 401 to a
+    request without a token (so a filter that is silently absent cannot pass for a fast one)."""
+    expectations = [(row.path, token, 200) for token in first_and_last_token(settings, row)]
+    if row.id != "passthrough":
+        expectations.append(("/", None, 401))
+    for path, token, expected in expectations:
+        try:
+            status, body = probe(row.port, path, token)
+        except OSError as error:
+            row.failed = f"probe failed: {error}"
+            return
+        if status != expected:
+            what = "with a token" if token else "without a token"
+            row.failed = f"GET {path} {what} answered {status}, expected {expected}: {body}"
+            return
+
+
+def run_wrk(settings, row, duration, cpus):
+    script = ROOT / "bench/wrk/requests.lua"
+    tokens = token_file(settings, row)
+    limit = 1 if row.hot else settings.tokens
+    command = [
+        settings.wrk, "-t", str(settings.threads), "-c", str(settings.connections),
+        "-d", duration, "--latency", "-s", str(script), f"http://127.0.0.1:{row.port}",
+        "--", row.path, str(tokens) if tokens else "-", str(limit),
+    ]
+    completed = subprocess.run(command, capture_output=True, text=True, preexec_fn=pinned(cpus))
+    match = re.search(r"^wrk-result (\{.*\})$", completed.stdout, re.MULTILINE)
+    if completed.returncode != 0 or not match:
+        raise RuntimeError(
+            f"wrk exited with {completed.returncode}: {completed.stderr.strip()[-500:]}")
+    return json.loads(match.group(1))
+
+
+def measure(settings, row, wrk_cpus):
+    try:
+        if settings.warmup not in ("", "0", "0s"):
+            run_wrk(settings, row, settings.warmup, wrk_cpus)
+        result = run_wrk(settings, row, settings.duration, wrk_cpus)
+    except RuntimeError as error:
+        row.failed = str(error)
+        return
+    result["rps"] = result["requests"] / max(result["duration_us"], 1) * 1e6
+    row.result = result
+    errors = {k: result[k] for k in ("connect_errors", "read_errors", "write_errors", "timeouts")}
+    if result["requests"] == 0:
+        row.failed = "no request completed"
+    elif result["non2xx"] or result["status_errors"]:
+        row.failed = f"{result['non2xx']} responses were not 2xx"
+    elif any(errors.values()):
+        row.failed = "socket errors: " + ", ".join(f"{k} {v}" for k, v in errors.items() if v)
+
+
+# ---------------------------------------------------------------------------------------------
+# Report
+
+
+def machine():
+    model = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return model, os.cpu_count()
+
+
+def milliseconds(us):
+    return f"{us / 1000:.2f} ms"
+
+
+def print_report(settings, rows, envoy_cpus, wrk_cpus, load):
+    model, cores = machine()
+    wasm_size = settings.wasm.stat().st_size
+    print()
+    print(f"machine : {model}, {cores} cores; load average (1/5/15 min) before the run "
+          f"{' '.join(f'{x:.2f}' for x in load)}, after {' '.join(f'{x:.2f}' for x in os.getloadavg())}"
+          f" (other work on the machine skews the figures)")
+    print(f"envoy   : {envoy_version(settings.envoy)}, --concurrency 1"
+          + (f", pinned to CPU {sorted(envoy_cpus)}" if envoy_cpus else ", not pinned"))
+    print(f"wrk     : {settings.threads} thread(s), {settings.connections} connections, "
+          f"{settings.warmup} warm-up + {settings.duration} per row"
+          + (f", pinned to CPU {sorted(wrk_cpus)}" if wrk_cpus else ", not pinned"))
+    print(f"wasm    : {settings.wasm.relative_to(ROOT) if settings.wasm.is_relative_to(ROOT) else settings.wasm}"
+          f" {wasm_size} bytes ({wasm_size / 1024:.0f} KiB)")
+    print(f"tokens  : {settings.tokens} distinct per algorithm in cold rows, cycled in order "
+          f"(a token comes back every {settings.tokens} requests, so a verified-token cache "
+          f"holding {settings.tokens} entries serves all but the first pass)")
+    print()
+    baseline = next((r for r in rows if r.id == BASELINE and r.result), None)
+    header = f"{'row':<38} {'req/s':>9} {'p50':>9} {'p99':>9} {'non-2xx':>8} {'vs jwt_authn':>12}  status"
+    print(header)
+    print("-" * len(header))
+    for row in rows:
+        if row.result:
+            r = row.result
+            ratio = f"{r['rps'] / baseline.result['rps']:.2f}x" if baseline else "-"
+            status = f"FAIL: {row.failed}" if row.failed else "ok"
+            print(f"{row.label:<38} {r['rps']:>9.0f} {milliseconds(r['p50_us']):>9} "
+                  f"{milliseconds(r['p99_us']):>9} {r['non2xx']:>8} {ratio:>12}  {status}")
+        else:
+            status = f"NOT RUN: {row.skipped}" if row.skipped else f"FAIL: {row.failed}"
+            print(f"{row.label:<38} {'-':>9} {'-':>9} {'-':>9} {'-':>8} {'-':>12}  {status}")
+    print()
+    print_targets(rows)
+
+
+# Goals for the filter: (numerator row, denominator row, minimum ratio of requests/s).
+TARGETS = [
+    ("wasm_hot", BASELINE, 1.5),
+    ("wasm_hot", "wasm_floor", 0.9),
+    ("wasm_cold_rs256", "jwt_authn_cold_rs256", 1.0),
+    ("wasm_cold_es256", "jwt_authn_cold_es256", 1.0),
+]
+
+
+def print_targets(rows):
+    """Prints each goal as met or not (informational: goals do not change the exit status)."""
+    by_id = {row.id: row for row in rows}
+    lines = []
+    for numerator, denominator, minimum in TARGETS:
+        a, b = by_id.get(numerator), by_id.get(denominator)
+        if not (a and b and a.result and b.result):
+            continue
+        ratio = a.result["rps"] / b.result["rps"]
+        verdict = "met" if ratio >= minimum else "not met"
+        lines.append(f"  {numerator} / {denominator}: {ratio:.2f}x "
+                     f"(goal >= {minimum:.1f}x) {verdict}")
+    if lines:
+        print("goals (requests/s ratios):")
+        print("\n".join(lines))
+        print()
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def check_tools(settings):
+    if not settings.envoy.exists():
+        raise SetupError(f"no Envoy at {settings.envoy} (make envoy)")
+    if not settings.wasm.exists():
+        raise SetupError(f"no plugin at {settings.wasm} (make build)")
+    if shutil.which(settings.wrk) is None:
+        raise SetupError(f"no wrk ({settings.wrk}); apt-get install -y wrk")
+
+
+def start_envoy(settings, rows, cpus):
+    """Starts Envoy with every row's listener. When a plugin instance refuses its configuration,
+    Envoy does not start at all; its listener is then dropped and Envoy started again, and the
+    row is reported as not run (rows whose configuration is expected to be refused by older
+    builds) or failed (any other row)."""
+    dropped = []
+    while True:
+        config = render_config(settings, dropped)
+        envoy = Envoy(settings, config, cpus)
+        try:
+            wanted = {row.listener for row in rows if row.listener not in dropped}
+            return envoy, envoy.wait_ready(wanted)
+        except PluginRefused as refused:
+            envoy.stop()
+            owners = [row for row in rows if row.listener == refused.plugin]
+            if refused.plugin in dropped:
+                raise SetupError(f"Envoy refused plugin {refused}:\n{envoy.log_tail()}")
+            dropped.append(refused.plugin)
+            for row in owners:
+                message = f"plugin configuration refused: {refused.reason}"
+                if row.listener.endswith("_no_host_crypto"):
+                    row.skipped = message
+                else:
+                    row.failed = message
+        except BaseException:
+            envoy.stop()
+            raise
+
+
+def raise_on_sigterm(signum, frame):
+    raise SystemExit(128 + signum)
+
+
+def main(argv):
+    smoke = "--smoke" in argv[1:]
+    signal.signal(signal.SIGTERM, raise_on_sigterm)
+    try:
+        settings = Settings.from_env(smoke)
+        check_tools(settings)
+        settings.work.mkdir(parents=True, exist_ok=True)
+        mint_tokens(settings)
+        config = render_config(settings)
+    except SetupError as error:
+        log(str(error))
+        return 2
+
+    rows = [row for row in ROWS if not settings.rows or row.id in settings.rows]
+    load = os.getloadavg()
+    envoy_cpus, wrk_cpus = cpu_sets(settings)
+    envoy = None
+    try:
+        envoy, ports = start_envoy(settings, rows, envoy_cpus)
+        for row in rows:
+            if row.skipped or row.failed:
+                log(f"{row.id}: {row.skipped or row.failed}")
+                continue
+            row.port = ports[row.listener]
+            preflight(settings, row)
+            if row.failed:
+                log(f"{row.id}: {row.failed}")
+                continue
+            log(f"{row.id}: port {row.port}, {settings.duration}")
+            measure(settings, row, wrk_cpus)
+            if row.failed:
+                log(f"{row.id}: {row.failed}")
+    except SetupError as error:
+        log(str(error))
+        return 2
+    except KeyboardInterrupt:
+        log("interrupted")
+        return 130
+    finally:
+        if envoy is not None:
+            envoy.stop()
+
+    print_report(settings, rows, envoy_cpus, wrk_cpus, load)
+    failed = [row for row in rows if row.failed]
+    skipped = [row for row in rows if row.skipped]
+    for row in skipped:
+        log(f"not run: {row.id} ({row.skipped})")
+    if failed:
+        log("FAILED: " + ", ".join(row.id for row in failed))
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

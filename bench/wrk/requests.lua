@@ -1,0 +1,71 @@
+-- Requests for one benchmark row, for wrk (`wrk -s bench/wrk/requests.lua <url> -- <args>`).
+--
+-- Arguments: <path> [<token file> [<limit>]]
+--   path        request path, e.g. "/" or "/public"
+--   token file  one JWT per line; each request carries the next one as "Authorization: Bearer",
+--               cycling through the file, so with N tokens a token comes back every N requests;
+--               "-" or absent sends no token
+--   limit       use only the first <limit> tokens (1 gives a single hot token); 0 or absent: all
+--
+-- Every response whose status is not 2xx is counted (a `response` hook, so 3xx counts too, unlike
+-- wrk's own "Non-2xx or 3xx" line, which counts only status >= 400). done() prints one line,
+-- "wrk-result <json>", that bench/run.py reads.
+
+local requests = {}
+local next_request = 0
+non2xx = 0
+
+function init(args)
+  local path = args[1] or "/"
+  local file = args[2]
+  local limit = tonumber(args[3] or "0") or 0
+  if file ~= nil and file ~= "" and file ~= "-" then
+    for line in io.lines(file) do
+      if line ~= "" then
+        requests[#requests + 1] = wrk.format("GET", path, { ["Authorization"] = "Bearer " .. line })
+        if limit > 0 and #requests >= limit then
+          break
+        end
+      end
+    end
+    if #requests == 0 then
+      error("no tokens in " .. file)
+    end
+  else
+    requests[1] = wrk.format("GET", path)
+  end
+end
+
+function request()
+  next_request = next_request % #requests + 1
+  return requests[next_request]
+end
+
+function response(status, headers, body)
+  if status < 200 or status > 299 then
+    non2xx = non2xx + 1
+  end
+end
+
+-- setup() and done() run in wrk's main Lua state; threads are kept to read their counters.
+local threads = {}
+
+function setup(thread)
+  threads[#threads + 1] = thread
+end
+
+function done(summary, latency, requests)
+  local counted = 0
+  for _, thread in ipairs(threads) do
+    counted = counted + (thread:get("non2xx") or 0)
+  end
+  local e = summary.errors
+  io.write(string.format(
+    'wrk-result {"requests": %d, "duration_us": %d, "non2xx": %d, "status_errors": %d, ' ..
+    '"connect_errors": %d, "read_errors": %d, "write_errors": %d, "timeouts": %d, ' ..
+    '"p50_us": %d, "p90_us": %d, "p99_us": %d, "max_us": %d, "mean_us": %.1f}\n',
+    summary.requests, summary.duration, counted, e.status,
+    e.connect, e.read, e.write, e.timeout,
+    latency:percentile(50), latency:percentile(90), latency:percentile(99),
+    latency.max, latency.mean))
+end
