@@ -68,8 +68,12 @@ ROWS = [
     Row("jwt_authn_cache", "jwt_authn, cache 10000 (hot token)", "jwt_authn_cached_hot",
         tokens="rs256", hot=True),
     Row("wasm_hot", "ours, hot (one RS256 token)", "wasm_hot", tokens="rs256", hot=True),
-    Row("wasm_cold_rs256", "ours, cold RS256", "wasm_cold_rs256", tokens="rs256"),
-    Row("wasm_cold_es256", "ours, cold ES256", "wasm_cold_es256", tokens="es256"),
+    Row("wasm_cold_rs256", "ours, no cache, cold RS256", "wasm_cold_rs256", tokens="rs256"),
+    Row("wasm_cold_es256", "ours, no cache, cold ES256", "wasm_cold_es256", tokens="es256"),
+    Row("wasm_cache_cold_rs256", "ours, cache 10000, cold RS256", "wasm_cached_cold_rs256",
+        tokens="rs256"),
+    Row("wasm_cache_cold_es256", "ours, cache 10000, cold ES256", "wasm_cached_cold_es256",
+        tokens="es256"),
     Row("jwt_authn_cold_rs256", "jwt_authn, no cache, cold RS256", "jwt_authn_cold_rs256",
         tokens="rs256"),
     Row("jwt_authn_cold_es256", "jwt_authn, no cache, cold ES256", "jwt_authn_cold_es256",
@@ -78,9 +82,9 @@ ROWS = [
         "jwt_authn_cached_cold_rs256", tokens="rs256"),
     Row("jwt_authn_cache_cold_es256", "jwt_authn, cache 10000, cold ES256",
         "jwt_authn_cached_cold_es256", tokens="es256"),
-    Row("wasm_cold_rs256_no_host_crypto", "ours, cold RS256, host_crypto false",
+    Row("wasm_cold_rs256_no_host_crypto", "ours, no cache, cold RS256, host_crypto false",
         "wasm_cold_rs256_no_host_crypto", tokens="rs256"),
-    Row("wasm_cold_es256_no_host_crypto", "ours, cold ES256, host_crypto false",
+    Row("wasm_cold_es256_no_host_crypto", "ours, no cache, cold ES256, host_crypto false",
         "wasm_cold_es256_no_host_crypto", tokens="es256"),
 ]
 
@@ -186,7 +190,7 @@ def yaml_string(text):
     return json.dumps(text)
 
 
-def plugin_config(jwks, host_crypto=None):
+def plugin_config(jwks, host_crypto=None, cache_size=None):
     config = {
         "providers": {
             "bench": {
@@ -202,6 +206,8 @@ def plugin_config(jwks, host_crypto=None):
     }
     if host_crypto is not None:
         config["host_crypto"] = host_crypto
+    if cache_size is not None:
+        config["providers"]["bench"]["jwt_cache_config"] = {"jwt_cache_size": cache_size}
     return json.dumps(config)
 
 
@@ -220,7 +226,10 @@ def render_config(settings, dropped=()):
         ISSUER=yaml_string(ISSUER),
         AUDIENCE=yaml_string(AUDIENCE),
         PLUGIN_CONFIG=yaml_string(plugin_config(jwks)),
-        PLUGIN_CONFIG_NO_HOST_CRYPTO=yaml_string(plugin_config(jwks, host_crypto=False)),
+        # Cold rows turn the verified-token cache off, so every request pays for a signature
+        # check, as jwt_authn without a cache does.
+        PLUGIN_CONFIG_COLD=yaml_string(plugin_config(jwks, cache_size=0)),
+        PLUGIN_CONFIG_NO_HOST_CRYPTO=yaml_string(plugin_config(jwks, host_crypto=False, cache_size=0)),
     )
     for name in dropped:
         rendered = without_listener(rendered, name)
