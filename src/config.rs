@@ -257,10 +257,18 @@ struct Object<'v> {
 }
 
 fn child_path(parent: &str, key: &str) -> String {
-    if parent == ROOT {
-        key.to_owned()
-    } else {
-        format!("{parent}.{key}")
+    // Keys come from the user: one that would not read as a plain name (empty, dotted, long,
+    // with control characters) is written quoted, so the path stays unambiguous and safe to log.
+    let plain = !key.is_empty()
+        && key.len() <= 64
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    match (parent == ROOT, plain) {
+        (true, true) => key.to_owned(),
+        (false, true) => format!("{parent}.{key}"),
+        (true, false) => format!("[{}]", quoted(key)),
+        (false, false) => format!("{parent}[{}]", quoted(key)),
     }
 }
 
@@ -2605,6 +2613,16 @@ mod tests {
     // ---- helpers ----
 
     // Long user strings are cut short in messages and control characters escaped.
+    #[test]
+    fn odd_keys_are_quoted_in_field_paths() {
+        // Found by fuzzing: an empty key made an error whose field was empty.
+        let error = Config::from_json(br#"{"": "x", "providers": {}, "rules": []}"#).unwrap_err();
+        assert_eq!(error.field, "[\"\"]");
+        let error =
+            Config::from_json(br#"{"providers": {"a.b\n": {"x": 1}}, "rules": []}"#).unwrap_err();
+        assert!(error.field.starts_with("providers[\"a.b\\n\"]"), "{error}");
+    }
+
     #[test]
     fn quoted_is_short_and_escaped() {
         assert_eq!(quoted("a\nb"), "\"a\\nb\"");
