@@ -7,9 +7,12 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
+use crate::claims::{self, ClaimCondition, ClaimTest};
 use crate::extract::TokenSource;
 use crate::json::{self, StrictJsonError};
 use crate::jwks::Alg;
+use crate::metadata;
+use crate::model::ModelPattern;
 use crate::uri;
 
 /// Index of a provider in [`Config::providers`].
@@ -27,6 +30,22 @@ pub struct Config {
     pub managed_headers: Vec<String>,
     /// How many requests one worker may hold paused while signing keys load.
     pub max_waiting_requests: usize,
+    /// Let CORS preflight requests (`OPTIONS` with `Origin` and
+    /// `Access-Control-Request-Method`) through without a token.
+    pub bypass_cors_preflight: bool,
+    /// Where the filter serves its RFC 9728 protected resource metadata, when configured.
+    pub protected_resource: Option<ProtectedResource>,
+}
+
+/// The RFC 9728 protected resource this filter guards.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProtectedResource {
+    /// The resource identifier, as configured (an https URL).
+    pub resource: String,
+    /// The request path the filter answers with the metadata document.
+    pub metadata_path: String,
+    /// The document's absolute URL, sent as `resource_metadata` in challenges.
+    pub metadata_url: String,
 }
 
 /// One trusted token issuer.
@@ -58,6 +77,11 @@ pub struct Provider {
     pub require_expiration: bool,
     /// How many verified tokens are remembered; 0 turns the cache off.
     pub jwt_cache_size: usize,
+    /// Accepted `typ` header values in normal form (lower case, without `application/`);
+    /// empty accepts any.
+    pub allowed_types: Vec<String>,
+    /// Accepted `azp` claim values; empty accepts any, and a token without `azp`.
+    pub allowed_authorized_parties: Vec<String>,
 }
 
 /// An HTTP GET the filter makes through an Envoy cluster.
@@ -114,6 +138,10 @@ pub struct Rule {
     pub path_match: PathMatch,
     /// What a request on those paths must present; `None` makes them public.
     pub requirement: Option<Requirement>,
+    /// Methods the rule covers; empty covers every method.
+    pub methods: Vec<String>,
+    /// Conditions the verified token's claims must meet, after `requirement` passed.
+    pub require_claims: Vec<ClaimCondition>,
 }
 
 /// How a rule matches the request path (query excluded).
@@ -123,6 +151,8 @@ pub enum PathMatch {
     Prefix(String),
     /// The path equals this.
     Exact(String),
+    /// The path is a KServe V1 or V2 REST path of a model this pattern fits.
+    Model(ModelPattern),
 }
 
 /// What must be presented, as in jwt_authn's `JwtRequirement`.
@@ -189,8 +219,14 @@ const DEFAULT_JWT_CACHE_SIZE: usize = 10_000;
 const MAX_JWT_CACHE_SIZE: u64 = 1_000_000;
 const DISCOVERY_PATH: &str = "/.well-known/openid-configuration";
 
-const TOP_FIELDS: [&str; 3] = ["providers", "rules", "max_waiting_requests"];
-const PROVIDER_FIELDS: [&str; 15] = [
+const TOP_FIELDS: [&str; 5] = [
+    "providers",
+    "rules",
+    "max_waiting_requests",
+    "bypass_cors_preflight",
+    "protected_resource_metadata",
+];
+const PROVIDER_FIELDS: [&str; 17] = [
     "issuer",
     "audiences",
     "remote_jwks",
@@ -206,8 +242,13 @@ const PROVIDER_FIELDS: [&str; 15] = [
     "require_expiration",
     "algorithms",
     "jwt_cache_config",
+    "allowed_types",
+    "allowed_authorized_parties",
 ];
 const KEY_SOURCES: [&str; 3] = ["remote_jwks", "local_jwks", "oidc_discovery"];
+const RULE_FIELDS: [&str; 3] = ["match", "requires", "require_claims"];
+const MATCH_KINDS: [&str; 3] = ["prefix", "path", "model"];
+const MATCH_FIELDS: [&str; 4] = ["prefix", "path", "model", "methods"];
 const REQUIREMENT_KINDS: [&str; 5] = [
     "provider_name",
     "requires_any",
@@ -406,11 +447,33 @@ fn compile(root: &Node<'_>) -> Result<Config, ConfigError> {
             usize::try_from(count).map_err(|_| node.error("is too large"))?
         }
     };
+    let bypass_cors_preflight = match top.get("bypass_cors_preflight") {
+        None => false,
+        Some(node) => node.boolean()?,
+    };
+    let protected_resource = top
+        .get("protected_resource_metadata")
+        .map(|node| compile_protected_resource(&node))
+        .transpose()?;
     Ok(Config {
         providers,
         rules,
         managed_headers,
         max_waiting_requests,
+        bypass_cors_preflight,
+        protected_resource,
+    })
+}
+
+fn compile_protected_resource(node: &Node<'_>) -> Result<ProtectedResource, ConfigError> {
+    let object = node.object(&["resource"])?;
+    let resource_node = object.required("resource")?;
+    let resource = resource_node.non_empty_string()?;
+    let location = metadata::locate(resource).map_err(|message| resource_node.error(message))?;
+    Ok(ProtectedResource {
+        resource: resource.to_owned(),
+        metadata_path: location.path,
+        metadata_url: location.url,
     })
 }
 
@@ -584,6 +647,33 @@ fn compile_provider(
         }
     };
 
+    let allowed_types = match object.get("allowed_types") {
+        None => Vec::new(),
+        Some(list) => {
+            let mut types = Vec::new();
+            for item in list.non_empty_array()? {
+                let typ = token_type(&item)?;
+                if !types.contains(&typ) {
+                    types.push(typ);
+                }
+            }
+            types
+        }
+    };
+    let allowed_authorized_parties = match object.get("allowed_authorized_parties") {
+        None => Vec::new(),
+        Some(list) => {
+            let mut parties: Vec<String> = Vec::new();
+            for item in list.non_empty_array()? {
+                let party = item.non_empty_string()?;
+                if !parties.iter().any(|p| p == party) {
+                    parties.push(party.to_owned());
+                }
+            }
+            parties
+        }
+    };
+
     let provider = Provider {
         name: name.to_owned(),
         issuer: issuer.to_owned(),
@@ -598,8 +688,35 @@ fn compile_provider(
         max_lifetime_seconds,
         require_expiration,
         jwt_cache_size,
+        allowed_types,
+        allowed_authorized_parties,
     };
     Ok((provider, managed))
+}
+
+/// A configured `typ` in the normal form [`normal_token_type`] gives; only the types a token
+/// can carry (`JWT`, `*+jwt`) are accepted, since any other could never match.
+fn token_type(node: &Node<'_>) -> Result<String, ConfigError> {
+    let raw = node.non_empty_string()?;
+    let typ = normal_token_type(raw);
+    if typ != "jwt" && !(typ.len() > 4 && typ.ends_with("+jwt")) {
+        return Err(node.error(format!(
+            "{} can never match: tokens are accepted only with typ \"JWT\" or a type ending \
+             in \"+jwt\" (\"at+jwt\")",
+            quoted(raw)
+        )));
+    }
+    Ok(typ)
+}
+
+/// A `typ` value compared as RFC 7515 §4.1.9 says: media types are case-insensitive, and a value
+/// without `/` stands for `application/<value>`.
+pub fn normal_token_type(typ: &str) -> String {
+    let lower = typ.to_ascii_lowercase();
+    match lower.strip_prefix("application/") {
+        Some(rest) if !rest.contains('/') => rest.to_owned(),
+        _ => lower,
+    }
 }
 
 fn compile_key_source(object: &Object<'_>, issuer: &Node<'_>) -> Result<KeySource, ConfigError> {
@@ -854,23 +971,37 @@ fn compile_rules(node: &Node<'_>, providers: &[Provider]) -> Result<Vec<Rule>, C
     let mut rules = Vec::with_capacity(items.len());
     let mut match_paths = Vec::with_capacity(items.len());
     for item in &items {
-        let entry = item.object(&["match", "requires"])?;
+        let entry = item.object(&RULE_FIELDS)?;
         let match_node = entry.required("match")?;
         let (path_match, match_path) = compile_path_match(&match_node)?;
+        let methods = compile_methods(&match_node)?;
         let requirement = match entry.get("requires") {
             None => None,
             Some(requires) => Some(compile_requirement(&requires, providers, 1)?),
         };
+        let require_claims = match entry.get("require_claims") {
+            None => Vec::new(),
+            Some(_) if requirement.is_none() => {
+                return Err(entry.error(
+                    "require_claims needs \"requires\" in the same rule: the claims come from \
+                     the token it verifies",
+                ))
+            }
+            Some(list) => compile_require_claims(&list)?,
+        };
         rules.push(Rule {
             path_match,
             requirement,
+            methods,
+            require_claims,
         });
         match_paths.push(match_path);
     }
     let catch_all = PathMatch::Prefix("/".into());
+    let is_catch_all = |rule: &Rule| rule.path_match == catch_all && rule.methods.is_empty();
     let last = rules.len().saturating_sub(1);
     for (index, rule) in rules.iter().enumerate() {
-        if index < last && rule.path_match == catch_all {
+        if index < last && is_catch_all(rule) {
             return Err(ConfigError::new(
                 match_paths.get(index).cloned().unwrap_or_default(),
                 "matches every path, so the rules after it would never apply; only the last rule \
@@ -878,23 +1009,91 @@ fn compile_rules(node: &Node<'_>, providers: &[Provider]) -> Result<Vec<Rule>, C
             ));
         }
     }
-    if rules.last().map(|rule| &rule.path_match) != Some(&catch_all) {
+    if !rules.last().is_some_and(is_catch_all) {
         return Err(node.error(
-            "the last rule must match {\"prefix\": \"/\"} so that no path is left without a \
-             rule; end the list with it (with \"requires\" to protect every other path)",
+            "the last rule must match {\"prefix\": \"/\"} (for every method) so that no \
+             request is left without a rule; end the list with it (with \"requires\" to \
+             protect every other path)",
         ));
     }
     Ok(rules)
 }
 
-/// The match and the path of its `prefix`/`path` field.
-fn compile_path_match(node: &Node<'_>) -> Result<(PathMatch, String), ConfigError> {
-    let object = node.object(&["prefix", "path"])?;
-    let (value, exact) = match (object.get("prefix"), object.get("path")) {
-        (Some(prefix), None) => (prefix, false),
-        (None, Some(path)) => (path, true),
-        _ => return Err(node.error("set exactly one of prefix, path")),
+/// `match.methods`: upper-case method names; absent means every method.
+fn compile_methods(match_node: &Node<'_>) -> Result<Vec<String>, ConfigError> {
+    let Some(list) = match_node.members()?.get("methods") else {
+        return Ok(Vec::new());
     };
+    let mut methods: Vec<String> = Vec::new();
+    for item in list.non_empty_array()? {
+        let method = item.non_empty_string()?;
+        if !method.chars().all(is_token_char) {
+            return Err(item.error(format!("{} is not a method name", quoted(method))));
+        }
+        if method.chars().any(|c| c.is_ascii_lowercase()) {
+            return Err(item.error(format!(
+                "methods are case-sensitive and written in upper case; write {}",
+                quoted(&method.to_ascii_uppercase())
+            )));
+        }
+        if !methods.iter().any(|m| m == method) {
+            methods.push(method.to_owned());
+        }
+    }
+    Ok(methods)
+}
+
+/// `require_claims`: a non-empty list of `{"claim": ..., "<operator>": ...}`.
+fn compile_require_claims(node: &Node<'_>) -> Result<Vec<ClaimCondition>, ConfigError> {
+    let mut fields = vec!["claim"];
+    fields.extend(claims::OPERATORS);
+    let mut conditions = Vec::new();
+    for item in node.non_empty_array()? {
+        let entry = item.object(&fields)?;
+        let claim_path = claim_path(&entry.required("claim")?)?;
+        let operators: Vec<&str> = claims::OPERATORS
+            .into_iter()
+            .filter(|operator| entry.map.contains_key(*operator))
+            .collect();
+        let [operator] = operators.as_slice() else {
+            return Err(item.error(format!(
+                "set exactly one operator of {}",
+                claims::OPERATORS.join(", ")
+            )));
+        };
+        let operand = entry.required(operator)?;
+        let test = ClaimTest::parse(operator, operand.value).map_err(|error| {
+            let path = match error.index {
+                Some(index) => format!("{}[{index}]", operand.path),
+                None => operand.path.clone(),
+            };
+            ConfigError::new(path, error.message)
+        })?;
+        conditions.push(ClaimCondition { claim_path, test });
+    }
+    Ok(conditions)
+}
+
+/// The match and the path of its `prefix`/`path`/`model` field.
+fn compile_path_match(node: &Node<'_>) -> Result<(PathMatch, String), ConfigError> {
+    let object = node.object(&MATCH_FIELDS)?;
+    let kinds: Vec<(&str, Node<'_>)> = MATCH_KINDS
+        .into_iter()
+        .filter_map(|kind| object.get(kind).map(|value| (kind, value)))
+        .collect();
+    let [(kind, value)] = kinds.as_slice() else {
+        return Err(node.error(format!("set exactly one of {}", MATCH_KINDS.join(", "))));
+    };
+    let exact = *kind == "path";
+    if *kind == "model" {
+        let pattern = ModelPattern::parse(value.string()?).map_err(|message| {
+            value.error(format!(
+                "{message}; a model pattern is a name (\"fraud\") or a prefix with a trailing \
+                 \"*\" (\"team-*\")"
+            ))
+        })?;
+        return Ok((PathMatch::Model(pattern), value.path.clone()));
+    }
     let text = value.string()?;
     if !text.starts_with('/') {
         return Err(value.error(format!(
@@ -912,7 +1111,7 @@ fn compile_path_match(node: &Node<'_>) -> Result<(PathMatch, String), ConfigErro
     } else {
         PathMatch::Prefix(text.to_owned())
     };
-    Ok((path_match, value.path))
+    Ok((path_match, value.path.clone()))
 }
 
 fn compile_requirement(
@@ -1130,23 +1329,33 @@ mod tests {
                 max_lifetime_seconds: Some(86400),
                 require_expiration: true,
                 jwt_cache_size: 10_000,
+                allowed_types: Vec::new(),
+                allowed_authorized_parties: Vec::new(),
             }],
             rules: vec![
                 Rule {
                     path_match: PathMatch::Prefix("/v2/health".into()),
                     requirement: None,
+                    methods: Vec::new(),
+                    require_claims: Vec::new(),
                 },
                 Rule {
                     path_match: PathMatch::Exact("/metrics".into()),
                     requirement: None,
+                    methods: Vec::new(),
+                    require_claims: Vec::new(),
                 },
                 Rule {
                     path_match: PathMatch::Prefix("/".into()),
                     requirement: Some(Requirement::Provider(0)),
+                    methods: Vec::new(),
+                    require_claims: Vec::new(),
                 },
             ],
             managed_headers: vec!["x-jwt-payload".into(), "x-jwt-sub".into()],
             max_waiting_requests: 1000,
+            bypass_cors_preflight: false,
+            protected_resource: None,
         };
         assert_eq!(config, expected);
         assert_eq!(config.provider_id("keycloak"), Some(0));
