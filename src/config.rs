@@ -2784,6 +2784,347 @@ mod tests {
         assert_eq!(error.field, "(root)");
     }
 
+    // ---- model rules, methods and claim conditions ----
+
+    fn model_rule(model: Value) -> Value {
+        with_rules(json!([
+            {"match": {"model": model}, "requires": {"provider_name": "kc"}},
+            {"match": {"prefix": "/"}}
+        ]))
+    }
+
+    // A model match compiles to an exact or a prefix pattern.
+    #[test]
+    fn model_match_compiles() {
+        assert_eq!(
+            ok(&model_rule(json!("fraud"))).rules[0].path_match,
+            PathMatch::Model(ModelPattern::Exact("fraud".into()))
+        );
+        assert_eq!(
+            ok(&model_rule(json!("team-*"))).rules[0].path_match,
+            PathMatch::Model(ModelPattern::Prefix("team-".into()))
+        );
+    }
+
+    // A star that is not trailing is refused, naming the field and the accepted forms.
+    #[test]
+    fn model_glob_malformed() {
+        for pattern in ["*-fraud", "team-*-a"] {
+            assert_error(
+                &model_rule(json!(pattern)),
+                "rules[0].match.model",
+                "\"*\" is allowed only at the end",
+            );
+        }
+        assert_error(
+            &model_rule(json!("a/b")),
+            "rules[0].match.model",
+            "a prefix with a trailing \"*\"",
+        );
+        assert_error(
+            &model_rule(json!(3)),
+            "rules[0].match.model",
+            "expected a string",
+        );
+    }
+
+    // model is a third match kind: exactly one of the three is set.
+    #[test]
+    fn model_with_path_refused() {
+        assert_error(
+            &with_rules(
+                json!([{"match": {"model": "m", "prefix": "/v1"}}, {"match": {"prefix": "/"}}]),
+            ),
+            "rules[0].match",
+            "set exactly one of prefix, path, model",
+        );
+    }
+
+    // methods are kept in order without repeats; absent means every method.
+    #[test]
+    fn methods_compile() {
+        let doc = with_rules(json!([
+            {"match": {"prefix": "/v2/models", "methods": ["GET", "HEAD", "GET"]}},
+            {"match": {"prefix": "/"}, "requires": {"provider_name": "kc"}}
+        ]));
+        let config = ok(&doc);
+        assert_eq!(config.rules[0].methods, ["GET", "HEAD"]);
+        assert!(config.rules[1].methods.is_empty());
+    }
+
+    // Method names are case-sensitive tokens written in upper case; a list must not be empty.
+    #[test]
+    fn methods_invalid() {
+        let rules = |methods: Value| {
+            with_rules(json!([
+                {"match": {"prefix": "/a", "methods": methods}},
+                {"match": {"prefix": "/"}}
+            ]))
+        };
+        assert_error(
+            &rules(json!(["get"])),
+            "rules[0].match.methods[0]",
+            "write \"GET\"",
+        );
+        assert_error(
+            &rules(json!(["GET", "PO ST"])),
+            "rules[0].match.methods[1]",
+            "is not a method name",
+        );
+        assert_error(
+            &rules(json!([])),
+            "rules[0].match.methods",
+            "must not be empty",
+        );
+        assert_error(
+            &rules(json!("GET")),
+            "rules[0].match.methods",
+            "expected an array",
+        );
+    }
+
+    // A catch-all restricted to methods is not a catch-all: it may come early, not last.
+    #[test]
+    fn catch_all_with_methods() {
+        let doc = with_rules(json!([
+            {"match": {"prefix": "/", "methods": ["OPTIONS"]}},
+            {"match": {"prefix": "/"}, "requires": {"provider_name": "kc"}}
+        ]));
+        assert_eq!(ok(&doc).rules[0].methods, ["OPTIONS"]);
+        assert_error(
+            &with_rules(json!([{"match": {"prefix": "/", "methods": ["GET"]}}])),
+            "rules",
+            "the last rule must match {\"prefix\": \"/\"} (for every method)",
+        );
+    }
+
+    fn claims_rule(conditions: Value) -> Value {
+        with_rules(json!([
+            {"match": {"model": "fraud"}, "requires": {"provider_name": "kc"},
+             "require_claims": conditions},
+            {"match": {"prefix": "/"}, "requires": {"provider_name": "kc"}}
+        ]))
+    }
+
+    // Conditions compile with dotted and array claim paths and every operator.
+    #[test]
+    fn require_claims_compile() {
+        let doc = claims_rule(json!([
+            {"claim": "realm_access.roles", "has": "fraud-predict"},
+            {"claim": ["https://example.com/groups"], "has": "ml"},
+            {"claim": "scope", "has_word": "fraud:predict"},
+            {"claim": "email_verified", "equals": true},
+            {"claim": "azp", "one_of": ["a", "b"]},
+            {"claim": "email", "ends_with": "@example.com"}
+        ]));
+        let conditions = ok(&doc).rules[0].require_claims.clone();
+        assert_eq!(
+            conditions,
+            vec![
+                ClaimCondition {
+                    claim_path: vec!["realm_access".into(), "roles".into()],
+                    test: ClaimTest::Has(json!("fraud-predict")),
+                },
+                ClaimCondition {
+                    claim_path: vec!["https://example.com/groups".into()],
+                    test: ClaimTest::Has(json!("ml")),
+                },
+                ClaimCondition {
+                    claim_path: vec!["scope".into()],
+                    test: ClaimTest::HasWord("fraud:predict".into()),
+                },
+                ClaimCondition {
+                    claim_path: vec!["email_verified".into()],
+                    test: ClaimTest::Equals(json!(true)),
+                },
+                ClaimCondition {
+                    claim_path: vec!["azp".into()],
+                    test: ClaimTest::OneOf(vec![json!("a"), json!("b")]),
+                },
+                ClaimCondition {
+                    claim_path: vec!["email".into()],
+                    test: ClaimTest::EndsWith("@example.com".into()),
+                },
+            ]
+        );
+    }
+
+    // An unknown operator is named, with the list of known ones.
+    #[test]
+    fn require_claims_unknown_operator() {
+        assert_error(
+            &claims_rule(json!([{"claim": "roles", "contains": "x"}])),
+            "rules[0].require_claims[0].contains",
+            "unknown field; expected one of: claim, has, has_word, equals, one_of, ends_with",
+        );
+    }
+
+    // A condition needs a claim and exactly one operator.
+    #[test]
+    fn require_claims_operator_count() {
+        assert_error(
+            &claims_rule(json!([{"claim": "roles", "has": "x", "equals": "x"}])),
+            "rules[0].require_claims[0]",
+            "set exactly one operator of has, has_word",
+        );
+        assert_error(
+            &claims_rule(json!([{"claim": "roles"}])),
+            "rules[0].require_claims[0]",
+            "set exactly one operator",
+        );
+        assert_error(
+            &claims_rule(json!([{"has": "x"}])),
+            "rules[0].require_claims[0].claim",
+            "required field is missing",
+        );
+        assert_error(
+            &claims_rule(json!([{"claim": "a..b", "has": "x"}])),
+            "rules[0].require_claims[0].claim",
+            "empty segment",
+        );
+    }
+
+    // Operand errors name the operand, and the element of a list.
+    #[test]
+    fn require_claims_bad_operand() {
+        assert_error(
+            &claims_rule(json!([{"claim": "scope", "has_word": "a b"}])),
+            "rules[0].require_claims[0].has_word",
+            "single word",
+        );
+        assert_error(
+            &claims_rule(json!([{"claim": "azp", "one_of": ["a", {"b": 1}]}])),
+            "rules[0].require_claims[0].one_of[1]",
+            "expected a string, a number or a boolean",
+        );
+        assert_error(
+            &claims_rule(json!([])),
+            "rules[0].require_claims",
+            "must not be empty",
+        );
+    }
+
+    // Claims come from a verified token, so a public rule cannot require them.
+    #[test]
+    fn require_claims_without_requires() {
+        assert_error(
+            &with_rules(json!([
+                {"match": {"model": "fraud"}, "require_claims": [{"claim": "a", "has": "b"}]},
+                {"match": {"prefix": "/"}}
+            ])),
+            "rules[0]",
+            "require_claims needs \"requires\"",
+        );
+    }
+
+    // ---- typ, azp, CORS and protected resource metadata ----
+
+    // allowed_types are stored in normal form, without repeats.
+    #[test]
+    fn allowed_types_normalized() {
+        let doc = minimal_with(
+            "/providers/kc/allowed_types",
+            json!(["at+jwt", "application/AT+JWT", "JWT"]),
+        );
+        assert_eq!(provider(&doc).allowed_types, ["at+jwt", "jwt"]);
+        assert!(provider(&minimal()).allowed_types.is_empty());
+    }
+
+    // A typ no token can carry, or an empty list, is refused.
+    #[test]
+    fn allowed_types_invalid() {
+        assert_error(
+            &minimal_with("/providers/kc/allowed_types", json!(["JWT", "JOSE"])),
+            "providers.kc.allowed_types[1]",
+            "\"JOSE\" can never match",
+        );
+        assert_error(
+            &minimal_with("/providers/kc/allowed_types", json!(["+jwt"])),
+            "providers.kc.allowed_types[0]",
+            "can never match",
+        );
+        assert_error(
+            &minimal_with("/providers/kc/allowed_types", json!([])),
+            "providers.kc.allowed_types",
+            "must not be empty",
+        );
+    }
+
+    // allowed_authorized_parties keeps exact values without repeats; empty values are refused.
+    #[test]
+    fn allowed_authorized_parties() {
+        let doc = minimal_with(
+            "/providers/kc/allowed_authorized_parties",
+            json!(["fraud-svc", "Fraud-svc", "fraud-svc"]),
+        );
+        assert_eq!(
+            provider(&doc).allowed_authorized_parties,
+            ["fraud-svc", "Fraud-svc"]
+        );
+        assert_error(
+            &minimal_with("/providers/kc/allowed_authorized_parties", json!([""])),
+            "providers.kc.allowed_authorized_parties[0]",
+            "must not be empty",
+        );
+    }
+
+    // bypass_cors_preflight is off by default and must be a boolean.
+    #[test]
+    fn bypass_cors_preflight() {
+        assert!(!ok(&minimal()).bypass_cors_preflight);
+        assert!(ok(&minimal_with("/bypass_cors_preflight", json!(true))).bypass_cors_preflight);
+        assert_error(
+            &minimal_with("/bypass_cors_preflight", json!("yes")),
+            "bypass_cors_preflight",
+            "expected true or false",
+        );
+    }
+
+    // The metadata location is derived from the resource once, at configure time.
+    #[test]
+    fn protected_resource_metadata() {
+        let doc = minimal_with(
+            "/protected_resource_metadata",
+            json!({"resource": "https://models.example.com"}),
+        );
+        assert_eq!(
+            ok(&doc).protected_resource,
+            Some(ProtectedResource {
+                resource: "https://models.example.com".into(),
+                metadata_path: "/.well-known/oauth-protected-resource".into(),
+                metadata_url: "https://models.example.com/.well-known/oauth-protected-resource"
+                    .into(),
+            })
+        );
+        assert_eq!(ok(&minimal()).protected_resource, None);
+    }
+
+    // An unusable resource names its field.
+    #[test]
+    fn protected_resource_metadata_invalid() {
+        assert_error(
+            &minimal_with(
+                "/protected_resource_metadata",
+                json!({"resource": "http://models.example.com"}),
+            ),
+            "protected_resource_metadata.resource",
+            "must be an https:// URL",
+        );
+        assert_error(
+            &minimal_with("/protected_resource_metadata", json!({})),
+            "protected_resource_metadata.resource",
+            "required field is missing",
+        );
+        assert_error(
+            &minimal_with(
+                "/protected_resource_metadata",
+                json!({"resource": "https://m.example.com", "scopes": []}),
+            ),
+            "protected_resource_metadata.scopes",
+            "unknown field; expected one of: resource",
+        );
+    }
+
     // ---- helpers ----
 
     // Long user strings are cut short in messages and control characters escaped.

@@ -1102,4 +1102,306 @@ mod tests {
         allowed(&f.decide(&request("/", &[("authorization", "Bearer x.y.z")]), NOW));
         allowed(&f.decide(&request("/", &[]), NOW));
     }
+
+    // ---- require_claims, gRPC, CORS, protected resource metadata ----
+
+    fn fraud_rules(extra_rule_fields: serde_json::Value) -> serde_json::Value {
+        let mut fraud = json!({"match": {"model": "fraud"}, "requires": {"provider_name": "idp"},
+                               "require_claims": [{"claim": "realm_access.roles", "has": "fraud"}]});
+        for (k, v) in extra_rule_fields.as_object().unwrap() {
+            fraud[k] = v.clone();
+        }
+        json!([fraud, {"match": {"prefix": "/"}, "requires": {"provider_name": "idp"}}])
+    }
+
+    fn with_roles(roles: serde_json::Value) -> JWTClaims<serde_json::Value> {
+        let mut c = claims();
+        c.custom = json!({"realm_access": {"roles": roles}});
+        c
+    }
+
+    fn on(f: &mut Fixture, path: &str, token: &str) -> Decision {
+        let auth = format!("Bearer {token}");
+        f.decide(&request(path, &[("authorization", &auth)]), NOW)
+    }
+
+    #[test]
+    fn role_holder_passes_and_non_holder_gets_403_insufficient_scope() {
+        // A valid token is not enough for a model whose rule requires a role.
+        let mut f = fixture_with(json!({}), fraud_rules(json!({})));
+        let holder = sign(&f.pair, with_roles(json!(["fraud", "churn"])));
+        allowed(&on(&mut f, "/v1/models/fraud:predict", &holder));
+        let other = sign(&f.pair, with_roles(json!(["churn"])));
+        let d = on(&mut f, "/v2/models/fraud/versions/1/infer", &other);
+        let denial = denied(&d);
+        assert_eq!(denial.status, 403);
+        assert_eq!(denial.failure, Failure::ClaimRequirementFailed);
+        assert_eq!(
+            header(denial, "www-authenticate"),
+            Some(
+                "Bearer realm=\"models.test\", error=\"insufficient_scope\", \
+                 error_description=\"Jwt does not have the claims this request requires\""
+            )
+        );
+        assert_eq!(
+            denial.body,
+            r#"{"error":"insufficient_scope","error_description":"Jwt does not have the claims this request requires"}"#
+        );
+        // Other models fall through to the plain rule.
+        allowed(&on(&mut f, "/v1/models/fraudulent:predict", &other));
+    }
+
+    #[test]
+    fn claim_conditions_hold_on_cached_tokens_too() {
+        // A cache hit carries the claims, so the decision does not change on the second request.
+        let mut f = fixture_with(json!({}), fraud_rules(json!({})));
+        let other = sign(&f.pair, with_roles(json!(["churn"])));
+        for _ in 0..2 {
+            assert_eq!(
+                denied(&on(&mut f, "/v1/models/fraud:predict", &other)).status,
+                403
+            );
+        }
+        assert_eq!(f.crypto.checks.get(), 1);
+    }
+
+    #[test]
+    fn every_condition_must_hold() {
+        // require_claims is a conjunction.
+        let mut f = fixture_with(
+            json!({}),
+            fraud_rules(json!({"require_claims": [
+                {"claim": "realm_access.roles", "has": "fraud"},
+                {"claim": "sub", "one_of": ["svc-2"]}]})),
+        );
+        let token = sign(&f.pair, with_roles(json!(["fraud"])));
+        assert_eq!(
+            denied(&on(&mut f, "/v1/models/fraud:predict", &token)).failure,
+            Failure::ClaimRequirementFailed
+        );
+    }
+
+    #[test]
+    fn a_scope_condition_is_named_in_the_403_challenge() {
+        // RFC 6750 §3.1: insufficient_scope may say which scope is needed.
+        let mut f = fixture_with(
+            json!({}),
+            fraud_rules(json!({"require_claims": [
+                {"claim": "scope", "has_word": "fraud:predict"},
+                {"claim": "scope", "has_word": "bad\"scope"}]})),
+        );
+        let mut c = claims();
+        c.custom = json!({"scope": "openid fraud:predict-all"});
+        let token = sign(&f.pair, c);
+        let d = on(&mut f, "/v1/models/fraud:predict", &token);
+        assert!(header(denied(&d), "www-authenticate")
+            .unwrap()
+            .ends_with(", scope=\"fraud:predict\""));
+    }
+
+    #[test]
+    fn require_claims_without_any_token_is_a_401_challenge() {
+        // allow_missing lets an absent token through the requirement; the claims still need one.
+        let mut f = fixture_with(
+            json!({}),
+            json!([{"match": {"prefix": "/"}, "requires": {"allow_missing": {}},
+                    "require_claims": [{"claim": "sub", "equals": "svc-1"}]}]),
+        );
+        let d = f.decide(&request("/v1/models/m:predict", &[]), NOW);
+        assert_eq!(denied(&d).status, 401);
+        assert_eq!(denied(&d).failure, Failure::Missing);
+        let token = sign(&f.pair, claims());
+        allowed(&on(&mut f, "/", &token));
+    }
+
+    fn grpc_request(path: &str, content_type: &str, headers: &[(&str, &str)]) -> Request {
+        let mut request = request(path, headers);
+        request
+            .headers
+            .push(("content-type".into(), content_type.into()));
+        request
+    }
+
+    #[test]
+    fn grpc_request_without_token_gets_a_trailers_only_unauthenticated() {
+        // gRPC clients read grpc-status, not the HTTP status.
+        let mut f = fixture();
+        let d = f.decide(
+            &grpc_request(
+                "/inference.GRPCInferenceService/ModelInfer",
+                "application/grpc",
+                &[],
+            ),
+            NOW,
+        );
+        let denial = denied(&d);
+        assert_eq!(denial.status, 200);
+        assert_eq!(denial.body, "");
+        assert_eq!(header(denial, "content-type"), Some("application/grpc"));
+        assert_eq!(header(denial, "grpc-status"), Some("16"));
+        assert_eq!(header(denial, "grpc-message"), Some("Jwt is missing"));
+        assert_eq!(
+            header(denial, "www-authenticate"),
+            Some("Bearer realm=\"models.test\"")
+        );
+    }
+
+    #[test]
+    fn grpc_status_follows_the_failure_class() {
+        // 403 → PERMISSION_DENIED (7), invalid token → UNAUTHENTICATED (16),
+        // no keys → UNAVAILABLE (14).
+        let grpc = Recipient {
+            grpc: true,
+            ..Recipient::default()
+        };
+        let status = |failure| {
+            let denial = deny(failure, &grpc, 3);
+            header(&denial, "grpc-status").unwrap().to_owned()
+        };
+        assert_eq!(status(Failure::ClaimRequirementFailed), "7");
+        assert_eq!(status(Failure::Expired), "16");
+        assert_eq!(status(Failure::MalformedAuthorization), "16");
+        assert_eq!(status(Failure::KeysUnavailable), "14");
+        let unavailable = deny(Failure::KeysUnavailable, &grpc, 3);
+        assert_eq!(header(&unavailable, "retry-after"), Some("3"));
+        assert_eq!(header(&unavailable, "www-authenticate"), None);
+    }
+
+    #[test]
+    fn grpc_codecs_count_but_grpc_web_does_not() {
+        // Envoy's own definition: application/grpc alone or with +codec.
+        let is = |content_type| is_grpc(&grpc_request("/", content_type, &[]));
+        assert!(is("application/grpc"));
+        assert!(is("application/grpc+proto"));
+        assert!(!is("application/grpc-web"));
+        assert!(!is("application/grpc-web+proto"));
+        assert!(!is("application/json"));
+        assert!(!is_grpc(&request("/", &[])));
+    }
+
+    #[test]
+    fn grpc_message_is_percent_encoded() {
+        // gRPC HTTP/2 spec: printable ASCII except '%' as is, everything else as %XX.
+        assert_eq!(grpc_percent_encode("Jwt is expired"), "Jwt is expired");
+        assert_eq!(grpc_percent_encode("a%b\né~"), "a%25b%0A%C3%A9~");
+    }
+
+    fn preflight(headers: &[(&str, &str)]) -> Request {
+        let mut request = request("/v1/models/m:predict", headers);
+        request.method = "OPTIONS".into();
+        request
+    }
+
+    const PREFLIGHT: [(&str, &str); 2] = [
+        ("origin", "https://app.example.com"),
+        ("access-control-request-method", "POST"),
+    ];
+
+    #[test]
+    fn cors_preflight_passes_only_when_bypassed() {
+        // A browser's preflight carries no credentials; jwt_authn's bypass_cors_preflight.
+        let rules = json!([{"match": {"prefix": "/"}, "requires": {"provider_name": "idp"}}]);
+        let mut f = fixture_with(json!({}), rules.clone());
+        assert_eq!(denied(&f.decide(&preflight(&PREFLIGHT), NOW)).status, 401);
+        let config = Config::from_json(
+            json!({"providers": {"idp": {"issuer": "https://idp.test", "audiences": ["kserve"],
+                     "local_jwks": {"inline_string": json!({"keys": [jwk(&f.pair, "k1")]}).to_string()}}},
+                   "rules": rules, "bypass_cors_preflight": true})
+            .to_string()
+            .as_bytes(),
+        )
+        .unwrap();
+        f.config = config;
+        let d = f.decide(&preflight(&PREFLIGHT), NOW);
+        assert!(allowed(&d).public);
+        // A plain OPTIONS, or one lacking either header, is not a preflight.
+        for headers in [&PREFLIGHT[..1], &PREFLIGHT[1..], &[]] {
+            assert_eq!(denied(&f.decide(&preflight(headers), NOW)).status, 401);
+        }
+        let empty_origin = [("origin", ""), PREFLIGHT[1]];
+        assert_eq!(
+            denied(&f.decide(&preflight(&empty_origin), NOW)).status,
+            401
+        );
+    }
+
+    fn metadata_fixture() -> Fixture {
+        let mut f = fixture();
+        let config = Config::from_json(
+            json!({"providers": {"idp": {"issuer": "https://idp.test", "audiences": ["kserve"],
+                     "local_jwks": {"inline_string": json!({"keys": [jwk(&f.pair, "k1")]}).to_string()}}},
+                   "rules": [{"match": {"prefix": "/"}, "requires": {"provider_name": "idp"}}],
+                   "protected_resource_metadata": {"resource": "https://models.example.com"}})
+            .to_string()
+            .as_bytes(),
+        )
+        .unwrap();
+        f.config = config;
+        f
+    }
+
+    #[test]
+    fn metadata_document_is_answered_without_a_token() {
+        // RFC 9728: clients fetch it before they have a token.
+        let mut f = metadata_fixture();
+        let mut req = request("/.well-known/oauth-protected-resource?x=1", &[]);
+        req.method = "GET".into();
+        let Decision::Respond(reply) = f.decide(&req, NOW) else {
+            panic!("expected the metadata document");
+        };
+        assert_eq!(reply.status, 200);
+        assert!(reply
+            .headers
+            .contains(&("content-type".into(), "application/json".into())));
+        let document: serde_json::Value = serde_json::from_str(&reply.body).unwrap();
+        assert_eq!(document["resource"], "https://models.example.com");
+        assert_eq!(
+            document["authorization_servers"],
+            json!(["https://idp.test"])
+        );
+        req.method = "POST".into();
+        let Decision::Respond(reply) = f.decide(&req, NOW) else {
+            panic!("expected 405");
+        };
+        assert_eq!(reply.status, 405);
+        // Other well-known paths are ordinary protected paths.
+        let other = request("/.well-known/oauth-protected-resource/x", &[]);
+        assert_eq!(denied(&f.decide(&other, NOW)).status, 401);
+    }
+
+    #[test]
+    fn challenges_carry_resource_metadata() {
+        // A client can find the issuer from any challenge alone.
+        let mut f = metadata_fixture();
+        let d = f.decide(&request("/v1/models/m:predict", &[]), NOW);
+        assert_eq!(
+            header(denied(&d), "www-authenticate"),
+            Some(
+                "Bearer realm=\"models.test\", resource_metadata=\"https://models.example.com\
+                 /.well-known/oauth-protected-resource\""
+            )
+        );
+        let d = on(&mut f, "/v1/models/m:predict", "x.y.z");
+        let challenge = header(denied(&d), "www-authenticate").unwrap();
+        assert!(challenge.contains(
+            "resource_metadata=\"https://models.example.com/.well-known/oauth-protected-resource\", \
+             error=\"invalid_token\""
+        ));
+    }
+
+    #[test]
+    fn typ_and_azp_mismatches_are_invalid_tokens() {
+        // The wrong kind of token, or a token for another client, is a token problem: 401.
+        let mut f = fixture_with(
+            json!({"allowed_types": ["at+jwt"], "allowed_authorized_parties": ["svc"]}),
+            json!([{"match": {"prefix": "/"}, "requires": {"provider_name": "idp"}}]),
+        );
+        let token = sign(&f.pair, claims());
+        let denial = denied(&f.bearer(&token)).clone();
+        assert_eq!(denial.failure, Failure::TypeNotAllowed);
+        assert_eq!(denial.status, 401);
+        assert!(header(&denial, "www-authenticate")
+            .unwrap()
+            .contains("error=\"invalid_token\""));
+    }
 }
