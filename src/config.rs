@@ -7,9 +7,12 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
+use crate::claims::{self, ClaimCondition, ClaimTest};
 use crate::extract::TokenSource;
 use crate::json::{self, StrictJsonError};
 use crate::jwks::Alg;
+use crate::metadata;
+use crate::model::ModelPattern;
 use crate::uri;
 
 /// Index of a provider in [`Config::providers`].
@@ -30,6 +33,22 @@ pub struct Config {
     /// Check RS256/384/512 and ES256/384 signatures with the host's `verify_signature` when the
     /// host offers it; false keeps every check in the plugin's own pure-Rust code.
     pub host_crypto: bool,
+    /// Let CORS preflight requests (`OPTIONS` with `Origin` and
+    /// `Access-Control-Request-Method`) through without a token.
+    pub bypass_cors_preflight: bool,
+    /// Where the filter serves its RFC 9728 protected resource metadata, when configured.
+    pub protected_resource: Option<ProtectedResource>,
+}
+
+/// The RFC 9728 protected resource this filter guards.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProtectedResource {
+    /// The resource identifier, as configured (an https URL).
+    pub resource: String,
+    /// The request path the filter answers with the metadata document.
+    pub metadata_path: String,
+    /// The document's absolute URL, sent as `resource_metadata` in challenges.
+    pub metadata_url: String,
 }
 
 /// One trusted token issuer.
@@ -61,6 +80,11 @@ pub struct Provider {
     pub require_expiration: bool,
     /// How many verified tokens are remembered; 0 turns the cache off.
     pub jwt_cache_size: usize,
+    /// Accepted `typ` header values in normal form (lower case, without `application/`);
+    /// empty accepts any.
+    pub allowed_types: Vec<String>,
+    /// Accepted `azp` claim values; empty accepts any, and a token without `azp`.
+    pub allowed_authorized_parties: Vec<String>,
 }
 
 /// An HTTP GET the filter makes through an Envoy cluster.
@@ -117,6 +141,10 @@ pub struct Rule {
     pub path_match: PathMatch,
     /// What a request on those paths must present; `None` makes them public.
     pub requirement: Option<Requirement>,
+    /// Methods the rule covers; empty covers every method.
+    pub methods: Vec<String>,
+    /// Conditions the verified token's claims must meet, after `requirement` passed.
+    pub require_claims: Vec<ClaimCondition>,
 }
 
 /// How a rule matches the request path (query excluded).
@@ -126,6 +154,8 @@ pub enum PathMatch {
     Prefix(String),
     /// The path equals this.
     Exact(String),
+    /// The path is a KServe V1 or V2 REST path of a model this pattern fits.
+    Model(ModelPattern),
 }
 
 /// What must be presented, as in jwt_authn's `JwtRequirement`.
@@ -192,8 +222,15 @@ const DEFAULT_JWT_CACHE_SIZE: usize = 10_000;
 const MAX_JWT_CACHE_SIZE: u64 = 1_000_000;
 const DISCOVERY_PATH: &str = "/.well-known/openid-configuration";
 
-const TOP_FIELDS: [&str; 4] = ["providers", "rules", "max_waiting_requests", "host_crypto"];
-const PROVIDER_FIELDS: [&str; 15] = [
+const TOP_FIELDS: [&str; 6] = [
+    "providers",
+    "rules",
+    "max_waiting_requests",
+    "host_crypto",
+    "bypass_cors_preflight",
+    "protected_resource_metadata",
+];
+const PROVIDER_FIELDS: [&str; 17] = [
     "issuer",
     "audiences",
     "remote_jwks",
@@ -209,8 +246,13 @@ const PROVIDER_FIELDS: [&str; 15] = [
     "require_expiration",
     "algorithms",
     "jwt_cache_config",
+    "allowed_types",
+    "allowed_authorized_parties",
 ];
 const KEY_SOURCES: [&str; 3] = ["remote_jwks", "local_jwks", "oidc_discovery"];
+const RULE_FIELDS: [&str; 3] = ["match", "requires", "require_claims"];
+const MATCH_KINDS: [&str; 3] = ["prefix", "path", "model"];
+const MATCH_FIELDS: [&str; 4] = ["prefix", "path", "model", "methods"];
 const REQUIREMENT_KINDS: [&str; 5] = [
     "provider_name",
     "requires_any",
@@ -421,12 +463,34 @@ fn compile(root: &Node<'_>) -> Result<Config, ConfigError> {
         None => true,
         Some(node) => node.boolean()?,
     };
+    let bypass_cors_preflight = match top.get("bypass_cors_preflight") {
+        None => false,
+        Some(node) => node.boolean()?,
+    };
+    let protected_resource = top
+        .get("protected_resource_metadata")
+        .map(|node| compile_protected_resource(&node))
+        .transpose()?;
     Ok(Config {
         providers,
         rules,
         managed_headers,
         max_waiting_requests,
         host_crypto,
+        bypass_cors_preflight,
+        protected_resource,
+    })
+}
+
+fn compile_protected_resource(node: &Node<'_>) -> Result<ProtectedResource, ConfigError> {
+    let object = node.object(&["resource"])?;
+    let resource_node = object.required("resource")?;
+    let resource = resource_node.non_empty_string()?;
+    let location = metadata::locate(resource).map_err(|message| resource_node.error(message))?;
+    Ok(ProtectedResource {
+        resource: resource.to_owned(),
+        metadata_path: location.path,
+        metadata_url: location.url,
     })
 }
 
@@ -600,6 +664,33 @@ fn compile_provider(
         }
     };
 
+    let allowed_types = match object.get("allowed_types") {
+        None => Vec::new(),
+        Some(list) => {
+            let mut types = Vec::new();
+            for item in list.non_empty_array()? {
+                let typ = token_type(&item)?;
+                if !types.contains(&typ) {
+                    types.push(typ);
+                }
+            }
+            types
+        }
+    };
+    let allowed_authorized_parties = match object.get("allowed_authorized_parties") {
+        None => Vec::new(),
+        Some(list) => {
+            let mut parties: Vec<String> = Vec::new();
+            for item in list.non_empty_array()? {
+                let party = item.non_empty_string()?;
+                if !parties.iter().any(|p| p == party) {
+                    parties.push(party.to_owned());
+                }
+            }
+            parties
+        }
+    };
+
     let provider = Provider {
         name: name.to_owned(),
         issuer: issuer.to_owned(),
@@ -614,8 +705,35 @@ fn compile_provider(
         max_lifetime_seconds,
         require_expiration,
         jwt_cache_size,
+        allowed_types,
+        allowed_authorized_parties,
     };
     Ok((provider, managed))
+}
+
+/// A configured `typ` in the normal form [`normal_token_type`] gives; only the types a token
+/// can carry (`JWT`, `*+jwt`) are accepted, since any other could never match.
+fn token_type(node: &Node<'_>) -> Result<String, ConfigError> {
+    let raw = node.non_empty_string()?;
+    let typ = normal_token_type(raw);
+    if typ != "jwt" && !(typ.len() > 4 && typ.ends_with("+jwt")) {
+        return Err(node.error(format!(
+            "{} can never match: tokens are accepted only with typ \"JWT\" or a type ending \
+             in \"+jwt\" (\"at+jwt\")",
+            quoted(raw)
+        )));
+    }
+    Ok(typ)
+}
+
+/// A `typ` value compared as RFC 7515 §4.1.9 says: media types are case-insensitive, and a value
+/// without `/` stands for `application/<value>`.
+pub fn normal_token_type(typ: &str) -> String {
+    let lower = typ.to_ascii_lowercase();
+    match lower.strip_prefix("application/") {
+        Some(rest) if !rest.contains('/') => rest.to_owned(),
+        _ => lower,
+    }
 }
 
 fn compile_key_source(object: &Object<'_>, issuer: &Node<'_>) -> Result<KeySource, ConfigError> {
@@ -870,23 +988,37 @@ fn compile_rules(node: &Node<'_>, providers: &[Provider]) -> Result<Vec<Rule>, C
     let mut rules = Vec::with_capacity(items.len());
     let mut match_paths = Vec::with_capacity(items.len());
     for item in &items {
-        let entry = item.object(&["match", "requires"])?;
+        let entry = item.object(&RULE_FIELDS)?;
         let match_node = entry.required("match")?;
         let (path_match, match_path) = compile_path_match(&match_node)?;
+        let methods = compile_methods(&match_node)?;
         let requirement = match entry.get("requires") {
             None => None,
             Some(requires) => Some(compile_requirement(&requires, providers, 1)?),
         };
+        let require_claims = match entry.get("require_claims") {
+            None => Vec::new(),
+            Some(_) if requirement.is_none() => {
+                return Err(entry.error(
+                    "require_claims needs \"requires\" in the same rule: the claims come from \
+                     the token it verifies",
+                ))
+            }
+            Some(list) => compile_require_claims(&list)?,
+        };
         rules.push(Rule {
             path_match,
             requirement,
+            methods,
+            require_claims,
         });
         match_paths.push(match_path);
     }
     let catch_all = PathMatch::Prefix("/".into());
+    let is_catch_all = |rule: &Rule| rule.path_match == catch_all && rule.methods.is_empty();
     let last = rules.len().saturating_sub(1);
     for (index, rule) in rules.iter().enumerate() {
-        if index < last && rule.path_match == catch_all {
+        if index < last && is_catch_all(rule) {
             return Err(ConfigError::new(
                 match_paths.get(index).cloned().unwrap_or_default(),
                 "matches every path, so the rules after it would never apply; only the last rule \
@@ -894,23 +1026,91 @@ fn compile_rules(node: &Node<'_>, providers: &[Provider]) -> Result<Vec<Rule>, C
             ));
         }
     }
-    if rules.last().map(|rule| &rule.path_match) != Some(&catch_all) {
+    if !rules.last().is_some_and(is_catch_all) {
         return Err(node.error(
-            "the last rule must match {\"prefix\": \"/\"} so that no path is left without a \
-             rule; end the list with it (with \"requires\" to protect every other path)",
+            "the last rule must match {\"prefix\": \"/\"} (for every method) so that no \
+             request is left without a rule; end the list with it (with \"requires\" to \
+             protect every other path)",
         ));
     }
     Ok(rules)
 }
 
-/// The match and the path of its `prefix`/`path` field.
-fn compile_path_match(node: &Node<'_>) -> Result<(PathMatch, String), ConfigError> {
-    let object = node.object(&["prefix", "path"])?;
-    let (value, exact) = match (object.get("prefix"), object.get("path")) {
-        (Some(prefix), None) => (prefix, false),
-        (None, Some(path)) => (path, true),
-        _ => return Err(node.error("set exactly one of prefix, path")),
+/// `match.methods`: upper-case method names; absent means every method.
+fn compile_methods(match_node: &Node<'_>) -> Result<Vec<String>, ConfigError> {
+    let Some(list) = match_node.members()?.get("methods") else {
+        return Ok(Vec::new());
     };
+    let mut methods: Vec<String> = Vec::new();
+    for item in list.non_empty_array()? {
+        let method = item.non_empty_string()?;
+        if !method.chars().all(is_token_char) {
+            return Err(item.error(format!("{} is not a method name", quoted(method))));
+        }
+        if method.chars().any(|c| c.is_ascii_lowercase()) {
+            return Err(item.error(format!(
+                "methods are case-sensitive and written in upper case; write {}",
+                quoted(&method.to_ascii_uppercase())
+            )));
+        }
+        if !methods.iter().any(|m| m == method) {
+            methods.push(method.to_owned());
+        }
+    }
+    Ok(methods)
+}
+
+/// `require_claims`: a non-empty list of `{"claim": ..., "<operator>": ...}`.
+fn compile_require_claims(node: &Node<'_>) -> Result<Vec<ClaimCondition>, ConfigError> {
+    let mut fields = vec!["claim"];
+    fields.extend(claims::OPERATORS);
+    let mut conditions = Vec::new();
+    for item in node.non_empty_array()? {
+        let entry = item.object(&fields)?;
+        let claim_path = claim_path(&entry.required("claim")?)?;
+        let operators: Vec<&str> = claims::OPERATORS
+            .into_iter()
+            .filter(|operator| entry.map.contains_key(*operator))
+            .collect();
+        let [operator] = operators.as_slice() else {
+            return Err(item.error(format!(
+                "set exactly one operator of {}",
+                claims::OPERATORS.join(", ")
+            )));
+        };
+        let operand = entry.required(operator)?;
+        let test = ClaimTest::parse(operator, operand.value).map_err(|error| {
+            let path = match error.index {
+                Some(index) => format!("{}[{index}]", operand.path),
+                None => operand.path.clone(),
+            };
+            ConfigError::new(path, error.message)
+        })?;
+        conditions.push(ClaimCondition { claim_path, test });
+    }
+    Ok(conditions)
+}
+
+/// The match and the path of its `prefix`/`path`/`model` field.
+fn compile_path_match(node: &Node<'_>) -> Result<(PathMatch, String), ConfigError> {
+    let object = node.object(&MATCH_FIELDS)?;
+    let kinds: Vec<(&str, Node<'_>)> = MATCH_KINDS
+        .into_iter()
+        .filter_map(|kind| object.get(kind).map(|value| (kind, value)))
+        .collect();
+    let [(kind, value)] = kinds.as_slice() else {
+        return Err(node.error(format!("set exactly one of {}", MATCH_KINDS.join(", "))));
+    };
+    let exact = *kind == "path";
+    if *kind == "model" {
+        let pattern = ModelPattern::parse(value.string()?).map_err(|message| {
+            value.error(format!(
+                "{message}; a model pattern is a name (\"fraud\") or a prefix with a trailing \
+                 \"*\" (\"team-*\")"
+            ))
+        })?;
+        return Ok((PathMatch::Model(pattern), value.path.clone()));
+    }
     let text = value.string()?;
     if !text.starts_with('/') {
         return Err(value.error(format!(
@@ -928,7 +1128,7 @@ fn compile_path_match(node: &Node<'_>) -> Result<(PathMatch, String), ConfigErro
     } else {
         PathMatch::Prefix(text.to_owned())
     };
-    Ok((path_match, value.path))
+    Ok((path_match, value.path.clone()))
 }
 
 fn compile_requirement(
@@ -1146,24 +1346,34 @@ mod tests {
                 max_lifetime_seconds: Some(86400),
                 require_expiration: true,
                 jwt_cache_size: 10_000,
+                allowed_types: Vec::new(),
+                allowed_authorized_parties: Vec::new(),
             }],
             rules: vec![
                 Rule {
                     path_match: PathMatch::Prefix("/v2/health".into()),
                     requirement: None,
+                    methods: Vec::new(),
+                    require_claims: Vec::new(),
                 },
                 Rule {
                     path_match: PathMatch::Exact("/metrics".into()),
                     requirement: None,
+                    methods: Vec::new(),
+                    require_claims: Vec::new(),
                 },
                 Rule {
                     path_match: PathMatch::Prefix("/".into()),
                     requirement: Some(Requirement::Provider(0)),
+                    methods: Vec::new(),
+                    require_claims: Vec::new(),
                 },
             ],
             managed_headers: vec!["x-jwt-payload".into(), "x-jwt-sub".into()],
             max_waiting_requests: 1000,
             host_crypto: true,
+            bypass_cors_preflight: false,
+            protected_resource: None,
         };
         assert_eq!(config, expected);
         assert_eq!(config.provider_id("keycloak"), Some(0));
@@ -2608,6 +2818,347 @@ mod tests {
         assert!(error.message.contains("nested more than 8"), "{error}");
         let error = Config::from_json(&[b'['; 100_000]).unwrap_err();
         assert_eq!(error.field, "(root)");
+    }
+
+    // ---- model rules, methods and claim conditions ----
+
+    fn model_rule(model: Value) -> Value {
+        with_rules(json!([
+            {"match": {"model": model}, "requires": {"provider_name": "kc"}},
+            {"match": {"prefix": "/"}}
+        ]))
+    }
+
+    // A model match compiles to an exact or a prefix pattern.
+    #[test]
+    fn model_match_compiles() {
+        assert_eq!(
+            ok(&model_rule(json!("fraud"))).rules[0].path_match,
+            PathMatch::Model(ModelPattern::Exact("fraud".into()))
+        );
+        assert_eq!(
+            ok(&model_rule(json!("team-*"))).rules[0].path_match,
+            PathMatch::Model(ModelPattern::Prefix("team-".into()))
+        );
+    }
+
+    // A star that is not trailing is refused, naming the field and the accepted forms.
+    #[test]
+    fn model_glob_malformed() {
+        for pattern in ["*-fraud", "team-*-a"] {
+            assert_error(
+                &model_rule(json!(pattern)),
+                "rules[0].match.model",
+                "\"*\" is allowed only at the end",
+            );
+        }
+        assert_error(
+            &model_rule(json!("a/b")),
+            "rules[0].match.model",
+            "a prefix with a trailing \"*\"",
+        );
+        assert_error(
+            &model_rule(json!(3)),
+            "rules[0].match.model",
+            "expected a string",
+        );
+    }
+
+    // model is a third match kind: exactly one of the three is set.
+    #[test]
+    fn model_with_path_refused() {
+        assert_error(
+            &with_rules(
+                json!([{"match": {"model": "m", "prefix": "/v1"}}, {"match": {"prefix": "/"}}]),
+            ),
+            "rules[0].match",
+            "set exactly one of prefix, path, model",
+        );
+    }
+
+    // methods are kept in order without repeats; absent means every method.
+    #[test]
+    fn methods_compile() {
+        let doc = with_rules(json!([
+            {"match": {"prefix": "/v2/models", "methods": ["GET", "HEAD", "GET"]}},
+            {"match": {"prefix": "/"}, "requires": {"provider_name": "kc"}}
+        ]));
+        let config = ok(&doc);
+        assert_eq!(config.rules[0].methods, ["GET", "HEAD"]);
+        assert!(config.rules[1].methods.is_empty());
+    }
+
+    // Method names are case-sensitive tokens written in upper case; a list must not be empty.
+    #[test]
+    fn methods_invalid() {
+        let rules = |methods: Value| {
+            with_rules(json!([
+                {"match": {"prefix": "/a", "methods": methods}},
+                {"match": {"prefix": "/"}}
+            ]))
+        };
+        assert_error(
+            &rules(json!(["get"])),
+            "rules[0].match.methods[0]",
+            "write \"GET\"",
+        );
+        assert_error(
+            &rules(json!(["GET", "PO ST"])),
+            "rules[0].match.methods[1]",
+            "is not a method name",
+        );
+        assert_error(
+            &rules(json!([])),
+            "rules[0].match.methods",
+            "must not be empty",
+        );
+        assert_error(
+            &rules(json!("GET")),
+            "rules[0].match.methods",
+            "expected an array",
+        );
+    }
+
+    // A catch-all restricted to methods is not a catch-all: it may come early, not last.
+    #[test]
+    fn catch_all_with_methods() {
+        let doc = with_rules(json!([
+            {"match": {"prefix": "/", "methods": ["OPTIONS"]}},
+            {"match": {"prefix": "/"}, "requires": {"provider_name": "kc"}}
+        ]));
+        assert_eq!(ok(&doc).rules[0].methods, ["OPTIONS"]);
+        assert_error(
+            &with_rules(json!([{"match": {"prefix": "/", "methods": ["GET"]}}])),
+            "rules",
+            "the last rule must match {\"prefix\": \"/\"} (for every method)",
+        );
+    }
+
+    fn claims_rule(conditions: Value) -> Value {
+        with_rules(json!([
+            {"match": {"model": "fraud"}, "requires": {"provider_name": "kc"},
+             "require_claims": conditions},
+            {"match": {"prefix": "/"}, "requires": {"provider_name": "kc"}}
+        ]))
+    }
+
+    // Conditions compile with dotted and array claim paths and every operator.
+    #[test]
+    fn require_claims_compile() {
+        let doc = claims_rule(json!([
+            {"claim": "realm_access.roles", "has": "fraud-predict"},
+            {"claim": ["https://example.com/groups"], "has": "ml"},
+            {"claim": "scope", "has_word": "fraud:predict"},
+            {"claim": "email_verified", "equals": true},
+            {"claim": "azp", "one_of": ["a", "b"]},
+            {"claim": "email", "ends_with": "@example.com"}
+        ]));
+        let conditions = ok(&doc).rules[0].require_claims.clone();
+        assert_eq!(
+            conditions,
+            vec![
+                ClaimCondition {
+                    claim_path: vec!["realm_access".into(), "roles".into()],
+                    test: ClaimTest::Has(json!("fraud-predict")),
+                },
+                ClaimCondition {
+                    claim_path: vec!["https://example.com/groups".into()],
+                    test: ClaimTest::Has(json!("ml")),
+                },
+                ClaimCondition {
+                    claim_path: vec!["scope".into()],
+                    test: ClaimTest::HasWord("fraud:predict".into()),
+                },
+                ClaimCondition {
+                    claim_path: vec!["email_verified".into()],
+                    test: ClaimTest::Equals(json!(true)),
+                },
+                ClaimCondition {
+                    claim_path: vec!["azp".into()],
+                    test: ClaimTest::OneOf(vec![json!("a"), json!("b")]),
+                },
+                ClaimCondition {
+                    claim_path: vec!["email".into()],
+                    test: ClaimTest::EndsWith("@example.com".into()),
+                },
+            ]
+        );
+    }
+
+    // An unknown operator is named, with the list of known ones.
+    #[test]
+    fn require_claims_unknown_operator() {
+        assert_error(
+            &claims_rule(json!([{"claim": "roles", "contains": "x"}])),
+            "rules[0].require_claims[0].contains",
+            "unknown field; expected one of: claim, has, has_word, equals, one_of, ends_with",
+        );
+    }
+
+    // A condition needs a claim and exactly one operator.
+    #[test]
+    fn require_claims_operator_count() {
+        assert_error(
+            &claims_rule(json!([{"claim": "roles", "has": "x", "equals": "x"}])),
+            "rules[0].require_claims[0]",
+            "set exactly one operator of has, has_word",
+        );
+        assert_error(
+            &claims_rule(json!([{"claim": "roles"}])),
+            "rules[0].require_claims[0]",
+            "set exactly one operator",
+        );
+        assert_error(
+            &claims_rule(json!([{"has": "x"}])),
+            "rules[0].require_claims[0].claim",
+            "required field is missing",
+        );
+        assert_error(
+            &claims_rule(json!([{"claim": "a..b", "has": "x"}])),
+            "rules[0].require_claims[0].claim",
+            "empty segment",
+        );
+    }
+
+    // Operand errors name the operand, and the element of a list.
+    #[test]
+    fn require_claims_bad_operand() {
+        assert_error(
+            &claims_rule(json!([{"claim": "scope", "has_word": "a b"}])),
+            "rules[0].require_claims[0].has_word",
+            "single word",
+        );
+        assert_error(
+            &claims_rule(json!([{"claim": "azp", "one_of": ["a", {"b": 1}]}])),
+            "rules[0].require_claims[0].one_of[1]",
+            "expected a string, a number or a boolean",
+        );
+        assert_error(
+            &claims_rule(json!([])),
+            "rules[0].require_claims",
+            "must not be empty",
+        );
+    }
+
+    // Claims come from a verified token, so a public rule cannot require them.
+    #[test]
+    fn require_claims_without_requires() {
+        assert_error(
+            &with_rules(json!([
+                {"match": {"model": "fraud"}, "require_claims": [{"claim": "a", "has": "b"}]},
+                {"match": {"prefix": "/"}}
+            ])),
+            "rules[0]",
+            "require_claims needs \"requires\"",
+        );
+    }
+
+    // ---- typ, azp, CORS and protected resource metadata ----
+
+    // allowed_types are stored in normal form, without repeats.
+    #[test]
+    fn allowed_types_normalized() {
+        let doc = minimal_with(
+            "/providers/kc/allowed_types",
+            json!(["at+jwt", "application/AT+JWT", "JWT"]),
+        );
+        assert_eq!(provider(&doc).allowed_types, ["at+jwt", "jwt"]);
+        assert!(provider(&minimal()).allowed_types.is_empty());
+    }
+
+    // A typ no token can carry, or an empty list, is refused.
+    #[test]
+    fn allowed_types_invalid() {
+        assert_error(
+            &minimal_with("/providers/kc/allowed_types", json!(["JWT", "JOSE"])),
+            "providers.kc.allowed_types[1]",
+            "\"JOSE\" can never match",
+        );
+        assert_error(
+            &minimal_with("/providers/kc/allowed_types", json!(["+jwt"])),
+            "providers.kc.allowed_types[0]",
+            "can never match",
+        );
+        assert_error(
+            &minimal_with("/providers/kc/allowed_types", json!([])),
+            "providers.kc.allowed_types",
+            "must not be empty",
+        );
+    }
+
+    // allowed_authorized_parties keeps exact values without repeats; empty values are refused.
+    #[test]
+    fn allowed_authorized_parties() {
+        let doc = minimal_with(
+            "/providers/kc/allowed_authorized_parties",
+            json!(["fraud-svc", "Fraud-svc", "fraud-svc"]),
+        );
+        assert_eq!(
+            provider(&doc).allowed_authorized_parties,
+            ["fraud-svc", "Fraud-svc"]
+        );
+        assert_error(
+            &minimal_with("/providers/kc/allowed_authorized_parties", json!([""])),
+            "providers.kc.allowed_authorized_parties[0]",
+            "must not be empty",
+        );
+    }
+
+    // bypass_cors_preflight is off by default and must be a boolean.
+    #[test]
+    fn bypass_cors_preflight() {
+        assert!(!ok(&minimal()).bypass_cors_preflight);
+        assert!(ok(&minimal_with("/bypass_cors_preflight", json!(true))).bypass_cors_preflight);
+        assert_error(
+            &minimal_with("/bypass_cors_preflight", json!("yes")),
+            "bypass_cors_preflight",
+            "expected true or false",
+        );
+    }
+
+    // The metadata location is derived from the resource once, at configure time.
+    #[test]
+    fn protected_resource_metadata() {
+        let doc = minimal_with(
+            "/protected_resource_metadata",
+            json!({"resource": "https://models.example.com"}),
+        );
+        assert_eq!(
+            ok(&doc).protected_resource,
+            Some(ProtectedResource {
+                resource: "https://models.example.com".into(),
+                metadata_path: "/.well-known/oauth-protected-resource".into(),
+                metadata_url: "https://models.example.com/.well-known/oauth-protected-resource"
+                    .into(),
+            })
+        );
+        assert_eq!(ok(&minimal()).protected_resource, None);
+    }
+
+    // An unusable resource names its field.
+    #[test]
+    fn protected_resource_metadata_invalid() {
+        assert_error(
+            &minimal_with(
+                "/protected_resource_metadata",
+                json!({"resource": "http://models.example.com"}),
+            ),
+            "protected_resource_metadata.resource",
+            "must be an https:// URL",
+        );
+        assert_error(
+            &minimal_with("/protected_resource_metadata", json!({})),
+            "protected_resource_metadata.resource",
+            "required field is missing",
+        );
+        assert_error(
+            &minimal_with(
+                "/protected_resource_metadata",
+                json!({"resource": "https://m.example.com", "scopes": []}),
+            ),
+            "protected_resource_metadata.scopes",
+            "unknown field; expected one of: resource",
+        );
     }
 
     // ---- helpers ----

@@ -1,10 +1,13 @@
 //! Request → rule → requirement → outcome: allow (with header changes), deny (with an RFC 6750
-//! answer), or wait for signing keys.
+//! answer, or its gRPC equivalent), answer locally (protected resource metadata), or wait for
+//! signing keys.
 
-use crate::config::{Config, Provider, ProviderId, Requirement};
+pub use crate::claims::claim_at;
+use crate::config::{Config, Provider, ProviderId, Requirement, Rule};
 use crate::extract::{self, TokenSource};
 use crate::failure::{Failure, FailureClass};
 use crate::keys::{KeyStore, Lookup};
+use crate::metadata;
 use crate::request::Request;
 use crate::rules;
 use crate::token;
@@ -24,6 +27,19 @@ pub enum Decision {
         /// Providers whose key fetch the request waits for.
         providers: Vec<ProviderId>,
     },
+    /// Answer it locally with something other than a denial (the RFC 9728 metadata document).
+    Respond(LocalReply),
+}
+
+/// A local answer that is not a refusal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalReply {
+    /// HTTP status.
+    pub status: u32,
+    /// Response headers.
+    pub headers: Vec<(String, String)>,
+    /// Body; empty for none.
+    pub body: String,
 }
 
 /// Header changes for an allowed request.
@@ -46,8 +62,53 @@ pub struct Denial {
     pub status: u32,
     /// Response headers.
     pub headers: Vec<(String, String)>,
-    /// JSON body.
+    /// JSON body; empty for a gRPC denial, which is all headers (trailers-only).
     pub body: String,
+}
+
+/// What the form of a denial depends on besides its reason: who asked, and how.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Recipient {
+    /// The challenge's `realm`: the request's authority.
+    pub realm: String,
+    /// The challenge's `resource_metadata` (RFC 9728), when configured.
+    pub resource_metadata: Option<String>,
+    /// Answer the gRPC way: the request's content type is gRPC.
+    pub grpc: bool,
+    /// Scopes named in an `insufficient_scope` challenge's `scope`.
+    pub scopes: Vec<String>,
+}
+
+impl Recipient {
+    /// The recipient of a denial of `request` under `config`.
+    pub fn of(config: &Config, request: &Request) -> Recipient {
+        Recipient {
+            realm: request.authority.clone(),
+            resource_metadata: config
+                .protected_resource
+                .as_ref()
+                .map(|resource| resource.metadata_url.clone()),
+            grpc: is_grpc(request),
+            scopes: Vec::new(),
+        }
+    }
+}
+
+/// A gRPC request, by Envoy's definition: content type `application/grpc`, alone or followed by
+/// `+` and a codec (`application/grpc+proto`). `application/grpc-web` is not gRPC.
+pub fn is_grpc(request: &Request) -> bool {
+    request
+        .header_values("content-type")
+        .next()
+        .and_then(|value| value.strip_prefix("application/grpc"))
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('+'))
+}
+
+/// A CORS preflight, as jwt_authn recognises it: `OPTIONS` with non-empty `Origin` and
+/// `Access-Control-Request-Method`.
+pub fn is_cors_preflight(request: &Request) -> bool {
+    let present = |name| request.header_values(name).any(|v| !v.is_empty());
+    request.method == "OPTIONS" && present("origin") && present("access-control-request-method")
 }
 
 /// The clock, in two resolutions: token times are whole seconds, key timers milliseconds.
@@ -273,9 +334,17 @@ pub fn decide(
         remove_headers: config.managed_headers.clone(),
         set_headers: Vec::new(),
     };
+    if config.bypass_cors_preflight && is_cors_preflight(request) {
+        allow.public = true;
+        return Decision::Allow(allow);
+    }
+    if let Some(reply) = metadata_reply(config, request) {
+        return Decision::Respond(reply);
+    }
+    let mut recipient = Recipient::of(config, request);
     // The configuration guarantees a final catch-all rule; a miss would be a bug, so fail closed.
-    let Some(rule) = rules::find_rule(&config.rules, request.path_only()) else {
-        return Decision::Deny(denial(Failure::Missing, &request.authority, 0));
+    let Some(rule) = rules::find_rule(&config.rules, &request.method, request.path_only()) else {
+        return Decision::Deny(deny(Failure::Missing, &recipient, 0));
     };
     let Some(requirement) = &rule.requirement else {
         allow.public = true;
@@ -292,6 +361,14 @@ pub fn decide(
     };
     match evaluation.requirement(requirement) {
         Verdict::Allowed(tokens) => {
+            if let Some(failure) = unmet_claims(rule, &tokens) {
+                recipient.scopes = rule
+                    .require_claims
+                    .iter()
+                    .filter_map(|condition| condition.scope().map(str::to_owned))
+                    .collect();
+                return Decision::Deny(deny(failure, &recipient, 0));
+            }
             add_token_headers(config, &tokens, &mut allow);
             Decision::Allow(allow)
         }
@@ -300,12 +377,49 @@ pub fn decide(
             providers.dedup();
             Decision::Wait { providers }
         }
-        Verdict::Failed(failure) => Decision::Deny(denial(
-            failure,
-            &request.authority,
-            evaluation.retry_after_seconds,
-        )),
+        Verdict::Failed(failure) => {
+            Decision::Deny(deny(failure, &recipient, evaluation.retry_after_seconds))
+        }
     }
+}
+
+/// Why the verified tokens do not meet the rule's `require_claims`, if they do not. Each
+/// condition must be met by one of the tokens. Without any token (a requirement that allowed a
+/// missing one) the answer is a 401 challenge: authenticating may still help.
+fn unmet_claims(rule: &Rule, tokens: &[Verified]) -> Option<Failure> {
+    if rule.require_claims.is_empty() {
+        return None;
+    }
+    if tokens.is_empty() {
+        return Some(Failure::Missing);
+    }
+    rule.require_claims
+        .iter()
+        .any(|condition| !tokens.iter().any(|token| condition.holds(&token.claims)))
+        .then_some(Failure::ClaimRequirementFailed)
+}
+
+/// The answer to a request for the protected resource metadata document, if it is one.
+fn metadata_reply(config: &Config, request: &Request) -> Option<LocalReply> {
+    let resource = config.protected_resource.as_ref()?;
+    if request.path_only() != resource.metadata_path {
+        return None;
+    }
+    if request.method != "GET" && request.method != "HEAD" {
+        return Some(LocalReply {
+            status: 405,
+            headers: vec![("allow".to_owned(), "GET, HEAD".to_owned())],
+            body: String::new(),
+        });
+    }
+    Some(LocalReply {
+        status: 200,
+        headers: vec![
+            ("content-type".to_owned(), "application/json".to_owned()),
+            ("cache-control".to_owned(), "max-age=300".to_owned()),
+        ],
+        body: metadata::document(config).unwrap_or_default(),
+    })
 }
 
 fn add_token_headers(config: &Config, tokens: &[Verified], allow: &mut Allow) {
@@ -331,16 +445,6 @@ fn add_token_headers(config: &Config, tokens: &[Verified], allow: &mut Allow) {
     }
 }
 
-/// Looks a claim up by path (`["realm_access", "roles"]`).
-pub fn claim_at<'c>(
-    claims: &'c serde_json::Map<String, serde_json::Value>,
-    path: &[String],
-) -> Option<&'c serde_json::Value> {
-    let (first, rest) = path.split_first()?;
-    rest.iter()
-        .try_fold(claims.get(first)?, |value, segment| value.get(segment))
-}
-
 /// A claim rendered as a header value: strings as they are, arrays joined with commas, other
 /// values as JSON. Values that cannot be a header value (control characters) are left out.
 fn claim_header_value(
@@ -364,45 +468,112 @@ fn claim_header_value(
     Some(value)
 }
 
-/// Builds the RFC 6750 answer for `failure`. `retry_after_seconds` is used for 503s only.
+/// Builds the RFC 6750 answer for `failure` to a plain HTTP request from `authority`, without
+/// `resource_metadata`. `retry_after_seconds` is used for 503s only.
 pub fn denial(failure: Failure, authority: &str, retry_after_seconds: u64) -> Denial {
-    let realm = quoted_safe(authority);
-    let description = failure.description();
-    let (status, error, challenge) = match failure.class() {
-        FailureClass::Missing => (401, "unauthorized", Some(format!("Bearer realm=\"{realm}\""))),
-        FailureClass::InvalidToken => (
-            401,
-            "invalid_token",
-            Some(format!(
-                "Bearer realm=\"{realm}\", error=\"invalid_token\", error_description=\"{description}\""
-            )),
-        ),
-        FailureClass::InvalidRequest => (
-            400,
-            "invalid_request",
-            Some(format!(
-                "Bearer realm=\"{realm}\", error=\"invalid_request\", error_description=\"{description}\""
-            )),
-        ),
-        FailureClass::Unavailable => (503, "temporarily_unavailable", None),
+    let recipient = Recipient {
+        realm: authority.to_owned(),
+        ..Recipient::default()
     };
-    let mut headers = vec![("content-type".to_string(), "application/json".to_string())];
+    deny(failure, &recipient, retry_after_seconds)
+}
+
+/// Builds the answer for `failure` to `recipient`: an RFC 6750 challenge and JSON body, or for a
+/// gRPC request the same challenge with `grpc-status` and `grpc-message` in a trailers-only
+/// response (HTTP 200, no body), as Envoy's own filters answer gRPC. `retry_after_seconds` is
+/// used for 503s (gRPC `UNAVAILABLE`) only.
+pub fn deny(failure: Failure, recipient: &Recipient, retry_after_seconds: u64) -> Denial {
+    let class = failure.class();
+    let description = failure.description();
+    let (status, error) = match class {
+        FailureClass::Missing => (401, "unauthorized"),
+        FailureClass::InvalidToken => (401, "invalid_token"),
+        FailureClass::InvalidRequest => (400, "invalid_request"),
+        FailureClass::Forbidden => (403, "insufficient_scope"),
+        FailureClass::Unavailable => (503, "temporarily_unavailable"),
+    };
+    let challenge = (class != FailureClass::Unavailable).then(|| {
+        let mut challenge = format!("Bearer realm=\"{}\"", quoted_safe(&recipient.realm));
+        if let Some(url) = &recipient.resource_metadata {
+            challenge.push_str(&format!(", resource_metadata=\"{}\"", quoted_safe(url)));
+        }
+        // RFC 6750 §3.1: no error code when the request carried no credentials.
+        if class != FailureClass::Missing {
+            challenge.push_str(&format!(
+                ", error=\"{error}\", error_description=\"{description}\""
+            ));
+        }
+        let scopes: Vec<&str> = recipient
+            .scopes
+            .iter()
+            .map(String::as_str)
+            .filter(|scope| !scope.is_empty() && scope.chars().all(is_scope_char))
+            .collect();
+        if class == FailureClass::Forbidden && !scopes.is_empty() {
+            challenge.push_str(&format!(", scope=\"{}\"", scopes.join(" ")));
+        }
+        challenge
+    });
+    let mut headers = Vec::new();
+    if recipient.grpc {
+        let grpc_status = match class {
+            FailureClass::Missing | FailureClass::InvalidToken | FailureClass::InvalidRequest => {
+                GRPC_UNAUTHENTICATED
+            }
+            FailureClass::Forbidden => GRPC_PERMISSION_DENIED,
+            FailureClass::Unavailable => GRPC_UNAVAILABLE,
+        };
+        headers.push(("content-type".to_owned(), "application/grpc".to_owned()));
+        headers.push(("grpc-status".to_owned(), grpc_status.to_string()));
+        headers.push(("grpc-message".to_owned(), grpc_percent_encode(description)));
+    } else {
+        headers.push(("content-type".to_owned(), "application/json".to_owned()));
+    }
     if let Some(challenge) = challenge {
-        headers.push(("www-authenticate".to_string(), challenge));
+        headers.push(("www-authenticate".to_owned(), challenge));
     }
     if status == 503 {
         headers.push((
-            "retry-after".to_string(),
+            "retry-after".to_owned(),
             retry_after_seconds.max(1).to_string(),
         ));
     }
-    let body = serde_json::json!({"error": error, "error_description": description}).to_string();
+    let (status, body) = if recipient.grpc {
+        (200, String::new())
+    } else {
+        let body = serde_json::json!({"error": error, "error_description": description});
+        (status, body.to_string())
+    };
     Denial {
         failure,
         status,
         headers,
         body,
     }
+}
+
+/// gRPC status codes used in denials.
+const GRPC_PERMISSION_DENIED: u32 = 7;
+const GRPC_UNAVAILABLE: u32 = 14;
+const GRPC_UNAUTHENTICATED: u32 = 16;
+
+/// A `grpc-message` value as the gRPC HTTP/2 spec defines it: bytes outside printable ASCII,
+/// and `%` itself, as `%XX`.
+fn grpc_percent_encode(text: &str) -> String {
+    let mut encoded = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if (0x20..=0x7e).contains(&byte) && byte != b'%' {
+            encoded.push(char::from(byte));
+        } else {
+            encoded.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    encoded
+}
+
+/// RFC 6749 scope-token characters: printable ASCII except space, `"` and `\`.
+fn is_scope_char(c: char) -> bool {
+    c.is_ascii_graphic() && c != '"' && c != '\\'
 }
 
 /// Keeps only characters that are safe inside a quoted-string header parameter.
@@ -930,5 +1101,307 @@ mod tests {
         let (mut f, _) = two_providers(json!({"allow_missing_or_failed": {}}));
         allowed(&f.decide(&request("/", &[("authorization", "Bearer x.y.z")]), NOW));
         allowed(&f.decide(&request("/", &[]), NOW));
+    }
+
+    // ---- require_claims, gRPC, CORS, protected resource metadata ----
+
+    fn fraud_rules(extra_rule_fields: serde_json::Value) -> serde_json::Value {
+        let mut fraud = json!({"match": {"model": "fraud"}, "requires": {"provider_name": "idp"},
+                               "require_claims": [{"claim": "realm_access.roles", "has": "fraud"}]});
+        for (k, v) in extra_rule_fields.as_object().unwrap() {
+            fraud[k] = v.clone();
+        }
+        json!([fraud, {"match": {"prefix": "/"}, "requires": {"provider_name": "idp"}}])
+    }
+
+    fn with_roles(roles: serde_json::Value) -> JWTClaims<serde_json::Value> {
+        let mut c = claims();
+        c.custom = json!({"realm_access": {"roles": roles}});
+        c
+    }
+
+    fn on(f: &mut Fixture, path: &str, token: &str) -> Decision {
+        let auth = format!("Bearer {token}");
+        f.decide(&request(path, &[("authorization", &auth)]), NOW)
+    }
+
+    #[test]
+    fn role_holder_passes_and_non_holder_gets_403_insufficient_scope() {
+        // A valid token is not enough for a model whose rule requires a role.
+        let mut f = fixture_with(json!({}), fraud_rules(json!({})));
+        let holder = sign(&f.pair, with_roles(json!(["fraud", "churn"])));
+        allowed(&on(&mut f, "/v1/models/fraud:predict", &holder));
+        let other = sign(&f.pair, with_roles(json!(["churn"])));
+        let d = on(&mut f, "/v2/models/fraud/versions/1/infer", &other);
+        let denial = denied(&d);
+        assert_eq!(denial.status, 403);
+        assert_eq!(denial.failure, Failure::ClaimRequirementFailed);
+        assert_eq!(
+            header(denial, "www-authenticate"),
+            Some(
+                "Bearer realm=\"models.test\", error=\"insufficient_scope\", \
+                 error_description=\"Jwt does not have the claims this request requires\""
+            )
+        );
+        assert_eq!(
+            denial.body,
+            r#"{"error":"insufficient_scope","error_description":"Jwt does not have the claims this request requires"}"#
+        );
+        // Other models fall through to the plain rule.
+        allowed(&on(&mut f, "/v1/models/fraudulent:predict", &other));
+    }
+
+    #[test]
+    fn claim_conditions_hold_on_cached_tokens_too() {
+        // A cache hit carries the claims, so the decision does not change on the second request.
+        let mut f = fixture_with(json!({}), fraud_rules(json!({})));
+        let other = sign(&f.pair, with_roles(json!(["churn"])));
+        for _ in 0..2 {
+            assert_eq!(
+                denied(&on(&mut f, "/v1/models/fraud:predict", &other)).status,
+                403
+            );
+        }
+        assert_eq!(f.crypto.checks.get(), 1);
+    }
+
+    #[test]
+    fn every_condition_must_hold() {
+        // require_claims is a conjunction.
+        let mut f = fixture_with(
+            json!({}),
+            fraud_rules(json!({"require_claims": [
+                {"claim": "realm_access.roles", "has": "fraud"},
+                {"claim": "sub", "one_of": ["svc-2"]}]})),
+        );
+        let token = sign(&f.pair, with_roles(json!(["fraud"])));
+        assert_eq!(
+            denied(&on(&mut f, "/v1/models/fraud:predict", &token)).failure,
+            Failure::ClaimRequirementFailed
+        );
+    }
+
+    #[test]
+    fn a_scope_condition_is_named_in_the_403_challenge() {
+        // RFC 6750 §3.1: insufficient_scope may say which scope is needed.
+        let mut f = fixture_with(
+            json!({}),
+            fraud_rules(json!({"require_claims": [
+                {"claim": "scope", "has_word": "fraud:predict"},
+                {"claim": "scope", "has_word": "bad\"scope"}]})),
+        );
+        let mut c = claims();
+        c.custom = json!({"scope": "openid fraud:predict-all"});
+        let token = sign(&f.pair, c);
+        let d = on(&mut f, "/v1/models/fraud:predict", &token);
+        assert!(header(denied(&d), "www-authenticate")
+            .unwrap()
+            .ends_with(", scope=\"fraud:predict\""));
+    }
+
+    #[test]
+    fn require_claims_without_any_token_is_a_401_challenge() {
+        // allow_missing lets an absent token through the requirement; the claims still need one.
+        let mut f = fixture_with(
+            json!({}),
+            json!([{"match": {"prefix": "/"}, "requires": {"allow_missing": {}},
+                    "require_claims": [{"claim": "sub", "equals": "svc-1"}]}]),
+        );
+        let d = f.decide(&request("/v1/models/m:predict", &[]), NOW);
+        assert_eq!(denied(&d).status, 401);
+        assert_eq!(denied(&d).failure, Failure::Missing);
+        let token = sign(&f.pair, claims());
+        allowed(&on(&mut f, "/", &token));
+    }
+
+    fn grpc_request(path: &str, content_type: &str, headers: &[(&str, &str)]) -> Request {
+        let mut request = request(path, headers);
+        request
+            .headers
+            .push(("content-type".into(), content_type.into()));
+        request
+    }
+
+    #[test]
+    fn grpc_request_without_token_gets_a_trailers_only_unauthenticated() {
+        // gRPC clients read grpc-status, not the HTTP status.
+        let mut f = fixture();
+        let d = f.decide(
+            &grpc_request(
+                "/inference.GRPCInferenceService/ModelInfer",
+                "application/grpc",
+                &[],
+            ),
+            NOW,
+        );
+        let denial = denied(&d);
+        assert_eq!(denial.status, 200);
+        assert_eq!(denial.body, "");
+        assert_eq!(header(denial, "content-type"), Some("application/grpc"));
+        assert_eq!(header(denial, "grpc-status"), Some("16"));
+        assert_eq!(header(denial, "grpc-message"), Some("Jwt is missing"));
+        assert_eq!(
+            header(denial, "www-authenticate"),
+            Some("Bearer realm=\"models.test\"")
+        );
+    }
+
+    #[test]
+    fn grpc_status_follows_the_failure_class() {
+        // 403 → PERMISSION_DENIED (7), invalid token → UNAUTHENTICATED (16),
+        // no keys → UNAVAILABLE (14).
+        let grpc = Recipient {
+            grpc: true,
+            ..Recipient::default()
+        };
+        let status = |failure| {
+            let denial = deny(failure, &grpc, 3);
+            header(&denial, "grpc-status").unwrap().to_owned()
+        };
+        assert_eq!(status(Failure::ClaimRequirementFailed), "7");
+        assert_eq!(status(Failure::Expired), "16");
+        assert_eq!(status(Failure::MalformedAuthorization), "16");
+        assert_eq!(status(Failure::KeysUnavailable), "14");
+        let unavailable = deny(Failure::KeysUnavailable, &grpc, 3);
+        assert_eq!(header(&unavailable, "retry-after"), Some("3"));
+        assert_eq!(header(&unavailable, "www-authenticate"), None);
+    }
+
+    #[test]
+    fn grpc_codecs_count_but_grpc_web_does_not() {
+        // Envoy's own definition: application/grpc alone or with +codec.
+        let is = |content_type| is_grpc(&grpc_request("/", content_type, &[]));
+        assert!(is("application/grpc"));
+        assert!(is("application/grpc+proto"));
+        assert!(!is("application/grpc-web"));
+        assert!(!is("application/grpc-web+proto"));
+        assert!(!is("application/json"));
+        assert!(!is_grpc(&request("/", &[])));
+    }
+
+    #[test]
+    fn grpc_message_is_percent_encoded() {
+        // gRPC HTTP/2 spec: printable ASCII except '%' as is, everything else as %XX.
+        assert_eq!(grpc_percent_encode("Jwt is expired"), "Jwt is expired");
+        assert_eq!(grpc_percent_encode("a%b\né~"), "a%25b%0A%C3%A9~");
+    }
+
+    fn preflight(headers: &[(&str, &str)]) -> Request {
+        let mut request = request("/v1/models/m:predict", headers);
+        request.method = "OPTIONS".into();
+        request
+    }
+
+    const PREFLIGHT: [(&str, &str); 2] = [
+        ("origin", "https://app.example.com"),
+        ("access-control-request-method", "POST"),
+    ];
+
+    #[test]
+    fn cors_preflight_passes_only_when_bypassed() {
+        // A browser's preflight carries no credentials; jwt_authn's bypass_cors_preflight.
+        let rules = json!([{"match": {"prefix": "/"}, "requires": {"provider_name": "idp"}}]);
+        let mut f = fixture_with(json!({}), rules.clone());
+        assert_eq!(denied(&f.decide(&preflight(&PREFLIGHT), NOW)).status, 401);
+        let config = Config::from_json(
+            json!({"providers": {"idp": {"issuer": "https://idp.test", "audiences": ["kserve"],
+                     "local_jwks": {"inline_string": json!({"keys": [jwk(&f.pair, "k1")]}).to_string()}}},
+                   "rules": rules, "bypass_cors_preflight": true})
+            .to_string()
+            .as_bytes(),
+        )
+        .unwrap();
+        f.config = config;
+        let d = f.decide(&preflight(&PREFLIGHT), NOW);
+        assert!(allowed(&d).public);
+        // A plain OPTIONS, or one lacking either header, is not a preflight.
+        for headers in [&PREFLIGHT[..1], &PREFLIGHT[1..], &[]] {
+            assert_eq!(denied(&f.decide(&preflight(headers), NOW)).status, 401);
+        }
+        let empty_origin = [("origin", ""), PREFLIGHT[1]];
+        assert_eq!(
+            denied(&f.decide(&preflight(&empty_origin), NOW)).status,
+            401
+        );
+    }
+
+    fn metadata_fixture() -> Fixture {
+        let mut f = fixture();
+        let config = Config::from_json(
+            json!({"providers": {"idp": {"issuer": "https://idp.test", "audiences": ["kserve"],
+                     "local_jwks": {"inline_string": json!({"keys": [jwk(&f.pair, "k1")]}).to_string()}}},
+                   "rules": [{"match": {"prefix": "/"}, "requires": {"provider_name": "idp"}}],
+                   "protected_resource_metadata": {"resource": "https://models.example.com"}})
+            .to_string()
+            .as_bytes(),
+        )
+        .unwrap();
+        f.config = config;
+        f
+    }
+
+    #[test]
+    fn metadata_document_is_answered_without_a_token() {
+        // RFC 9728: clients fetch it before they have a token.
+        let mut f = metadata_fixture();
+        let mut req = request("/.well-known/oauth-protected-resource?x=1", &[]);
+        req.method = "GET".into();
+        let Decision::Respond(reply) = f.decide(&req, NOW) else {
+            panic!("expected the metadata document");
+        };
+        assert_eq!(reply.status, 200);
+        assert!(reply
+            .headers
+            .contains(&("content-type".into(), "application/json".into())));
+        let document: serde_json::Value = serde_json::from_str(&reply.body).unwrap();
+        assert_eq!(document["resource"], "https://models.example.com");
+        assert_eq!(
+            document["authorization_servers"],
+            json!(["https://idp.test"])
+        );
+        req.method = "POST".into();
+        let Decision::Respond(reply) = f.decide(&req, NOW) else {
+            panic!("expected 405");
+        };
+        assert_eq!(reply.status, 405);
+        // Other well-known paths are ordinary protected paths.
+        let other = request("/.well-known/oauth-protected-resource/x", &[]);
+        assert_eq!(denied(&f.decide(&other, NOW)).status, 401);
+    }
+
+    #[test]
+    fn challenges_carry_resource_metadata() {
+        // A client can find the issuer from any challenge alone.
+        let mut f = metadata_fixture();
+        let d = f.decide(&request("/v1/models/m:predict", &[]), NOW);
+        assert_eq!(
+            header(denied(&d), "www-authenticate"),
+            Some(
+                "Bearer realm=\"models.test\", resource_metadata=\"https://models.example.com\
+                 /.well-known/oauth-protected-resource\""
+            )
+        );
+        let d = on(&mut f, "/v1/models/m:predict", "x.y.z");
+        let challenge = header(denied(&d), "www-authenticate").unwrap();
+        assert!(challenge.contains(
+            "resource_metadata=\"https://models.example.com/.well-known/oauth-protected-resource\", \
+             error=\"invalid_token\""
+        ));
+    }
+
+    #[test]
+    fn typ_and_azp_mismatches_are_invalid_tokens() {
+        // The wrong kind of token, or a token for another client, is a token problem: 401.
+        let mut f = fixture_with(
+            json!({"allowed_types": ["at+jwt"], "allowed_authorized_parties": ["svc"]}),
+            json!([{"match": {"prefix": "/"}, "requires": {"provider_name": "idp"}}]),
+        );
+        let token = sign(&f.pair, claims());
+        let denial = denied(&f.bearer(&token)).clone();
+        assert_eq!(denial.failure, Failure::TypeNotAllowed);
+        assert_eq!(denial.status, 401);
+        assert!(header(&denial, "www-authenticate")
+            .unwrap()
+            .contains("error=\"invalid_token\""));
     }
 }

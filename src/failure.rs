@@ -11,6 +11,8 @@ pub enum FailureClass {
     InvalidRequest,
     /// The filter cannot judge the token right now (no signing keys): 503 with `Retry-After`.
     Unavailable,
+    /// The token is valid but does not grant this request: 403 `error="insufficient_scope"`.
+    Forbidden,
 }
 
 /// Every reason a request can be refused. The `description` is what clients see.
@@ -43,6 +45,9 @@ pub enum Failure {
     BadSignature,
     KeysUnavailable,
     TooManyWaiting,
+    ClaimRequirementFailed,
+    TypeNotAllowed,
+    AuthorizedPartyNotAllowed,
 }
 
 impl Failure {
@@ -54,6 +59,7 @@ impl Failure {
                 FailureClass::InvalidRequest
             }
             Failure::KeysUnavailable | Failure::TooManyWaiting => FailureClass::Unavailable,
+            Failure::ClaimRequirementFailed => FailureClass::Forbidden,
             _ => FailureClass::InvalidToken,
         }
     }
@@ -88,6 +94,9 @@ impl Failure {
             Failure::BadSignature => "Jwt verification fails",
             Failure::KeysUnavailable => "Signing keys are not available yet",
             Failure::TooManyWaiting => "Too many requests are waiting for signing keys",
+            Failure::ClaimRequirementFailed => "Jwt does not have the claims this request requires",
+            Failure::TypeNotAllowed => "Jwt typ is not one of the provider's allowed types",
+            Failure::AuthorizedPartyNotAllowed => "Jwt azp is not an allowed authorized party",
         }
     }
 
@@ -121,11 +130,14 @@ impl Failure {
             Failure::BadSignature => "bad_signature",
             Failure::KeysUnavailable => "keys_unavailable",
             Failure::TooManyWaiting => "too_many_waiting",
+            Failure::ClaimRequirementFailed => "claim_requirement_failed",
+            Failure::TypeNotAllowed => "type_not_allowed",
+            Failure::AuthorizedPartyNotAllowed => "authorized_party_not_allowed",
         }
     }
 
     /// Every variant, for metric registration and exhaustive tests.
-    pub const ALL: [Failure; 27] = [
+    pub const ALL: [Failure; 30] = [
         Failure::Missing,
         Failure::MalformedAuthorization,
         Failure::RepeatedCredential,
@@ -153,5 +165,49 @@ impl Failure {
         Failure::BadSignature,
         Failure::KeysUnavailable,
         Failure::TooManyWaiting,
+        Failure::ClaimRequirementFailed,
+        Failure::TypeNotAllowed,
+        Failure::AuthorizedPartyNotAllowed,
     ];
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+
+    // ALL lists no variant twice, and metric names are unique, so each reason has its counter.
+    #[test]
+    fn all_variants_and_unique_names() {
+        let mut names: Vec<&str> = Failure::ALL.iter().map(|f| f.metric_name()).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), Failure::ALL.len());
+        for failure in [
+            Failure::ClaimRequirementFailed,
+            Failure::TypeNotAllowed,
+            Failure::AuthorizedPartyNotAllowed,
+        ] {
+            assert!(Failure::ALL.contains(&failure), "{failure:?}");
+        }
+    }
+
+    // A claim requirement is the only 403; typ and azp mismatches are invalid tokens.
+    #[test]
+    fn new_classes() {
+        assert_eq!(
+            Failure::ClaimRequirementFailed.class(),
+            FailureClass::Forbidden
+        );
+        assert_eq!(Failure::TypeNotAllowed.class(), FailureClass::InvalidToken);
+        assert_eq!(
+            Failure::AuthorizedPartyNotAllowed.class(),
+            FailureClass::InvalidToken
+        );
+        let forbidden: Vec<Failure> = Failure::ALL
+            .into_iter()
+            .filter(|f| f.class() == FailureClass::Forbidden)
+            .collect();
+        assert_eq!(forbidden, [Failure::ClaimRequirementFailed]);
+    }
 }

@@ -586,11 +586,15 @@ mod tests {
                 max_lifetime_seconds: None,
                 require_expiration: true,
                 jwt_cache_size: 10_000,
+                allowed_types: vec![],
+                allowed_authorized_parties: vec![],
             }],
             rules: Vec::<Rule>::new(),
             managed_headers: vec![],
             max_waiting_requests: 10,
             host_crypto: true,
+            bypass_cors_preflight: false,
+            protected_resource: None,
         }
     }
 

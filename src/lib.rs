@@ -4,6 +4,7 @@
 //! unit-tested natively. `filter` is the only module that talks to the host: it translates host
 //! callbacks into calls on the core and the core's outcomes back into host actions.
 
+pub mod claims;
 pub mod config;
 pub mod decision;
 pub mod extract;
@@ -11,6 +12,8 @@ pub mod failure;
 pub mod json;
 pub mod jwks;
 pub mod keys;
+pub mod metadata;
+pub mod model;
 pub mod path;
 pub mod request;
 pub mod rules;

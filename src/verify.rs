@@ -8,7 +8,7 @@ use jwt_simple::prelude::{
 };
 use jwt_simple::JWTError;
 
-use crate::config::Provider;
+use crate::config::{normal_token_type, Provider};
 use crate::failure::Failure;
 use crate::jwks::{Alg, Key, KeyMaterial, KeySet};
 use crate::token::{Token, MAX_TOKEN_BYTES};
@@ -109,7 +109,8 @@ fn jwt_simple_options() -> VerificationOptions {
     }
 }
 
-/// The checks that need no key: algorithm allowed, `iss`, `aud`, times, lifetime. They run first,
+/// The checks that need no key: algorithm allowed, `iss`, `aud`, `typ` and `azp` when the
+/// provider restricts them, times, lifetime. They run first,
 /// so a token that fails them never costs a signature check or a key refetch.
 ///
 /// Times follow Envoy's jwt_authn: a token is expired only once `now > exp + skew`, so it is still
@@ -128,6 +129,18 @@ pub fn check_claims(token: &Token<'_>, provider: &Provider, now: u64) -> Result<
         .any(|aud| provider.audiences.contains(aud))
     {
         return Err(Failure::AudienceNotAllowed);
+    }
+    if !provider.allowed_types.is_empty() {
+        let typ = token.header.typ.as_deref().map(normal_token_type);
+        if !typ.is_some_and(|typ| provider.allowed_types.contains(&typ)) {
+            return Err(Failure::TypeNotAllowed);
+        }
+    }
+    if !provider.allowed_authorized_parties.is_empty() {
+        let azp = token.claims.get("azp").and_then(serde_json::Value::as_str);
+        if !azp.is_some_and(|azp| provider.allowed_authorized_parties.iter().any(|p| p == azp)) {
+            return Err(Failure::AuthorizedPartyNotAllowed);
+        }
     }
 
     let skew = provider.clock_skew_seconds;
@@ -235,6 +248,8 @@ mod tests {
             max_lifetime_seconds: None,
             require_expiration: true,
             jwt_cache_size: 10_000,
+            allowed_types: Vec::new(),
+            allowed_authorized_parties: Vec::new(),
         }
     }
 
@@ -364,6 +379,73 @@ mod tests {
         );
         let future = json!({"iss": ISSUER, "aud": "api", "exp": 9000, "nbf": 5000, "iat": 5000});
         assert_eq!(claims(future, &provider(), 1000), Err(Failure::NotYetValid));
+    }
+
+    /// check_claims on an RS256 token with header member `typ` (absent when `None`).
+    fn with_typ(typ: Option<&str>, provider: &Provider) -> Result<(), Failure> {
+        let header = match typ {
+            Some(typ) => json!({"alg": "RS256", "typ": typ}),
+            None => json!({"alg": "RS256"}),
+        };
+        check_claims(
+            &parse(&unsigned(&header, &good_payload())).unwrap(),
+            provider,
+            1000,
+        )
+    }
+
+    // allowed_types accepts the listed typ values in any case and with or without
+    // `application/`; another typ, or none, is refused as invalid.
+    #[test]
+    fn typ_must_be_allowed() {
+        let access_tokens = Provider {
+            allowed_types: vec!["at+jwt".into()],
+            ..provider()
+        };
+        for typ in ["at+jwt", "AT+JWT", "application/at+jwt"] {
+            assert_eq!(with_typ(Some(typ), &access_tokens), Ok(()), "{typ}");
+        }
+        for typ in [Some("JWT"), Some("id+jwt"), None] {
+            assert_eq!(
+                with_typ(typ, &access_tokens),
+                Err(Failure::TypeNotAllowed),
+                "{typ:?}"
+            );
+        }
+        assert_eq!(with_typ(None, &provider()), Ok(()));
+        assert_eq!(with_typ(Some("id+jwt"), &provider()), Ok(()));
+    }
+
+    // allowed_authorized_parties needs a string azp from the list; a missing or non-string azp
+    // is refused.
+    #[test]
+    fn azp_must_be_allowed() {
+        let kserve_clients = Provider {
+            allowed_authorized_parties: vec!["fraud-svc".into(), "churn-svc".into()],
+            ..provider()
+        };
+        let payload = |azp: Value| with(good_payload(), "azp", azp);
+        assert_eq!(
+            claims(payload(json!("churn-svc")), &kserve_clients, 1000),
+            Ok(())
+        );
+        for azp in [
+            json!("other"),
+            json!("FRAUD-SVC"),
+            json!(["fraud-svc"]),
+            json!(1),
+        ] {
+            assert_eq!(
+                claims(payload(azp.clone()), &kserve_clients, 1000),
+                Err(Failure::AuthorizedPartyNotAllowed),
+                "{azp}"
+            );
+        }
+        assert_eq!(
+            claims(good_payload(), &kserve_clients, 1000),
+            Err(Failure::AuthorizedPartyNotAllowed)
+        );
+        assert_eq!(claims(payload(json!("other")), &provider(), 1000), Ok(()));
     }
 
     // exp is required when the provider says so, optional otherwise.

@@ -13,6 +13,7 @@ use crate::failure::Failure;
 pub struct Metrics {
     allowed: Option<u32>,
     public: Option<u32>,
+    metadata: Option<u32>,
     denied: HashMap<Failure, u32>,
     fetch_success: Vec<Option<u32>>,
     fetch_failure: Vec<Option<u32>>,
@@ -49,6 +50,7 @@ impl Metrics {
         Metrics {
             allowed: counter("kserve_auth.requests.allowed"),
             public: counter("kserve_auth.requests.public"),
+            metadata: counter("kserve_auth.requests.metadata"),
             denied: Failure::ALL
                 .iter()
                 .filter_map(|f| {
@@ -69,6 +71,11 @@ impl Metrics {
     /// A request on a public path went upstream.
     pub fn public(&self) {
         bump(self.public);
+    }
+
+    /// A request for the protected resource metadata was answered.
+    pub fn metadata(&self) {
+        bump(self.metadata);
     }
 
     /// A request was answered locally.

@@ -12,7 +12,7 @@ use proxy_wasm::types::{Action, MapType};
 use super::host_crypto::HostCrypto;
 use super::metrics::Metrics;
 use crate::config::{Config, ProviderId};
-use crate::decision::{self, Decision, Denial, Now};
+use crate::decision::{self, Decision, Denial, LocalReply, Now, Recipient};
 use crate::failure::Failure;
 use crate::keys::KeyStore;
 use crate::request::Request;
@@ -68,7 +68,8 @@ pub fn handle_request(worker: &SharedWorker, context_id: u32) -> Action {
     let request = read_request();
     let Some(now) = now() else {
         log::error!("host clock unavailable; refusing request");
-        let denial = decision::denial(Failure::KeysUnavailable, &request.authority, 1);
+        let recipient = Recipient::of(&worker.borrow().config, &request);
+        let denial = decision::deny(Failure::KeysUnavailable, &recipient, 1);
         return respond(worker, &denial);
     };
     let decision = {
@@ -106,12 +107,17 @@ pub fn handle_request(worker: &SharedWorker, context_id: u32) -> Action {
             Action::Continue
         }
         Decision::Deny(denial) => respond(worker, &denial),
+        Decision::Respond(reply) => {
+            worker.borrow().metrics.metadata();
+            send_reply(&reply)
+        }
         Decision::Wait { providers } => {
             let mut state = worker.borrow_mut();
             let already_waiting = state.waiting.contains_key(&context_id);
             if !already_waiting && state.waiting.len() >= state.config.max_waiting_requests {
+                let recipient = Recipient::of(&state.config, &request);
                 drop(state);
-                let denial = decision::denial(Failure::TooManyWaiting, &request.authority, 1);
+                let denial = decision::deny(Failure::TooManyWaiting, &recipient, 1);
                 return respond(worker, &denial);
             }
             log::debug!("request waits for signing keys of providers {providers:?}");
@@ -123,23 +129,28 @@ pub fn handle_request(worker: &SharedWorker, context_id: u32) -> Action {
 
 fn respond(worker: &SharedWorker, denial: &Denial) -> Action {
     log::debug!(
-        "request denied with {}: {}",
-        denial.status,
+        "request denied ({}): {}",
+        denial.failure.metric_name(),
         denial.failure.description()
     );
     worker.borrow().metrics.denied(denial.failure);
-    send(denial)
+    send(denial.status, &denial.headers, &denial.body)
 }
 
-fn send(denial: &Denial) -> Action {
-    let headers: Vec<(&str, &str)> = denial
-        .headers
+fn send_reply(reply: &LocalReply) -> Action {
+    send(reply.status, &reply.headers, &reply.body)
+}
+
+/// Sends a local response. A gRPC denial arrives as status 200 with `grpc-status` and
+/// `grpc-message` among its headers and no body; Envoy keeps those headers as they are and
+/// sends them as a trailers-only response.
+fn send(status: u32, headers: &[(String, String)], body: &str) -> Action {
+    let headers: Vec<(&str, &str)> = headers
         .iter()
         .map(|(n, v)| (n.as_str(), v.as_str()))
         .collect();
-    if let Err(status) =
-        hostcalls::send_http_response(denial.status, headers, Some(denial.body.as_bytes()))
-    {
+    let body = (!body.is_empty()).then_some(body.as_bytes());
+    if let Err(status) = hostcalls::send_http_response(status, headers, body) {
         log::warn!("cannot send local response: {status:?}");
     }
     Action::Pause
@@ -180,5 +191,10 @@ pub fn resume_waiting(worker: &SharedWorker, provider: ProviderId, root_context_
 /// Answers a request that arrived while the plugin has no valid configuration: fail closed.
 pub fn refuse_unconfigured() -> Action {
     log::error!("request refused: the plugin has no valid configuration");
-    send(&decision::denial(Failure::KeysUnavailable, "", 1))
+    let recipient = Recipient {
+        grpc: decision::is_grpc(&read_request()),
+        ..Recipient::default()
+    };
+    let denial = decision::deny(Failure::KeysUnavailable, &recipient, 1);
+    send(denial.status, &denial.headers, &denial.body)
 }

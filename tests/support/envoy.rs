@@ -151,6 +151,8 @@ impl EnvoyConfig {
                         "typed_config": {
                             "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
                             "stat_prefix": "ingress",
+                            // HTTP/1.1, and HTTP/2 with prior knowledge as gRPC clients send it.
+                            "codec_type": "AUTO",
                             "normalize_path": true,
                             "merge_slashes": true,
                             "path_with_escaped_slashes_action": "REJECT_REQUEST",

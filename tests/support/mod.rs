@@ -8,6 +8,7 @@
 
 pub mod echo;
 pub mod envoy;
+pub mod h2c;
 pub mod http;
 pub mod jwks_server;
 pub mod keys;

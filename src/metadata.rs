@@ -1,0 +1,237 @@
+//! RFC 9728 OAuth 2.0 protected resource metadata: where the document lives, and what it says.
+//!
+//! A client that gets a 401 finds `resource_metadata="<url>"` in the challenge, fetches that
+//! document from the filter, and learns from `authorization_servers` which issuer to get a
+//! token from, without any out-of-band configuration.
+
+use serde_json::{json, Value};
+
+use crate::config::Config;
+use crate::extract::TokenSource;
+use crate::uri;
+
+/// The well-known path suffix RFC 9728 registers.
+pub const WELL_KNOWN: &str = "/.well-known/oauth-protected-resource";
+
+/// Long enough for any real resource URL, short enough that the metadata URL fits the
+/// challenge's quoted-string limit whole.
+const MAX_RESOURCE_LEN: usize = 200;
+
+/// Where the metadata of one resource is served.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Location {
+    /// The request path the filter answers.
+    pub path: String,
+    /// The absolute URL of the document.
+    pub url: String,
+}
+
+/// The metadata location of the resource identifier `resource` (RFC 9728 §3.1): the well-known
+/// suffix goes between the host and the resource's path, so `https://models.example.com` is
+/// described at `https://models.example.com/.well-known/oauth-protected-resource` and
+/// `https://example.com/models` at `https://example.com/.well-known/oauth-protected-resource/models`.
+pub fn locate(resource: &str) -> Result<Location, String> {
+    let url = uri::parse_http_url(resource)?;
+    let scheme = resource
+        .split_once("://")
+        .map(|(s, _)| s)
+        .unwrap_or_default();
+    if !scheme.eq_ignore_ascii_case("https") {
+        return Err("must be an https:// URL (RFC 9728 resource identifiers use https)".to_owned());
+    }
+    if url.query.is_some() {
+        return Err("must not have a query".to_owned());
+    }
+    // The URL is sent inside a quoted-string in challenges, whole.
+    if resource.contains(['"', '\\']) {
+        return Err("must not contain '\"' or '\\'".to_owned());
+    }
+    if resource.len() > MAX_RESOURCE_LEN {
+        return Err(format!(
+            "must be at most {MAX_RESOURCE_LEN} characters long"
+        ));
+    }
+    let resource_path = if url.path == "/" { "" } else { &url.path };
+    let path = format!("{WELL_KNOWN}{resource_path}");
+    Ok(Location {
+        url: format!("https://{}{path}", url.authority),
+        path,
+    })
+}
+
+/// The metadata document for `config`, or `None` when no protected resource is configured.
+///
+/// - `authorization_servers`: every provider's issuer, once each;
+/// - `bearer_methods_supported`: `header` when a provider reads `Authorization: Bearer`, `query`
+///   when one reads query parameters;
+/// - `scopes_supported`: the scopes rules require (see [`ClaimCondition::scope`]), when any.
+///
+/// [`ClaimCondition::scope`]: crate::claims::ClaimCondition::scope
+pub fn document(config: &Config) -> Option<String> {
+    let resource = config.protected_resource.as_ref()?;
+    let mut issuers: Vec<&str> = Vec::new();
+    for provider in &config.providers {
+        if !issuers.contains(&provider.issuer.as_str()) {
+            issuers.push(&provider.issuer);
+        }
+    }
+    let sources = || config.providers.iter().flat_map(|p| &p.token_sources);
+    let mut methods = Vec::new();
+    if sources().any(|source| {
+        matches!(source, TokenSource::Header { name, value_prefix }
+            if name == "authorization" && value_prefix.eq_ignore_ascii_case("Bearer "))
+    }) {
+        methods.push("header");
+    }
+    if sources().any(|source| matches!(source, TokenSource::Param { .. })) {
+        methods.push("query");
+    }
+    let mut document = json!({
+        "resource": resource.resource,
+        "authorization_servers": issuers,
+        "bearer_methods_supported": methods,
+    });
+    let scopes = required_scopes(config);
+    if let (false, Value::Object(members)) = (scopes.is_empty(), &mut document) {
+        members.insert("scopes_supported".to_owned(), json!(scopes));
+    }
+    Some(document.to_string())
+}
+
+/// Every scope a rule requires, in rule order, once each.
+pub fn required_scopes(config: &Config) -> Vec<&str> {
+    let mut scopes: Vec<&str> = Vec::new();
+    for condition in config.rules.iter().flat_map(|rule| &rule.require_claims) {
+        if let Some(scope) = condition.scope() {
+            if !scopes.contains(&scope) {
+                scopes.push(scope);
+            }
+        }
+    }
+    scopes
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+
+    fn location(resource: &str) -> Location {
+        locate(resource).unwrap_or_else(|e| panic!("{resource}: {e}"))
+    }
+
+    fn config(extra: Value) -> Config {
+        let mut doc = json!({
+            "providers": {
+                "kc": {"issuer": "https://kc.example.com/realms/r", "audiences": ["kserve"],
+                       "local_jwks": {"inline_string": "{\"keys\": []}"}},
+                "google": {"issuer": "https://accounts.google.com", "audiences": ["x"],
+                           "from_headers": [{"name": "x-goog-iap-jwt-assertion"}],
+                           "local_jwks": {"inline_string": "{\"keys\": []}"}},
+                "again": {"issuer": "https://kc.example.com/realms/r", "audiences": ["other"],
+                          "from_params": ["access_token"],
+                          "local_jwks": {"inline_string": "{\"keys\": []}"}}
+            },
+            "rules": [
+                {"match": {"model": "fraud"}, "requires": {"provider_name": "kc"},
+                 "require_claims": [{"claim": "scope", "has_word": "fraud:predict"},
+                                    {"claim": "realm_access.roles", "has": "fraud"}]},
+                {"match": {"model": "churn"}, "requires": {"provider_name": "kc"},
+                 "require_claims": [{"claim": "scp", "has": "churn.read"},
+                                    {"claim": "scope", "has_word": "fraud:predict"}]},
+                {"match": {"prefix": "/"}, "requires": {"provider_name": "kc"}}
+            ]
+        });
+        for (key, value) in extra.as_object().unwrap() {
+            doc[key] = value.clone();
+        }
+        Config::from_json(doc.to_string().as_bytes()).unwrap()
+    }
+
+    // A resource without a path is described at the bare well-known path.
+    #[test]
+    fn location_of_a_host() {
+        let expected = Location {
+            path: "/.well-known/oauth-protected-resource".into(),
+            url: "https://models.example.com/.well-known/oauth-protected-resource".into(),
+        };
+        assert_eq!(location("https://models.example.com"), expected);
+        assert_eq!(location("https://models.example.com/"), expected);
+    }
+
+    // A resource path goes after the well-known suffix; a port stays in the URL.
+    #[test]
+    fn location_of_a_path() {
+        assert_eq!(
+            location("https://example.com:8443/models/v2"),
+            Location {
+                path: "/.well-known/oauth-protected-resource/models/v2".into(),
+                url: "https://example.com:8443/.well-known/oauth-protected-resource/models/v2"
+                    .into(),
+            }
+        );
+    }
+
+    // Resources that RFC 9728 or a quoted challenge parameter cannot carry are refused.
+    #[test]
+    fn unusable_resources() {
+        for (resource, needle) in [
+            ("http://models.example.com", "https"),
+            ("https://models.example.com/?a=1", "query"),
+            ("https://models.example.com/#x", "fragment"),
+            ("https://models.example.com/a\"b", "must not contain"),
+            ("https://user:pw@models.example.com", "user information"),
+            ("models.example.com", "absolute"),
+            (
+                &format!("https://m.example.com/{}", "a".repeat(200)),
+                "at most 200",
+            ),
+        ] {
+            let error = locate(resource).unwrap_err();
+            assert!(error.contains(needle), "{resource}: {error}");
+        }
+    }
+
+    // The document lists each issuer once, the RFC 6750 methods in use and the rules' scopes.
+    #[test]
+    fn document_contents() {
+        let config = config(json!({
+            "protected_resource_metadata": {"resource": "https://models.example.com"}
+        }));
+        let document: Value = serde_json::from_str(&document(&config).unwrap()).unwrap();
+        assert_eq!(
+            document,
+            json!({
+                "resource": "https://models.example.com",
+                "authorization_servers": ["https://kc.example.com/realms/r",
+                                          "https://accounts.google.com"],
+                "bearer_methods_supported": ["header", "query"],
+                "scopes_supported": ["fraud:predict", "churn.read"]
+            })
+        );
+    }
+
+    // Without scope conditions, scopes_supported is left out rather than sent empty.
+    #[test]
+    fn document_without_scopes() {
+        let mut doc = json!({
+            "providers": {"kc": {"issuer": "https://kc.example.com", "audiences": ["a"],
+                                 "local_jwks": {"inline_string": "{\"keys\": []}"}}},
+            "rules": [{"match": {"prefix": "/"}, "requires": {"provider_name": "kc"}}],
+            "protected_resource_metadata": {"resource": "https://m.example.com/x"}
+        });
+        let config = Config::from_json(doc.to_string().as_bytes()).unwrap();
+        let document: Value = serde_json::from_str(&document(&config).unwrap()).unwrap();
+        assert_eq!(
+            document,
+            json!({"resource": "https://m.example.com/x",
+                   "authorization_servers": ["https://kc.example.com"],
+                   "bearer_methods_supported": ["header"]})
+        );
+        doc.as_object_mut()
+            .unwrap()
+            .remove("protected_resource_metadata");
+        let config = Config::from_json(doc.to_string().as_bytes()).unwrap();
+        assert_eq!(super::document(&config), None);
+    }
+}
