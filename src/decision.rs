@@ -8,6 +8,7 @@ use crate::extract::{self, TokenSource};
 use crate::failure::{Failure, FailureClass};
 use crate::keys::{KeyStore, Lookup};
 use crate::metadata;
+use crate::path;
 use crate::request::Request;
 use crate::rules;
 use crate::token;
@@ -334,16 +335,28 @@ pub fn decide(
         remove_headers: config.managed_headers.clone(),
         set_headers: Vec::new(),
     };
+    let mut recipient = Recipient::of(config, request);
+    // Rules see the normalized path, and so does the upstream: both judge the same request.
+    let path = match path::normalize(&request.path) {
+        Ok(path) => path,
+        Err(_) => return Decision::Deny(deny(Failure::AmbiguousPath, &recipient, 0)),
+    };
+    if path != request.path_only() {
+        let rewritten = match request.query() {
+            Some(query) => format!("{path}?{query}"),
+            None => path.clone(),
+        };
+        allow.set_headers.push((":path".to_owned(), rewritten));
+    }
     if config.bypass_cors_preflight && is_cors_preflight(request) {
         allow.public = true;
         return Decision::Allow(allow);
     }
-    if let Some(reply) = metadata_reply(config, request) {
+    if let Some(reply) = metadata_reply(config, request, &path) {
         return Decision::Respond(reply);
     }
-    let mut recipient = Recipient::of(config, request);
     // The configuration guarantees a final catch-all rule; a miss would be a bug, so fail closed.
-    let Some(rule) = rules::find_rule(&config.rules, &request.method, request.path_only()) else {
+    let Some(rule) = rules::find_rule(&config.rules, &request.method, &path) else {
         return Decision::Deny(deny(Failure::Missing, &recipient, 0));
     };
     let Some(requirement) = &rule.requirement else {
@@ -400,9 +413,9 @@ fn unmet_claims(rule: &Rule, tokens: &[Verified]) -> Option<Failure> {
 }
 
 /// The answer to a request for the protected resource metadata document, if it is one.
-fn metadata_reply(config: &Config, request: &Request) -> Option<LocalReply> {
+fn metadata_reply(config: &Config, request: &Request, path: &str) -> Option<LocalReply> {
     let resource = config.protected_resource.as_ref()?;
-    if request.path_only() != resource.metadata_path {
+    if path != resource.metadata_path {
         return None;
     }
     if request.method != "GET" && request.method != "HEAD" {

@@ -48,6 +48,7 @@ pub enum Failure {
     ClaimRequirementFailed,
     TypeNotAllowed,
     AuthorizedPartyNotAllowed,
+    AmbiguousPath,
 }
 
 impl Failure {
@@ -55,9 +56,9 @@ impl Failure {
     pub fn class(self) -> FailureClass {
         match self {
             Failure::Missing => FailureClass::Missing,
-            Failure::MalformedAuthorization | Failure::RepeatedCredential => {
-                FailureClass::InvalidRequest
-            }
+            Failure::MalformedAuthorization
+            | Failure::RepeatedCredential
+            | Failure::AmbiguousPath => FailureClass::InvalidRequest,
             Failure::KeysUnavailable | Failure::TooManyWaiting => FailureClass::Unavailable,
             Failure::ClaimRequirementFailed => FailureClass::Forbidden,
             _ => FailureClass::InvalidToken,
@@ -97,6 +98,7 @@ impl Failure {
             Failure::ClaimRequirementFailed => "Jwt does not have the claims this request requires",
             Failure::TypeNotAllowed => "Jwt typ is not one of the provider's allowed types",
             Failure::AuthorizedPartyNotAllowed => "Jwt azp is not an allowed authorized party",
+            Failure::AmbiguousPath => "Request path is ambiguous",
         }
     }
 
@@ -133,11 +135,12 @@ impl Failure {
             Failure::ClaimRequirementFailed => "claim_requirement_failed",
             Failure::TypeNotAllowed => "type_not_allowed",
             Failure::AuthorizedPartyNotAllowed => "authorized_party_not_allowed",
+            Failure::AmbiguousPath => "ambiguous_path",
         }
     }
 
     /// Every variant, for metric registration and exhaustive tests.
-    pub const ALL: [Failure; 30] = [
+    pub const ALL: [Failure; 31] = [
         Failure::Missing,
         Failure::MalformedAuthorization,
         Failure::RepeatedCredential,
@@ -168,6 +171,7 @@ impl Failure {
         Failure::ClaimRequirementFailed,
         Failure::TypeNotAllowed,
         Failure::AuthorizedPartyNotAllowed,
+        Failure::AmbiguousPath,
     ];
 }
 
