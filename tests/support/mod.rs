@@ -11,6 +11,7 @@ pub mod envoy;
 pub mod http;
 pub mod jwks_server;
 pub mod keys;
+pub mod raw_rsa;
 pub mod server;
 pub mod stack;
 
