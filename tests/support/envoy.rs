@@ -116,30 +116,9 @@ impl EnvoyConfig {
     pub fn bootstrap(&self) -> Value {
         let mut http_filters = Vec::new();
         if let Some(filter) = &self.filter {
-            http_filters.push(json!({
-                "name": "envoy.filters.http.wasm",
-                "typed_config": {
-                    "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
-                    "config": {
-                        "name": PLUGIN_NAME,
-                        "root_id": PLUGIN_NAME,
-                        "configuration": {
-                            "@type": "type.googleapis.com/google.protobuf.StringValue",
-                            "value": filter.configuration,
-                        },
-                        "vm_config": {
-                            "vm_id": PLUGIN_NAME,
-                            "runtime": "envoy.wasm.runtime.v8",
-                            "code": {"local": {"filename": filter.module.display().to_string()}},
-                        },
-                    },
-                },
-            }));
+            http_filters.push(filter.http_filter());
         }
-        http_filters.push(json!({
-            "name": "envoy.filters.http.router",
-            "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"},
-        }));
+        http_filters.push(router_http_filter());
         json!({
             "admin": {"address": loopback(0)},
             "static_resources": {
@@ -169,6 +148,77 @@ impl EnvoyConfig {
             },
         })
     }
+}
+
+impl WasmFilter {
+    /// The `envoy.filters.http.wasm` entry of an `http_filters` list.
+    pub fn http_filter(&self) -> Value {
+        json!({
+            "name": "envoy.filters.http.wasm",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
+                "config": {
+                    "name": PLUGIN_NAME,
+                    "root_id": PLUGIN_NAME,
+                    "configuration": {
+                        "@type": "type.googleapis.com/google.protobuf.StringValue",
+                        "value": self.configuration,
+                    },
+                    "vm_config": {
+                        "vm_id": PLUGIN_NAME,
+                        "runtime": "envoy.wasm.runtime.v8",
+                        "code": {"local": {"filename": self.module.display().to_string()}},
+                    },
+                },
+            },
+        })
+    }
+}
+
+/// The router, last in every `http_filters` list.
+pub fn router_http_filter() -> Value {
+    json!({
+        "name": "envoy.filters.http.router",
+        "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"},
+    })
+}
+
+/// A loopback listener on a kernel-chosen port running `http_filters` (the router is appended)
+/// in front of a single route that answers `200` directly, so no upstream is needed.
+pub fn direct_response_listener(name: &str, mut http_filters: Vec<Value>) -> Value {
+    http_filters.push(router_http_filter());
+    json!({
+        "name": name,
+        "address": loopback(0),
+        "filter_chains": [{"filters": [{
+            "name": "envoy.filters.network.http_connection_manager",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+                "stat_prefix": name,
+                "normalize_path": true,
+                "merge_slashes": true,
+                "route_config": {"virtual_hosts": [{
+                    "name": name,
+                    "domains": ["*"],
+                    "routes": [{
+                        "match": {"prefix": "/"},
+                        "direct_response": {"status": 200, "body": {"inline_string": "model"}},
+                    }],
+                }]},
+                "http_filters": http_filters,
+            },
+        }]}],
+    })
+}
+
+/// A bootstrap with only these listeners (no clusters) and the admin interface on loopback;
+/// start it with [`Envoy::try_start_bootstrap`] and find each listener with
+/// [`Envoy::listener_addr`].
+pub fn bootstrap_with_listeners(listeners: Vec<Value>) -> Value {
+    json!({
+        "admin": {"address": loopback(0)},
+        "static_resources": {"listeners": listeners},
+    })
 }
 
 fn loopback(port: u16) -> Value {
@@ -324,6 +374,19 @@ impl Envoy {
     /// The listener's address.
     pub fn addr(&self) -> SocketAddr {
         self.listener
+    }
+
+    /// The bound address of the listener called `name`, from admin `/listeners`.
+    pub fn listener_addr(&self, name: &str) -> SocketAddr {
+        let listeners = http::get(self.admin, "/listeners", &[]);
+        listeners
+            .text()
+            .lines()
+            .find_map(|line| {
+                let (listener, addr) = line.split_once("::")?;
+                (listener == name).then(|| addr.trim().parse::<SocketAddr>().ok())?
+            })
+            .unwrap_or_else(|| panic!("no listener {name:?} in {:?}", listeners.text()))
     }
 
     /// The admin interface's address.

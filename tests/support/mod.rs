@@ -12,6 +12,7 @@ pub mod h2c;
 pub mod http;
 pub mod jwks_server;
 pub mod keys;
+pub mod raw_rsa;
 pub mod server;
 pub mod stack;
 
