@@ -104,11 +104,6 @@ fn decode_unreserved(path: &str) -> Result<String, PathError> {
         match decoded {
             b'/' | b'\\' => return Err(PathError::EncodedSeparator),
             0..=0x1f | 0x7f => return Err(PathError::ForbiddenCharacter),
-            b'%' if bytes.get(i + 3).copied().and_then(hex_value).is_some()
-                && bytes.get(i + 4).copied().and_then(hex_value).is_some() =>
-            {
-                return Err(PathError::DoubleEncoded)
-            }
             byte if is_unreserved(byte) => out.push(char::from(byte)),
             _ => {
                 out.push('%');
@@ -122,7 +117,22 @@ fn decode_unreserved(path: &str) -> Result<String, PathError> {
         }
         i += 3;
     }
+    // Checked on the output, so an escape assembled from escaped digits (`%25%32%65`, which
+    // becomes `%252e`) is caught like a plain one.
+    if has_double_escape(&out) {
+        return Err(PathError::DoubleEncoded);
+    }
     Ok(out)
+}
+
+/// Whether `text` has `%25` followed by two hex digits: an escape that a second decoding pass
+/// would turn into another character.
+fn has_double_escape(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    text.match_indices("%25").any(|(at, _)| {
+        bytes.get(at + 3).copied().and_then(hex_value).is_some()
+            && bytes.get(at + 4).copied().and_then(hex_value).is_some()
+    })
 }
 
 #[cfg(test)]
@@ -190,6 +200,11 @@ mod tests {
             ("/v2/health%5C..%5Cmodels", PathError::EncodedSeparator),
             ("/v2/health\\..\\models", PathError::ForbiddenCharacter),
             ("/v2/health/%252e%252e/models", PathError::DoubleEncoded),
+            (
+                "/v2/health/%25%32%65%25%32%65/models",
+                PathError::DoubleEncoded,
+            ),
+            ("/v2/health/%25%32F/models", PathError::DoubleEncoded),
             ("/v2/models/m%00/infer", PathError::ForbiddenCharacter),
             ("/v2/models/m\u{0}/infer", PathError::ForbiddenCharacter),
             ("/v2/models/%zz", PathError::BadEscape),
