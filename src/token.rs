@@ -250,7 +250,9 @@ fn time_claim(claims: &Map<String, Value>, name: &str) -> Result<Option<u64>, Fa
     match claims.get(name) {
         None => Ok(None),
         Some(Value::Number(number)) => {
-            if let Some(seconds) = number.as_u64() {
+            // Capped at i64::MAX, as jwt_authn does: a time no signed 64-bit clock can hold
+            // is a malformed claim, not a token that never expires.
+            if let Some(seconds) = number.as_u64().filter(|s| i64::try_from(*s).is_ok()) {
                 Ok(Some(seconds))
             } else if number.is_i64() {
                 Err(Failure::NegativeTime)
@@ -676,6 +678,8 @@ mod tests {
                 "true",
                 "[1]",
                 "18446744073709551616",
+                "18446744073709551615",
+                "9223372036854775808",
                 "-1.5",
             ] {
                 let payload = format!(r#"{{"{name}":{value}}}"#);
@@ -685,7 +689,8 @@ mod tests {
                     "{payload}"
                 );
             }
-            let payload = format!(r#"{{"{name}":18446744073709551615}}"#);
+            // The largest time a signed 64-bit clock holds, as in jwt_authn.
+            let payload = format!(r#"{{"{name}":9223372036854775807}}"#);
             assert!(parse(&with_payload(&payload)).is_ok());
         }
         let registered = claims_of(r#"{"exp":0,"nbf":0,"iat":0}"#);

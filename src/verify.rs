@@ -569,14 +569,15 @@ mod tests {
     // Extreme values saturate instead of overflowing or panicking.
     #[test]
     fn extreme_times_do_not_overflow() {
-        let max = u64::MAX;
+        // The largest time a token may carry; skew and `now` go all the way to u64::MAX.
+        let max = i64::MAX as u64;
         let huge_skew = Provider {
-            clock_skew_seconds: max,
-            max_lifetime_seconds: Some(max),
+            clock_skew_seconds: u64::MAX,
+            max_lifetime_seconds: Some(u64::MAX),
             ..provider()
         };
         let payload = json!({"iss": ISSUER, "aud": "api", "exp": max, "nbf": max, "iat": max});
-        assert_eq!(claims(payload.clone(), &huge_skew, max), Ok(()));
+        assert_eq!(claims(payload.clone(), &huge_skew, u64::MAX), Ok(()));
         assert_eq!(claims(payload.clone(), &huge_skew, 0), Ok(()));
         assert_eq!(claims(payload, &provider(), max), Ok(()));
         let limited = Provider {
@@ -587,7 +588,7 @@ mod tests {
         assert_eq!(claims(forever, &limited, 0), Err(Failure::LifetimeTooLong));
         let past = json!({"iss": ISSUER, "aud": "api", "exp": 0, "iat": max});
         assert_eq!(
-            claims(past, &huge_skew, max),
+            claims(past, &huge_skew, u64::MAX),
             Ok(()),
             "exp + skew saturates at u64::MAX, and now == u64::MAX is not after it"
         );
@@ -937,7 +938,8 @@ mod tests {
     fn jwt_simple_time_checks_are_neutralised() {
         let pair = ES256KeyPair::generate();
         let keys = key_set(vec![p256_jwk(&pair, json!({}))]);
-        for (exp, nbf, iat) in [(0, u64::MAX, u64::MAX), (1, 0, 0), (u64::MAX, u64::MAX, 0)] {
+        let max = i64::MAX as u64;
+        for (exp, nbf, iat) in [(0, max, max), (1, 0, 0), (max, max, 0)] {
             let mut claims =
                 Claims::with_custom_claims(Times { exp, nbf, iat }, Duration::from_secs(1));
             claims.expires_at = None;
