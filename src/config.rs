@@ -8,8 +8,10 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 
 use crate::extract::TokenSource;
+use crate::identity::{self, IdentityPolicy};
 use crate::json::{self, StrictJsonError};
 use crate::jwks::Alg;
+use crate::preset;
 use crate::uri;
 
 /// Index of a provider in [`Config::providers`].
@@ -25,6 +27,9 @@ pub struct Config {
     /// Header names (lower-case) the filter sets upstream. Client copies are removed from every
     /// request, public ones included, so the upstream can trust them.
     pub managed_headers: Vec<String>,
+    /// Header name prefixes (lower-case) the filter owns: every request header starting with one
+    /// is removed, whatever the rest of its name.
+    pub managed_header_prefixes: Vec<String>,
     /// How many requests one worker may hold paused while signing keys load.
     pub max_waiting_requests: usize,
 }
@@ -34,8 +39,10 @@ pub struct Config {
 pub struct Provider {
     /// The key under `providers`.
     pub name: String,
-    /// Exact value the token's `iss` must have.
+    /// Exact value the token's `iss` must have; the one OIDC discovery uses.
     pub issuer: String,
+    /// Other accepted `iss` values (Google ID tokens use two spellings of one issuer).
+    pub alternate_issuers: Vec<String>,
     /// The token's `aud` must contain one of these.
     pub audiences: Vec<String>,
     /// Algorithms a token may use with this provider.
@@ -58,6 +65,15 @@ pub struct Provider {
     pub require_expiration: bool,
     /// How many verified tokens are remembered; 0 turns the cache off.
     pub jwt_cache_size: usize,
+    /// Checks on the verified identity (`email_verified`, domains, users) and identity headers.
+    pub identity: IdentityPolicy,
+}
+
+impl Provider {
+    /// Whether `iss` is one of the provider's issuers, compared exactly.
+    pub fn accepts_issuer(&self, iss: &str) -> bool {
+        self.issuer == iss || self.alternate_issuers.iter().any(|other| other == iss)
+    }
 }
 
 /// An HTTP GET the filter makes through an Envoy cluster.
@@ -242,15 +258,15 @@ impl Config {
 }
 
 /// A JSON value and the dotted path it was found at, so every error can name its field.
-struct Node<'v> {
-    value: &'v Value,
-    path: String,
+pub(crate) struct Node<'v> {
+    pub(crate) value: &'v Value,
+    pub(crate) path: String,
 }
 
 /// A JSON object whose member names were checked.
-struct Object<'v> {
-    map: &'v Map<String, Value>,
-    path: String,
+pub(crate) struct Object<'v> {
+    pub(crate) map: &'v Map<String, Value>,
+    pub(crate) path: String,
 }
 
 fn child_path(parent: &str, key: &str) -> String {
@@ -271,7 +287,7 @@ fn quoted(text: &str) -> String {
 }
 
 impl<'v> Node<'v> {
-    fn error(&self, message: impl Into<String>) -> ConfigError {
+    pub(crate) fn error(&self, message: impl Into<String>) -> ConfigError {
         ConfigError::new(self.path.clone(), message)
     }
 
@@ -288,7 +304,7 @@ impl<'v> Node<'v> {
     }
 
     /// An object with any member names.
-    fn members(&self) -> Result<Object<'v>, ConfigError> {
+    pub(crate) fn members(&self) -> Result<Object<'v>, ConfigError> {
         match self.value {
             Value::Object(map) => Ok(Object {
                 map,
@@ -312,14 +328,14 @@ impl<'v> Node<'v> {
         Ok(object)
     }
 
-    fn string(&self) -> Result<&'v str, ConfigError> {
+    pub(crate) fn string(&self) -> Result<&'v str, ConfigError> {
         match self.value {
             Value::String(text) => Ok(text),
             _ => Err(self.wrong_type("a string")),
         }
     }
 
-    fn non_empty_string(&self) -> Result<&'v str, ConfigError> {
+    pub(crate) fn non_empty_string(&self) -> Result<&'v str, ConfigError> {
         let text = self.string()?;
         if text.is_empty() {
             return Err(self.error("must not be empty"));
@@ -327,7 +343,7 @@ impl<'v> Node<'v> {
         Ok(text)
     }
 
-    fn boolean(&self) -> Result<bool, ConfigError> {
+    pub(crate) fn boolean(&self) -> Result<bool, ConfigError> {
         match self.value {
             Value::Bool(flag) => Ok(*flag),
             _ => Err(self.wrong_type("true or false")),
@@ -343,7 +359,7 @@ impl<'v> Node<'v> {
         }
     }
 
-    fn array(&self) -> Result<Vec<Node<'v>>, ConfigError> {
+    pub(crate) fn array(&self) -> Result<Vec<Node<'v>>, ConfigError> {
         match self.value {
             Value::Array(items) => Ok(items
                 .iter()
@@ -357,7 +373,7 @@ impl<'v> Node<'v> {
         }
     }
 
-    fn non_empty_array(&self) -> Result<Vec<Node<'v>>, ConfigError> {
+    pub(crate) fn non_empty_array(&self) -> Result<Vec<Node<'v>>, ConfigError> {
         let items = self.array()?;
         if items.is_empty() {
             return Err(self.error("must not be empty"));
@@ -374,7 +390,7 @@ impl<'v> Node<'v> {
 }
 
 impl<'v> Object<'v> {
-    fn get(&self, key: &str) -> Option<Node<'v>> {
+    pub(crate) fn get(&self, key: &str) -> Option<Node<'v>> {
         self.map.get(key).map(|value| Node {
             value,
             path: child_path(&self.path, key),
@@ -395,6 +411,7 @@ impl<'v> Object<'v> {
 fn compile(root: &Node<'_>) -> Result<Config, ConfigError> {
     let top = root.object(&TOP_FIELDS)?;
     let (providers, managed_headers) = compile_providers(&top.required("providers")?)?;
+    let managed_header_prefixes = compile_header_prefixes(&providers)?;
     let rules = compile_rules(&top.required("rules")?, &providers)?;
     let max_waiting_requests = match top.get("max_waiting_requests") {
         None => DEFAULT_MAX_WAITING_REQUESTS,
@@ -410,8 +427,33 @@ fn compile(root: &Node<'_>) -> Result<Config, ConfigError> {
         providers,
         rules,
         managed_headers,
+        managed_header_prefixes,
         max_waiting_requests,
     })
+}
+
+/// The IAP identity headers are a family (`x-goog-authenticated-user-*`): when a provider sets
+/// them, every member a client sends is removed, so no provider may read its token from one.
+fn compile_header_prefixes(providers: &[Provider]) -> Result<Vec<String>, ConfigError> {
+    if !providers.iter().any(|p| p.identity.iap_identity_headers) {
+        return Ok(Vec::new());
+    }
+    let prefix = identity::IAP_HEADER_PREFIX;
+    for provider in providers {
+        let erased = provider.token_sources.iter().any(
+            |source| matches!(source, TokenSource::Header { name, .. } if name.starts_with(prefix)),
+        );
+        if erased {
+            return Err(ConfigError::new(
+                format!("providers.{}.from_headers", provider.name),
+                format!(
+                    "reads a token from a \"{prefix}*\" header, which the filter removes from \
+                     every request because iap_identity_headers is on; use another header name"
+                ),
+            ));
+        }
+    }
+    Ok(vec![prefix.to_owned()])
 }
 
 /// A header a provider sets upstream, with the field that configured it.
@@ -467,9 +509,22 @@ fn compile_provider(
     name: &str,
     node: &Node<'_>,
 ) -> Result<(Provider, Vec<ManagedHeader>), ConfigError> {
-    let object = node.object(&PROVIDER_FIELDS)?;
+    let expanded = preset::expand(node)?;
+    let node = match &expanded {
+        Some(value) => &Node {
+            value,
+            path: node.path.clone(),
+        },
+        None => node,
+    };
+    let fields: Vec<&str> = PROVIDER_FIELDS
+        .into_iter()
+        .chain(identity::FIELDS)
+        .chain([preset::FIELD])
+        .collect();
+    let object = node.object(&fields)?;
     let issuer_node = object.required("issuer")?;
-    let issuer = issuer_node.non_empty_string()?;
+    let (issuer, alternate_issuers) = compile_issuers(&issuer_node)?;
     let audiences = object
         .required("audiences")?
         .non_empty_array()?
@@ -584,9 +639,27 @@ fn compile_provider(
         }
     };
 
+    let identity = identity::compile(&object)?;
+    if identity.iap_identity_headers {
+        for header in [identity::IAP_EMAIL_HEADER, identity::IAP_ID_HEADER] {
+            let path = child_path(&object.path, "iap_identity_headers");
+            if let Some(earlier) = managed.iter().find(|m| m.name == header) {
+                return Err(ConfigError::new(
+                    earlier.path.clone(),
+                    format!("\"{header}\" is already set by {path}; one header holds one value"),
+                ));
+            }
+            managed.push(ManagedHeader {
+                name: header.to_owned(),
+                path,
+            });
+        }
+    }
+
     let provider = Provider {
         name: name.to_owned(),
-        issuer: issuer.to_owned(),
+        issuer,
+        alternate_issuers,
         audiences,
         algorithms,
         keys,
@@ -598,8 +671,27 @@ fn compile_provider(
         max_lifetime_seconds,
         require_expiration,
         jwt_cache_size,
+        identity,
     };
     Ok((provider, managed))
+}
+
+/// `issuer` is one string, or a list of accepted values whose first is the issuer proper.
+fn compile_issuers(node: &Node<'_>) -> Result<(String, Vec<String>), ConfigError> {
+    if !matches!(node.value, Value::Array(_)) {
+        return Ok((node.non_empty_string()?.to_owned(), Vec::new()));
+    }
+    let mut issuers: Vec<String> = Vec::new();
+    for item in node.non_empty_array()? {
+        let issuer = item.non_empty_string()?;
+        if issuers.iter().any(|known| known == issuer) {
+            return Err(item.error("is listed twice"));
+        }
+        issuers.push(issuer.to_owned());
+    }
+    let mut issuers = issuers.into_iter();
+    let first = issuers.next().unwrap_or_default();
+    Ok((first, issuers.collect()))
 }
 
 fn compile_key_source(object: &Object<'_>, issuer: &Node<'_>) -> Result<KeySource, ConfigError> {
@@ -653,6 +745,12 @@ fn compile_key_source(object: &Object<'_>, issuer: &Node<'_>) -> Result<KeySourc
                 .to_owned();
             let timeout_ms = timeout_ms(&discovery)?;
             let cache_duration_seconds = cache_duration_seconds(&discovery)?;
+            if matches!(issuer.value, Value::Array(_)) {
+                return Err(issuer.error(
+                    "must be a single issuer when oidc_discovery is used: discovery reads one \
+                     issuer's document, whose issuer must match it exactly",
+                ));
+            }
             let url = uri::parse_http_url(issuer.string()?).map_err(|message| {
                 issuer.error(format!(
                     "{message}; oidc_discovery needs the issuer to be an absolute http:// or \
@@ -1130,6 +1228,8 @@ mod tests {
                 max_lifetime_seconds: Some(86400),
                 require_expiration: true,
                 jwt_cache_size: 10_000,
+                alternate_issuers: vec![],
+                identity: IdentityPolicy::default(),
             }],
             rules: vec![
                 Rule {
@@ -1146,6 +1246,7 @@ mod tests {
                 },
             ],
             managed_headers: vec!["x-jwt-payload".into(), "x-jwt-sub".into()],
+            managed_header_prefixes: vec![],
             max_waiting_requests: 1000,
         };
         assert_eq!(config, expected);

@@ -4,6 +4,7 @@
 use crate::config::{Config, Provider, ProviderId, Requirement};
 use crate::extract::{self, TokenSource};
 use crate::failure::{Failure, FailureClass};
+use crate::identity;
 use crate::keys::{KeyStore, Lookup};
 use crate::request::Request;
 use crate::rules;
@@ -210,6 +211,9 @@ impl Evaluation<'_> {
             }
             Lookup::Ready { keys, .. } => verify::check_signature(&parsed, keys, self.crypto),
         };
+        // Identity restrictions judge an authenticated token only, and a token that fails them is
+        // not cached, so every cache hit has passed them.
+        let result = result.and_then(|()| identity::check(&provider.identity, &parsed.claims));
         match result {
             Ok(()) => {
                 let entry = token_cache::Entry {
@@ -273,6 +277,7 @@ pub fn decide(
         remove_headers: config.managed_headers.clone(),
         set_headers: Vec::new(),
     };
+    remove_prefixed_headers(config, request, &mut allow);
     // The configuration guarantees a final catch-all rule; a miss would be a bug, so fail closed.
     let Some(rule) = rules::find_rule(&config.rules, request.path_only()) else {
         return Decision::Deny(denial(Failure::Missing, &request.authority, 0));
@@ -308,6 +313,20 @@ pub fn decide(
     }
 }
 
+/// The glue removes headers by exact name, so a managed prefix becomes the names of the request's
+/// headers that start with it.
+fn remove_prefixed_headers(config: &Config, request: &Request, allow: &mut Allow) {
+    for (name, _) in &request.headers {
+        let managed = config
+            .managed_header_prefixes
+            .iter()
+            .any(|prefix| name.starts_with(prefix.as_str()));
+        if managed && !allow.remove_headers.contains(name) {
+            allow.remove_headers.push(name.clone());
+        }
+    }
+}
+
 fn add_token_headers(config: &Config, tokens: &[Verified], allow: &mut Allow) {
     for token in tokens {
         let Some(provider) = config.providers.get(token.provider) else {
@@ -328,6 +347,9 @@ fn add_token_headers(config: &Config, tokens: &[Verified], allow: &mut Allow) {
                 allow.set_headers.push((mapping.header_name.clone(), value));
             }
         }
+        allow
+            .set_headers
+            .extend(identity::headers(&provider.identity, &token.claims));
     }
 }
 
@@ -385,6 +407,13 @@ pub fn denial(failure: Failure, authority: &str, retry_after_seconds: u64) -> De
             )),
         ),
         FailureClass::Unavailable => (503, "temporarily_unavailable", None),
+        FailureClass::Forbidden => (
+            403,
+            "insufficient_scope",
+            Some(format!(
+                "Bearer realm=\"{realm}\", error=\"insufficient_scope\", error_description=\"{description}\""
+            )),
+        ),
     };
     let mut headers = vec![("content-type".to_string(), "application/json".to_string())];
     if let Some(challenge) = challenge {

@@ -11,6 +11,9 @@ pub enum FailureClass {
     InvalidRequest,
     /// The filter cannot judge the token right now (no signing keys): 503 with `Retry-After`.
     Unavailable,
+    /// The token is valid but its identity may not use this resource: 403
+    /// `error="insufficient_scope"` (RFC 6750 §3.1).
+    Forbidden,
 }
 
 /// Every reason a request can be refused. The `description` is what clients see.
@@ -43,6 +46,9 @@ pub enum Failure {
     BadSignature,
     KeysUnavailable,
     TooManyWaiting,
+    EmailNotVerified,
+    HostedDomainNotAllowed,
+    EmailNotAllowed,
 }
 
 impl Failure {
@@ -54,6 +60,7 @@ impl Failure {
                 FailureClass::InvalidRequest
             }
             Failure::KeysUnavailable | Failure::TooManyWaiting => FailureClass::Unavailable,
+            Failure::HostedDomainNotAllowed | Failure::EmailNotAllowed => FailureClass::Forbidden,
             _ => FailureClass::InvalidToken,
         }
     }
@@ -88,6 +95,9 @@ impl Failure {
             Failure::BadSignature => "Jwt verification fails",
             Failure::KeysUnavailable => "Signing keys are not available yet",
             Failure::TooManyWaiting => "Too many requests are waiting for signing keys",
+            Failure::EmailNotVerified => "Jwt email is not verified",
+            Failure::HostedDomainNotAllowed => "Jwt hosted domain is not allowed",
+            Failure::EmailNotAllowed => "Jwt email is not allowed",
         }
     }
 
@@ -121,11 +131,14 @@ impl Failure {
             Failure::BadSignature => "bad_signature",
             Failure::KeysUnavailable => "keys_unavailable",
             Failure::TooManyWaiting => "too_many_waiting",
+            Failure::EmailNotVerified => "email_not_verified",
+            Failure::HostedDomainNotAllowed => "hosted_domain_not_allowed",
+            Failure::EmailNotAllowed => "email_not_allowed",
         }
     }
 
     /// Every variant, for metric registration and exhaustive tests.
-    pub const ALL: [Failure; 27] = [
+    pub const ALL: [Failure; 30] = [
         Failure::Missing,
         Failure::MalformedAuthorization,
         Failure::RepeatedCredential,
@@ -153,5 +166,8 @@ impl Failure {
         Failure::BadSignature,
         Failure::KeysUnavailable,
         Failure::TooManyWaiting,
+        Failure::EmailNotVerified,
+        Failure::HostedDomainNotAllowed,
+        Failure::EmailNotAllowed,
     ];
 }

@@ -586,9 +586,12 @@ mod tests {
                 max_lifetime_seconds: None,
                 require_expiration: true,
                 jwt_cache_size: 10_000,
+                alternate_issuers: vec![],
+                identity: Default::default(),
             }],
             rules: Vec::<Rule>::new(),
             managed_headers: vec![],
+            managed_header_prefixes: vec![],
             max_waiting_requests: 10,
         }
     }

@@ -118,7 +118,12 @@ pub fn check_claims(token: &Token<'_>, provider: &Provider, now: u64) -> Result<
     if !provider.algorithms.contains(&token.header.alg) {
         return Err(Failure::AlgNotAllowed);
     }
-    if token.registered.iss.as_deref() != Some(provider.issuer.as_str()) {
+    if !token
+        .registered
+        .iss
+        .as_deref()
+        .is_some_and(|iss| provider.accepts_issuer(iss))
+    {
         return Err(Failure::IssuerNotConfigured);
     }
     if !token
@@ -235,6 +240,8 @@ mod tests {
             max_lifetime_seconds: None,
             require_expiration: true,
             jwt_cache_size: 10_000,
+            alternate_issuers: Vec::new(),
+            identity: Default::default(),
         }
     }
 
