@@ -2686,4 +2686,324 @@ mod tests {
         assert_eq!(quoted(&long), format!("{:?}...", "x".repeat(64)));
         assert_eq!(quoted(&"é".repeat(100)).chars().count(), 64 + 2 + 3);
     }
+
+    // ---- presets, issuers and identity ----
+
+    const IAP_AUDIENCE: &str = "/projects/123456789012/global/backendServices/4567890123456789012";
+
+    fn with_provider(provider: Value) -> Value {
+        json!({
+            "providers": {"g": provider},
+            "rules": [{"match": {"prefix": "/"}, "requires": {"provider_name": "g"}}]
+        })
+    }
+
+    // The google_iap preset compiles to IAP's constants with the user's audience and cluster, and
+    // makes the filter own the x-goog-authenticated-user-* headers.
+    #[test]
+    fn google_iap_preset_compiles() {
+        let config = ok(&with_provider(json!({
+            "preset": "google_iap",
+            "audiences": [IAP_AUDIENCE],
+            "remote_jwks": {"http_uri": {"cluster": "gstatic"}}
+        })));
+        let provider = &config.providers[0];
+        assert_eq!(provider.issuer, "https://cloud.google.com/iap");
+        assert!(provider.alternate_issuers.is_empty());
+        assert_eq!(provider.audiences, vec![IAP_AUDIENCE.to_string()]);
+        assert_eq!(provider.algorithms, vec![Alg::ES256]);
+        assert_eq!(
+            provider.keys,
+            KeySource::Remote {
+                jwks: HttpFetch {
+                    cluster: "gstatic".into(),
+                    authority: "www.gstatic.com".into(),
+                    path: "/iap/verify/public_key-jwk".into(),
+                    timeout_ms: 5000,
+                },
+                cache_duration_seconds: 600,
+            }
+        );
+        assert_eq!(
+            provider.token_sources,
+            vec![TokenSource::Header {
+                name: "x-goog-iap-jwt-assertion".into(),
+                value_prefix: String::new()
+            }]
+        );
+        assert_eq!(provider.clock_skew_seconds, 30);
+        assert_eq!(provider.max_lifetime_seconds, Some(660));
+        assert!(provider.require_expiration);
+        assert_eq!(
+            provider.identity,
+            IdentityPolicy {
+                iap_identity_headers: true,
+                ..IdentityPolicy::default()
+            }
+        );
+        assert_eq!(
+            config.managed_headers,
+            vec![
+                "x-goog-authenticated-user-email".to_string(),
+                "x-goog-authenticated-user-id".to_string()
+            ]
+        );
+        assert_eq!(
+            config.managed_header_prefixes,
+            vec!["x-goog-authenticated-user-".to_string()]
+        );
+    }
+
+    // The google_id_token preset accepts both issuer spellings, RS256 only, from Google's certs,
+    // and requires a verified email; it manages no identity headers.
+    #[test]
+    fn google_id_token_preset_compiles() {
+        let config = ok(&with_provider(json!({
+            "preset": "google_id_token",
+            "audiences": ["123-abc.apps.googleusercontent.com"],
+            "remote_jwks": {"http_uri": {"cluster": "googleapis"}}
+        })));
+        let provider = &config.providers[0];
+        assert_eq!(provider.issuer, "https://accounts.google.com");
+        assert_eq!(provider.alternate_issuers, vec!["accounts.google.com"]);
+        assert!(provider.accepts_issuer("accounts.google.com"));
+        assert!(provider.accepts_issuer("https://accounts.google.com"));
+        assert!(!provider.accepts_issuer("https://accounts.google.com/"));
+        assert_eq!(provider.algorithms, vec![Alg::RS256]);
+        let (fetch, _) = remote_fetch(&with_provider(json!({
+            "preset": "google_id_token",
+            "audiences": ["c"],
+            "remote_jwks": {"http_uri": {"cluster": "googleapis"}}
+        })));
+        assert_eq!(fetch.authority, "www.googleapis.com");
+        assert_eq!(fetch.path, "/oauth2/v3/certs");
+        assert_eq!(
+            provider.token_sources,
+            vec![TokenSource::Header {
+                name: "authorization".into(),
+                value_prefix: "Bearer ".into()
+            }]
+        );
+        assert_eq!(provider.clock_skew_seconds, 60);
+        assert!(provider.identity.require_email_verified);
+        assert!(!provider.identity.iap_identity_headers);
+        assert!(config.managed_headers.is_empty());
+        assert!(config.managed_header_prefixes.is_empty());
+    }
+
+    // A google_iap provider whose audience is not in an IAP format is refused when loaded.
+    #[test]
+    fn google_iap_audience_format_checked_at_load() {
+        let doc = with_provider(json!({
+            "preset": "google_iap",
+            "audiences": ["kserve-client"],
+            "remote_jwks": {"http_uri": {"cluster": "gstatic"}}
+        }));
+        assert_error(&doc, "providers.g.audiences[0]", "is not an IAP audience");
+    }
+
+    // An unknown provider field lists the preset and identity fields among the known ones.
+    #[test]
+    fn unknown_provider_field_lists_new_fields() {
+        assert_error(
+            &minimal_with("/providers/kc/presets", json!("google_iap")),
+            "providers.kc.presets",
+            "preset",
+        );
+        assert_error(
+            &minimal_with("/providers/kc/allowed_domains", json!(["example.com"])),
+            "providers.kc.allowed_domains",
+            "allowed_hosted_domains",
+        );
+    }
+
+    // issuer may list several accepted values; the first is the issuer proper.
+    #[test]
+    fn issuer_list() {
+        let doc = minimal_with("/providers/kc/issuer", json!(["https://a.test", "a.test"]));
+        let provider = provider(&doc);
+        assert_eq!(provider.issuer, "https://a.test");
+        assert_eq!(provider.alternate_issuers, vec!["a.test"]);
+        let single = provider_single();
+        assert!(single.alternate_issuers.is_empty());
+    }
+
+    fn provider_single() -> Provider {
+        provider(&minimal_with(
+            "/providers/kc/issuer",
+            json!(["https://a.test"]),
+        ))
+    }
+
+    // An issuer list must be non-empty, without empty or repeated entries.
+    #[test]
+    fn issuer_list_invalid() {
+        assert_error(
+            &minimal_with("/providers/kc/issuer", json!([])),
+            "providers.kc.issuer",
+            "must not be empty",
+        );
+        assert_error(
+            &minimal_with("/providers/kc/issuer", json!(["a", ""])),
+            "providers.kc.issuer[1]",
+            "must not be empty",
+        );
+        assert_error(
+            &minimal_with("/providers/kc/issuer", json!(["a", "a"])),
+            "providers.kc.issuer[1]",
+            "listed twice",
+        );
+        assert_error(
+            &minimal_with("/providers/kc/issuer", json!(7)),
+            "providers.kc.issuer",
+            "expected a string",
+        );
+    }
+
+    // OIDC discovery reads one issuer's document, so it needs a single issuer.
+    #[test]
+    fn discovery_needs_a_single_issuer() {
+        let mut doc = with_discovery("https://a.test", json!({"cluster": "idp"}));
+        set(
+            &mut doc,
+            "/providers/kc/issuer",
+            json!(["https://a.test", "a.test"]),
+        );
+        assert_error(&doc, "providers.kc.issuer", "single issuer");
+    }
+
+    // Identity fields compile lower-cased; an email restriction turns require_email_verified on
+    // unless it is set explicitly.
+    #[test]
+    fn identity_fields_compile() {
+        let mut doc = minimal_with(
+            "/providers/kc/allowed_hosted_domains",
+            json!(["Example.com"]),
+        );
+        set(
+            &mut doc,
+            "/providers/kc/allowed_email_domains",
+            json!(["partner.org"]),
+        );
+        set(
+            &mut doc,
+            "/providers/kc/allowed_emails",
+            json!(["Bob@Contractor.test"]),
+        );
+        assert_eq!(
+            provider(&doc).identity,
+            IdentityPolicy {
+                require_email_verified: true,
+                allowed_hosted_domains: vec!["example.com".into()],
+                allowed_email_domains: vec!["partner.org".into()],
+                allowed_emails: vec!["bob@contractor.test".into()],
+                iap_identity_headers: false,
+            }
+        );
+        set(
+            &mut doc,
+            "/providers/kc/require_email_verified",
+            json!(false),
+        );
+        assert!(!provider(&doc).identity.require_email_verified);
+        let hosted_only = minimal_with(
+            "/providers/kc/allowed_hosted_domains",
+            json!(["example.com"]),
+        );
+        assert!(!provider(&hosted_only).identity.require_email_verified);
+        assert_eq!(provider(&minimal()).identity, IdentityPolicy::default());
+    }
+
+    // Malformed domains and addresses are refused, naming the entry.
+    #[test]
+    fn identity_fields_invalid() {
+        for (field, value, path, needle) in [
+            (
+                "allowed_hosted_domains",
+                json!(["@example.com"]),
+                "providers.kc.allowed_hosted_domains[0]",
+                "not a domain name",
+            ),
+            (
+                "allowed_email_domains",
+                json!(["*.example.com"]),
+                "providers.kc.allowed_email_domains[0]",
+                "not a domain name",
+            ),
+            (
+                "allowed_email_domains",
+                json!(["example.com", "EXAMPLE.com"]),
+                "providers.kc.allowed_email_domains[1]",
+                "listed twice",
+            ),
+            (
+                "allowed_emails",
+                json!(["example.com"]),
+                "providers.kc.allowed_emails[0]",
+                "not an email address",
+            ),
+            (
+                "allowed_emails",
+                json!(["a@b@example.com"]),
+                "providers.kc.allowed_emails[0]",
+                "not an email address",
+            ),
+            (
+                "allowed_emails",
+                json!([]),
+                "providers.kc.allowed_emails",
+                "must not be empty",
+            ),
+            (
+                "require_email_verified",
+                json!("yes"),
+                "providers.kc.require_email_verified",
+                "expected true or false",
+            ),
+            (
+                "iap_identity_headers",
+                json!(1),
+                "providers.kc.iap_identity_headers",
+                "expected true or false",
+            ),
+        ] {
+            let doc = minimal_with(&format!("/providers/kc/{field}"), value);
+            assert_error(&doc, path, needle);
+        }
+    }
+
+    // claim_to_headers cannot take over a header iap_identity_headers sets.
+    #[test]
+    fn iap_headers_collide_with_claim_headers() {
+        let mut doc = minimal_with("/providers/kc/iap_identity_headers", json!(true));
+        set(
+            &mut doc,
+            "/providers/kc/claim_to_headers",
+            json!([{"header_name": "X-Goog-Authenticated-User-Id", "claim_name": "sub"}]),
+        );
+        assert_error(
+            &doc,
+            "providers.kc.claim_to_headers[0].header_name",
+            "already set by providers.kc.iap_identity_headers",
+        );
+    }
+
+    // No provider may read its token from a header of the family the filter strips.
+    #[test]
+    fn token_header_under_managed_prefix_refused() {
+        let mut doc = minimal_with("/providers/kc/iap_identity_headers", json!(true));
+        set(
+            &mut doc,
+            "/providers/kc/from_headers",
+            json!([{"name": "x-goog-authenticated-user-jwt"}]),
+        );
+        assert_error(
+            &doc,
+            "providers.kc.from_headers",
+            "x-goog-authenticated-user-*",
+        );
+        // Without identity headers the same header is an ordinary token location.
+        set(&mut doc, "/providers/kc/iap_identity_headers", json!(false));
+        ok(&doc);
+    }
 }

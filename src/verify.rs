@@ -315,6 +315,33 @@ mod tests {
         );
     }
 
+    // Every listed issuer spelling is accepted exactly; anything else is not.
+    #[test]
+    fn alternate_issuers_accepted() {
+        let provider = Provider {
+            alternate_issuers: vec!["issuer.example".into()],
+            ..provider()
+        };
+        for iss in [ISSUER, "issuer.example"] {
+            assert_eq!(
+                claims(with(good_payload(), "iss", json!(iss)), &provider, 1000),
+                Ok(()),
+                "{iss}"
+            );
+        }
+        for iss in [
+            "ISSUER.EXAMPLE",
+            "issuer.example/",
+            "https://issuer.example/",
+        ] {
+            assert_eq!(
+                claims(with(good_payload(), "iss", json!(iss)), &provider, 1000),
+                Err(Failure::IssuerNotConfigured),
+                "{iss}"
+            );
+        }
+    }
+
     // aud must contain one of the provider's audiences; missing or empty aud is refused.
     #[test]
     fn audience_must_match() {
