@@ -12,6 +12,7 @@ pub mod http;
 pub mod jwks_server;
 pub mod keys;
 pub mod server;
+pub mod shipped;
 pub mod stack;
 
 pub use echo::{Echo, EchoUpstream};
