@@ -125,8 +125,8 @@ pub fn headers(policy: &IdentityPolicy, claims: &Map<String, Value>) -> Vec<(Str
 
 /// Reads the identity fields of one provider. `require_email_verified` defaults to true when an
 /// email restriction is configured: an allow-list of addresses means nothing if the address is
-/// not known to belong to the caller. A preset may set it the other way (IAP assertions carry no
-/// `email_verified`; IAP only signs for verified accounts).
+/// not known to belong to the caller. A preset may set it the other way: IAP assertions carry no
+/// `email_verified`, their `email` being that of the account IAP authenticated.
 pub(crate) fn compile(object: &Object<'_>) -> Result<IdentityPolicy, ConfigError> {
     let allowed_hosted_domains = domain_list(object, "allowed_hosted_domains")?;
     let allowed_email_domains = domain_list(object, "allowed_email_domains")?;
