@@ -9,10 +9,12 @@ use serde_json::{Map, Value};
 
 use crate::claims::{self, ClaimCondition, ClaimTest};
 use crate::extract::TokenSource;
+use crate::identity::{self, IdentityPolicy};
 use crate::json::{self, StrictJsonError};
 use crate::jwks::Alg;
 use crate::metadata;
 use crate::model::ModelPattern;
+use crate::preset;
 use crate::uri;
 
 /// Index of a provider in [`Config::providers`].
@@ -28,6 +30,9 @@ pub struct Config {
     /// Header names (lower-case) the filter sets upstream. Client copies are removed from every
     /// request, public ones included, so the upstream can trust them.
     pub managed_headers: Vec<String>,
+    /// Header name prefixes (lower-case) the filter owns: every request header starting with one
+    /// is removed, whatever the rest of its name.
+    pub managed_header_prefixes: Vec<String>,
     /// How many requests one worker may hold paused while signing keys load.
     pub max_waiting_requests: usize,
     /// Check RS256/384/512 and ES256/384 signatures with the host's `verify_signature` when the
@@ -56,8 +61,10 @@ pub struct ProtectedResource {
 pub struct Provider {
     /// The key under `providers`.
     pub name: String,
-    /// Exact value the token's `iss` must have.
+    /// Exact value the token's `iss` must have; the one OIDC discovery uses.
     pub issuer: String,
+    /// Other accepted `iss` values (Google ID tokens use two spellings of one issuer).
+    pub alternate_issuers: Vec<String>,
     /// The token's `aud` must contain one of these.
     pub audiences: Vec<String>,
     /// Algorithms a token may use with this provider.
@@ -85,6 +92,15 @@ pub struct Provider {
     pub allowed_types: Vec<String>,
     /// Accepted `azp` claim values; empty accepts any, and a token without `azp`.
     pub allowed_authorized_parties: Vec<String>,
+    /// Checks on the verified identity (`email_verified`, domains, users) and identity headers.
+    pub identity: IdentityPolicy,
+}
+
+impl Provider {
+    /// Whether `iss` is one of the provider's issuers, compared exactly.
+    pub fn accepts_issuer(&self, iss: &str) -> bool {
+        self.issuer == iss || self.alternate_issuers.iter().any(|other| other == iss)
+    }
 }
 
 /// An HTTP GET the filter makes through an Envoy cluster.
@@ -287,15 +303,15 @@ impl Config {
 }
 
 /// A JSON value and the dotted path it was found at, so every error can name its field.
-struct Node<'v> {
-    value: &'v Value,
-    path: String,
+pub(crate) struct Node<'v> {
+    pub(crate) value: &'v Value,
+    pub(crate) path: String,
 }
 
 /// A JSON object whose member names were checked.
-struct Object<'v> {
-    map: &'v Map<String, Value>,
-    path: String,
+pub(crate) struct Object<'v> {
+    pub(crate) map: &'v Map<String, Value>,
+    pub(crate) path: String,
 }
 
 fn child_path(parent: &str, key: &str) -> String {
@@ -324,7 +340,7 @@ fn quoted(text: &str) -> String {
 }
 
 impl<'v> Node<'v> {
-    fn error(&self, message: impl Into<String>) -> ConfigError {
+    pub(crate) fn error(&self, message: impl Into<String>) -> ConfigError {
         ConfigError::new(self.path.clone(), message)
     }
 
@@ -341,7 +357,7 @@ impl<'v> Node<'v> {
     }
 
     /// An object with any member names.
-    fn members(&self) -> Result<Object<'v>, ConfigError> {
+    pub(crate) fn members(&self) -> Result<Object<'v>, ConfigError> {
         match self.value {
             Value::Object(map) => Ok(Object {
                 map,
@@ -365,14 +381,14 @@ impl<'v> Node<'v> {
         Ok(object)
     }
 
-    fn string(&self) -> Result<&'v str, ConfigError> {
+    pub(crate) fn string(&self) -> Result<&'v str, ConfigError> {
         match self.value {
             Value::String(text) => Ok(text),
             _ => Err(self.wrong_type("a string")),
         }
     }
 
-    fn non_empty_string(&self) -> Result<&'v str, ConfigError> {
+    pub(crate) fn non_empty_string(&self) -> Result<&'v str, ConfigError> {
         let text = self.string()?;
         if text.is_empty() {
             return Err(self.error("must not be empty"));
@@ -380,7 +396,7 @@ impl<'v> Node<'v> {
         Ok(text)
     }
 
-    fn boolean(&self) -> Result<bool, ConfigError> {
+    pub(crate) fn boolean(&self) -> Result<bool, ConfigError> {
         match self.value {
             Value::Bool(flag) => Ok(*flag),
             _ => Err(self.wrong_type("true or false")),
@@ -396,7 +412,7 @@ impl<'v> Node<'v> {
         }
     }
 
-    fn array(&self) -> Result<Vec<Node<'v>>, ConfigError> {
+    pub(crate) fn array(&self) -> Result<Vec<Node<'v>>, ConfigError> {
         match self.value {
             Value::Array(items) => Ok(items
                 .iter()
@@ -410,7 +426,7 @@ impl<'v> Node<'v> {
         }
     }
 
-    fn non_empty_array(&self) -> Result<Vec<Node<'v>>, ConfigError> {
+    pub(crate) fn non_empty_array(&self) -> Result<Vec<Node<'v>>, ConfigError> {
         let items = self.array()?;
         if items.is_empty() {
             return Err(self.error("must not be empty"));
@@ -427,7 +443,7 @@ impl<'v> Node<'v> {
 }
 
 impl<'v> Object<'v> {
-    fn get(&self, key: &str) -> Option<Node<'v>> {
+    pub(crate) fn get(&self, key: &str) -> Option<Node<'v>> {
         self.map.get(key).map(|value| Node {
             value,
             path: child_path(&self.path, key),
@@ -448,6 +464,7 @@ impl<'v> Object<'v> {
 fn compile(root: &Node<'_>) -> Result<Config, ConfigError> {
     let top = root.object(&TOP_FIELDS)?;
     let (providers, managed_headers) = compile_providers(&top.required("providers")?)?;
+    let managed_header_prefixes = compile_header_prefixes(&providers)?;
     let rules = compile_rules(&top.required("rules")?, &providers)?;
     let max_waiting_requests = match top.get("max_waiting_requests") {
         None => DEFAULT_MAX_WAITING_REQUESTS,
@@ -475,6 +492,7 @@ fn compile(root: &Node<'_>) -> Result<Config, ConfigError> {
         providers,
         rules,
         managed_headers,
+        managed_header_prefixes,
         max_waiting_requests,
         host_crypto,
         bypass_cors_preflight,
@@ -492,6 +510,30 @@ fn compile_protected_resource(node: &Node<'_>) -> Result<ProtectedResource, Conf
         metadata_path: location.path,
         metadata_url: location.url,
     })
+}
+
+/// The IAP identity headers are a family (`x-goog-authenticated-user-*`): when a provider sets
+/// them, every member a client sends is removed, so no provider may read its token from one.
+fn compile_header_prefixes(providers: &[Provider]) -> Result<Vec<String>, ConfigError> {
+    if !providers.iter().any(|p| p.identity.iap_identity_headers) {
+        return Ok(Vec::new());
+    }
+    let prefix = identity::IAP_HEADER_PREFIX;
+    for provider in providers {
+        let erased = provider.token_sources.iter().any(
+            |source| matches!(source, TokenSource::Header { name, .. } if name.starts_with(prefix)),
+        );
+        if erased {
+            return Err(ConfigError::new(
+                format!("providers.{}.from_headers", provider.name),
+                format!(
+                    "reads a token from a \"{prefix}*\" header, which the filter removes from \
+                     every request because iap_identity_headers is on; use another header name"
+                ),
+            ));
+        }
+    }
+    Ok(vec![prefix.to_owned()])
 }
 
 /// A header a provider sets upstream, with the field that configured it.
@@ -547,9 +589,22 @@ fn compile_provider(
     name: &str,
     node: &Node<'_>,
 ) -> Result<(Provider, Vec<ManagedHeader>), ConfigError> {
-    let object = node.object(&PROVIDER_FIELDS)?;
+    let expanded = preset::expand(node)?;
+    let node = match &expanded {
+        Some(value) => &Node {
+            value,
+            path: node.path.clone(),
+        },
+        None => node,
+    };
+    let fields: Vec<&str> = PROVIDER_FIELDS
+        .into_iter()
+        .chain(identity::FIELDS)
+        .chain([preset::FIELD])
+        .collect();
+    let object = node.object(&fields)?;
     let issuer_node = object.required("issuer")?;
-    let issuer = issuer_node.non_empty_string()?;
+    let (issuer, alternate_issuers) = compile_issuers(&issuer_node)?;
     let audiences = object
         .required("audiences")?
         .non_empty_array()?
@@ -690,10 +745,27 @@ fn compile_provider(
             parties
         }
     };
+    let identity = identity::compile(&object)?;
+    if identity.iap_identity_headers {
+        for header in [identity::IAP_EMAIL_HEADER, identity::IAP_ID_HEADER] {
+            let path = child_path(&object.path, "iap_identity_headers");
+            if let Some(earlier) = managed.iter().find(|m| m.name == header) {
+                return Err(ConfigError::new(
+                    earlier.path.clone(),
+                    format!("\"{header}\" is already set by {path}; one header holds one value"),
+                ));
+            }
+            managed.push(ManagedHeader {
+                name: header.to_owned(),
+                path,
+            });
+        }
+    }
 
     let provider = Provider {
         name: name.to_owned(),
-        issuer: issuer.to_owned(),
+        issuer,
+        alternate_issuers,
         audiences,
         algorithms,
         keys,
@@ -707,6 +779,7 @@ fn compile_provider(
         jwt_cache_size,
         allowed_types,
         allowed_authorized_parties,
+        identity,
     };
     Ok((provider, managed))
 }
@@ -734,6 +807,24 @@ pub fn normal_token_type(typ: &str) -> String {
         Some(rest) if !rest.contains('/') => rest.to_owned(),
         _ => lower,
     }
+}
+
+/// `issuer` is one string, or a list of accepted values whose first is the issuer proper.
+fn compile_issuers(node: &Node<'_>) -> Result<(String, Vec<String>), ConfigError> {
+    if !matches!(node.value, Value::Array(_)) {
+        return Ok((node.non_empty_string()?.to_owned(), Vec::new()));
+    }
+    let mut issuers: Vec<String> = Vec::new();
+    for item in node.non_empty_array()? {
+        let issuer = item.non_empty_string()?;
+        if issuers.iter().any(|known| known == issuer) {
+            return Err(item.error("is listed twice"));
+        }
+        issuers.push(issuer.to_owned());
+    }
+    let mut issuers = issuers.into_iter();
+    let first = issuers.next().unwrap_or_default();
+    Ok((first, issuers.collect()))
 }
 
 fn compile_key_source(object: &Object<'_>, issuer: &Node<'_>) -> Result<KeySource, ConfigError> {
@@ -787,6 +878,12 @@ fn compile_key_source(object: &Object<'_>, issuer: &Node<'_>) -> Result<KeySourc
                 .to_owned();
             let timeout_ms = timeout_ms(&discovery)?;
             let cache_duration_seconds = cache_duration_seconds(&discovery)?;
+            if matches!(issuer.value, Value::Array(_)) {
+                return Err(issuer.error(
+                    "must be a single issuer when oidc_discovery is used: discovery reads one \
+                     issuer's document, whose issuer must match it exactly",
+                ));
+            }
             let url = uri::parse_http_url(issuer.string()?).map_err(|message| {
                 issuer.error(format!(
                     "{message}; oidc_discovery needs the issuer to be an absolute http:// or \
@@ -1348,6 +1445,8 @@ mod tests {
                 jwt_cache_size: 10_000,
                 allowed_types: Vec::new(),
                 allowed_authorized_parties: Vec::new(),
+                alternate_issuers: vec![],
+                identity: IdentityPolicy::default(),
             }],
             rules: vec![
                 Rule {
@@ -1370,6 +1469,7 @@ mod tests {
                 },
             ],
             managed_headers: vec!["x-jwt-payload".into(), "x-jwt-sub".into()],
+            managed_header_prefixes: vec![],
             max_waiting_requests: 1000,
             host_crypto: true,
             bypass_cors_preflight: false,
@@ -3180,5 +3280,325 @@ mod tests {
         let long = "x".repeat(1000);
         assert_eq!(quoted(&long), format!("{:?}...", "x".repeat(64)));
         assert_eq!(quoted(&"é".repeat(100)).chars().count(), 64 + 2 + 3);
+    }
+
+    // ---- presets, issuers and identity ----
+
+    const IAP_AUDIENCE: &str = "/projects/123456789012/global/backendServices/4567890123456789012";
+
+    fn with_provider(provider: Value) -> Value {
+        json!({
+            "providers": {"g": provider},
+            "rules": [{"match": {"prefix": "/"}, "requires": {"provider_name": "g"}}]
+        })
+    }
+
+    // The google_iap preset compiles to IAP's constants with the user's audience and cluster, and
+    // makes the filter own the x-goog-authenticated-user-* headers.
+    #[test]
+    fn google_iap_preset_compiles() {
+        let config = ok(&with_provider(json!({
+            "preset": "google_iap",
+            "audiences": [IAP_AUDIENCE],
+            "remote_jwks": {"http_uri": {"cluster": "gstatic"}}
+        })));
+        let provider = &config.providers[0];
+        assert_eq!(provider.issuer, "https://cloud.google.com/iap");
+        assert!(provider.alternate_issuers.is_empty());
+        assert_eq!(provider.audiences, vec![IAP_AUDIENCE.to_string()]);
+        assert_eq!(provider.algorithms, vec![Alg::ES256]);
+        assert_eq!(
+            provider.keys,
+            KeySource::Remote {
+                jwks: HttpFetch {
+                    cluster: "gstatic".into(),
+                    authority: "www.gstatic.com".into(),
+                    path: "/iap/verify/public_key-jwk".into(),
+                    timeout_ms: 5000,
+                },
+                cache_duration_seconds: 600,
+            }
+        );
+        assert_eq!(
+            provider.token_sources,
+            vec![TokenSource::Header {
+                name: "x-goog-iap-jwt-assertion".into(),
+                value_prefix: String::new()
+            }]
+        );
+        assert_eq!(provider.clock_skew_seconds, 30);
+        assert_eq!(provider.max_lifetime_seconds, Some(660));
+        assert!(provider.require_expiration);
+        assert_eq!(
+            provider.identity,
+            IdentityPolicy {
+                iap_identity_headers: true,
+                ..IdentityPolicy::default()
+            }
+        );
+        assert_eq!(
+            config.managed_headers,
+            vec![
+                "x-goog-authenticated-user-email".to_string(),
+                "x-goog-authenticated-user-id".to_string()
+            ]
+        );
+        assert_eq!(
+            config.managed_header_prefixes,
+            vec!["x-goog-authenticated-user-".to_string()]
+        );
+    }
+
+    // The google_id_token preset accepts both issuer spellings, RS256 only, from Google's certs,
+    // and requires a verified email; it manages no identity headers.
+    #[test]
+    fn google_id_token_preset_compiles() {
+        let config = ok(&with_provider(json!({
+            "preset": "google_id_token",
+            "audiences": ["123-abc.apps.googleusercontent.com"],
+            "remote_jwks": {"http_uri": {"cluster": "googleapis"}}
+        })));
+        let provider = &config.providers[0];
+        assert_eq!(provider.issuer, "https://accounts.google.com");
+        assert_eq!(provider.alternate_issuers, vec!["accounts.google.com"]);
+        assert!(provider.accepts_issuer("accounts.google.com"));
+        assert!(provider.accepts_issuer("https://accounts.google.com"));
+        assert!(!provider.accepts_issuer("https://accounts.google.com/"));
+        assert_eq!(provider.algorithms, vec![Alg::RS256]);
+        let (fetch, _) = remote_fetch(&with_provider(json!({
+            "preset": "google_id_token",
+            "audiences": ["c"],
+            "remote_jwks": {"http_uri": {"cluster": "googleapis"}}
+        })));
+        assert_eq!(fetch.authority, "www.googleapis.com");
+        assert_eq!(fetch.path, "/oauth2/v3/certs");
+        assert_eq!(
+            provider.token_sources,
+            vec![TokenSource::Header {
+                name: "authorization".into(),
+                value_prefix: "Bearer ".into()
+            }]
+        );
+        assert_eq!(provider.clock_skew_seconds, 60);
+        assert!(provider.identity.require_email_verified);
+        assert!(!provider.identity.iap_identity_headers);
+        assert!(config.managed_headers.is_empty());
+        assert!(config.managed_header_prefixes.is_empty());
+    }
+
+    // A google_iap provider whose audience is not in an IAP format is refused when loaded.
+    #[test]
+    fn google_iap_audience_format_checked_at_load() {
+        let doc = with_provider(json!({
+            "preset": "google_iap",
+            "audiences": ["kserve-client"],
+            "remote_jwks": {"http_uri": {"cluster": "gstatic"}}
+        }));
+        assert_error(&doc, "providers.g.audiences[0]", "is not an IAP audience");
+    }
+
+    // An unknown provider field lists the preset and identity fields among the known ones.
+    #[test]
+    fn unknown_provider_field_lists_new_fields() {
+        assert_error(
+            &minimal_with("/providers/kc/presets", json!("google_iap")),
+            "providers.kc.presets",
+            "preset",
+        );
+        assert_error(
+            &minimal_with("/providers/kc/allowed_domains", json!(["example.com"])),
+            "providers.kc.allowed_domains",
+            "allowed_hosted_domains",
+        );
+    }
+
+    // issuer may list several accepted values; the first is the issuer proper.
+    #[test]
+    fn issuer_list() {
+        let doc = minimal_with("/providers/kc/issuer", json!(["https://a.test", "a.test"]));
+        let provider = provider(&doc);
+        assert_eq!(provider.issuer, "https://a.test");
+        assert_eq!(provider.alternate_issuers, vec!["a.test"]);
+        let single = provider_single();
+        assert!(single.alternate_issuers.is_empty());
+    }
+
+    fn provider_single() -> Provider {
+        provider(&minimal_with(
+            "/providers/kc/issuer",
+            json!(["https://a.test"]),
+        ))
+    }
+
+    // An issuer list must be non-empty, without empty or repeated entries.
+    #[test]
+    fn issuer_list_invalid() {
+        assert_error(
+            &minimal_with("/providers/kc/issuer", json!([])),
+            "providers.kc.issuer",
+            "must not be empty",
+        );
+        assert_error(
+            &minimal_with("/providers/kc/issuer", json!(["a", ""])),
+            "providers.kc.issuer[1]",
+            "must not be empty",
+        );
+        assert_error(
+            &minimal_with("/providers/kc/issuer", json!(["a", "a"])),
+            "providers.kc.issuer[1]",
+            "listed twice",
+        );
+        assert_error(
+            &minimal_with("/providers/kc/issuer", json!(7)),
+            "providers.kc.issuer",
+            "expected a string",
+        );
+    }
+
+    // OIDC discovery reads one issuer's document, so it needs a single issuer.
+    #[test]
+    fn discovery_needs_a_single_issuer() {
+        let mut doc = with_discovery("https://a.test", json!({"cluster": "idp"}));
+        set(
+            &mut doc,
+            "/providers/kc/issuer",
+            json!(["https://a.test", "a.test"]),
+        );
+        assert_error(&doc, "providers.kc.issuer", "single issuer");
+    }
+
+    // Identity fields compile lower-cased; an email restriction turns require_email_verified on
+    // unless it is set explicitly.
+    #[test]
+    fn identity_fields_compile() {
+        let mut doc = minimal_with(
+            "/providers/kc/allowed_hosted_domains",
+            json!(["Example.com"]),
+        );
+        set(
+            &mut doc,
+            "/providers/kc/allowed_email_domains",
+            json!(["partner.org"]),
+        );
+        set(
+            &mut doc,
+            "/providers/kc/allowed_emails",
+            json!(["Bob@Contractor.test"]),
+        );
+        assert_eq!(
+            provider(&doc).identity,
+            IdentityPolicy {
+                require_email_verified: true,
+                allowed_hosted_domains: vec!["example.com".into()],
+                allowed_email_domains: vec!["partner.org".into()],
+                allowed_emails: vec!["bob@contractor.test".into()],
+                iap_identity_headers: false,
+            }
+        );
+        set(
+            &mut doc,
+            "/providers/kc/require_email_verified",
+            json!(false),
+        );
+        assert!(!provider(&doc).identity.require_email_verified);
+        let hosted_only = minimal_with(
+            "/providers/kc/allowed_hosted_domains",
+            json!(["example.com"]),
+        );
+        assert!(!provider(&hosted_only).identity.require_email_verified);
+        assert_eq!(provider(&minimal()).identity, IdentityPolicy::default());
+    }
+
+    // Malformed domains and addresses are refused, naming the entry.
+    #[test]
+    fn identity_fields_invalid() {
+        for (field, value, path, needle) in [
+            (
+                "allowed_hosted_domains",
+                json!(["@example.com"]),
+                "providers.kc.allowed_hosted_domains[0]",
+                "not a domain name",
+            ),
+            (
+                "allowed_email_domains",
+                json!(["*.example.com"]),
+                "providers.kc.allowed_email_domains[0]",
+                "not a domain name",
+            ),
+            (
+                "allowed_email_domains",
+                json!(["example.com", "EXAMPLE.com"]),
+                "providers.kc.allowed_email_domains[1]",
+                "listed twice",
+            ),
+            (
+                "allowed_emails",
+                json!(["example.com"]),
+                "providers.kc.allowed_emails[0]",
+                "not an email address",
+            ),
+            (
+                "allowed_emails",
+                json!(["a@b@example.com"]),
+                "providers.kc.allowed_emails[0]",
+                "not an email address",
+            ),
+            (
+                "allowed_emails",
+                json!([]),
+                "providers.kc.allowed_emails",
+                "must not be empty",
+            ),
+            (
+                "require_email_verified",
+                json!("yes"),
+                "providers.kc.require_email_verified",
+                "expected true or false",
+            ),
+            (
+                "iap_identity_headers",
+                json!(1),
+                "providers.kc.iap_identity_headers",
+                "expected true or false",
+            ),
+        ] {
+            let doc = minimal_with(&format!("/providers/kc/{field}"), value);
+            assert_error(&doc, path, needle);
+        }
+    }
+
+    // claim_to_headers cannot take over a header iap_identity_headers sets.
+    #[test]
+    fn iap_headers_collide_with_claim_headers() {
+        let mut doc = minimal_with("/providers/kc/iap_identity_headers", json!(true));
+        set(
+            &mut doc,
+            "/providers/kc/claim_to_headers",
+            json!([{"header_name": "X-Goog-Authenticated-User-Id", "claim_name": "sub"}]),
+        );
+        assert_error(
+            &doc,
+            "providers.kc.claim_to_headers[0].header_name",
+            "already set by providers.kc.iap_identity_headers",
+        );
+    }
+
+    // No provider may read its token from a header of the family the filter strips.
+    #[test]
+    fn token_header_under_managed_prefix_refused() {
+        let mut doc = minimal_with("/providers/kc/iap_identity_headers", json!(true));
+        set(
+            &mut doc,
+            "/providers/kc/from_headers",
+            json!([{"name": "x-goog-authenticated-user-jwt"}]),
+        );
+        assert_error(
+            &doc,
+            "providers.kc.from_headers",
+            "x-goog-authenticated-user-*",
+        );
+        // Without identity headers the same header is an ordinary token location.
+        set(&mut doc, "/providers/kc/iap_identity_headers", json!(false));
+        ok(&doc);
     }
 }

@@ -6,6 +6,7 @@ pub use crate::claims::claim_at;
 use crate::config::{Config, Provider, ProviderId, Requirement, Rule};
 use crate::extract::{self, TokenSource};
 use crate::failure::{Failure, FailureClass};
+use crate::identity;
 use crate::keys::{KeyStore, Lookup};
 use crate::metadata;
 use crate::path;
@@ -272,6 +273,9 @@ impl Evaluation<'_> {
             }
             Lookup::Ready { keys, .. } => verify::check_signature(&parsed, keys, self.crypto),
         };
+        // Identity restrictions judge an authenticated token only, and a token that fails them is
+        // not cached, so every cache hit has passed them.
+        let result = result.and_then(|()| identity::check(&provider.identity, &parsed.claims));
         match result {
             Ok(()) => {
                 let entry = token_cache::Entry {
@@ -335,6 +339,7 @@ pub fn decide(
         remove_headers: config.managed_headers.clone(),
         set_headers: Vec::new(),
     };
+    remove_prefixed_headers(config, request, &mut allow);
     let mut recipient = Recipient::of(config, request);
     // Rules see the normalized path, and so does the upstream: both judge the same request.
     let path = match path::normalize(&request.path) {
@@ -435,6 +440,20 @@ fn metadata_reply(config: &Config, request: &Request, path: &str) -> Option<Loca
     })
 }
 
+/// The glue removes headers by exact name, so a managed prefix becomes the names of the request's
+/// headers that start with it.
+fn remove_prefixed_headers(config: &Config, request: &Request, allow: &mut Allow) {
+    for (name, _) in &request.headers {
+        let managed = config
+            .managed_header_prefixes
+            .iter()
+            .any(|prefix| name.starts_with(prefix.as_str()));
+        if managed && !allow.remove_headers.contains(name) {
+            allow.remove_headers.push(name.clone());
+        }
+    }
+}
+
 fn add_token_headers(config: &Config, tokens: &[Verified], allow: &mut Allow) {
     for token in tokens {
         let Some(provider) = config.providers.get(token.provider) else {
@@ -455,6 +474,9 @@ fn add_token_headers(config: &Config, tokens: &[Verified], allow: &mut Allow) {
                 allow.set_headers.push((mapping.header_name.clone(), value));
             }
         }
+        allow
+            .set_headers
+            .extend(identity::headers(&provider.identity, &token.claims));
     }
 }
 
@@ -1416,5 +1438,149 @@ mod tests {
         assert!(header(&denial, "www-authenticate")
             .unwrap()
             .contains("error=\"invalid_token\""));
+    }
+
+    /// Claims with these custom members (hd, email, ...) besides issuer, audience and subject.
+    fn identity_claims(custom: serde_json::Value) -> JWTClaims<serde_json::Value> {
+        Claims::with_custom_claims(custom, Duration::from_secs(300))
+            .with_issuer("https://idp.test")
+            .with_audience("kserve")
+            .with_subject("accounts.google.com:1234")
+    }
+
+    fn identity_fixture(policy: serde_json::Value) -> Fixture {
+        fixture_with(
+            policy,
+            json!([{"match": {"prefix": "/v2/health"}},
+                   {"match": {"prefix": "/"}, "requires": {"provider_name": "idp"}}]),
+        )
+    }
+
+    #[test]
+    fn forbidden_is_403_insufficient_scope() {
+        // An authenticated but disallowed identity is told so, distinctly from a bad token.
+        let denial = denial(Failure::EmailNotAllowed, "models.test", 0);
+        assert_eq!(denial.status, 403);
+        assert_eq!(
+            header(&denial, "www-authenticate"),
+            Some(
+                "Bearer realm=\"models.test\", error=\"insufficient_scope\", \
+                 error_description=\"Jwt email is not allowed\""
+            )
+        );
+        assert_eq!(
+            denial.body,
+            r#"{"error":"insufficient_scope","error_description":"Jwt email is not allowed"}"#
+        );
+        assert_eq!(header(&denial, "retry-after"), None);
+    }
+
+    #[test]
+    fn disallowed_hosted_domain_is_forbidden_only_once_authenticated() {
+        // A valid token from another domain gets 403; a forged one gets 401, its claims unjudged.
+        let mut f = identity_fixture(json!({"allowed_hosted_domains": ["example.com"]}));
+        let good = sign(&f.pair, identity_claims(json!({"hd": "example.com"})));
+        allowed(&f.bearer(&good));
+        let other = sign(&f.pair, identity_claims(json!({"hd": "evil.test"})));
+        let d = f.bearer(&other);
+        assert_eq!(denied(&d).failure, Failure::HostedDomainNotAllowed);
+        assert_eq!(denied(&d).status, 403);
+        let stranger = Ed25519KeyPair::generate().with_key_id("k1");
+        let forged = sign(&stranger, identity_claims(json!({"hd": "evil.test"})));
+        assert_eq!(denied(&f.bearer(&forged)).failure, Failure::BadSignature);
+    }
+
+    #[test]
+    fn unverified_email_is_401_and_never_cached() {
+        // email_verified: false fails every time; only passing tokens enter the cache.
+        let mut f = identity_fixture(json!({"require_email_verified": true}));
+        let token = sign(
+            &f.pair,
+            identity_claims(json!({"email": "a@example.com", "email_verified": false})),
+        );
+        for _ in 0..2 {
+            let d = f.bearer(&token);
+            assert_eq!(denied(&d).failure, Failure::EmailNotVerified);
+            assert_eq!(denied(&d).status, 401);
+        }
+        assert_eq!(f.crypto.checks.get(), 2);
+    }
+
+    #[test]
+    fn iap_identity_headers_replace_every_client_copy() {
+        // Verified identity goes upstream; any x-goog-authenticated-user-* a client sent is removed.
+        let mut f = identity_fixture(json!({"iap_identity_headers": true}));
+        let token = sign(
+            &f.pair,
+            identity_claims(json!({"email": "alice@example.com"})),
+        );
+        let auth = format!("Bearer {token}");
+        let d = f.decide(
+            &request(
+                "/v1/models/m:predict",
+                &[
+                    ("authorization", &auth),
+                    (
+                        "x-goog-authenticated-user-email",
+                        "accounts.google.com:admin@example.com",
+                    ),
+                    ("x-goog-authenticated-user-groups", "admins"),
+                ],
+            ),
+            NOW,
+        );
+        let allow = allowed(&d);
+        for name in [
+            "x-goog-authenticated-user-email",
+            "x-goog-authenticated-user-id",
+            "x-goog-authenticated-user-groups",
+        ] {
+            assert!(allow.remove_headers.contains(&name.to_string()), "{name}");
+        }
+        assert!(allow.set_headers.contains(&(
+            "x-goog-authenticated-user-email".into(),
+            "accounts.google.com:alice@example.com".into()
+        )));
+        assert!(allow.set_headers.contains(&(
+            "x-goog-authenticated-user-id".into(),
+            "accounts.google.com:1234".into()
+        )));
+    }
+
+    #[test]
+    fn iap_header_family_is_stripped_on_public_paths() {
+        // A public path gets no identity, and no forged one either.
+        let mut f = identity_fixture(json!({"iap_identity_headers": true}));
+        let d = f.decide(
+            &request(
+                "/v2/health/ready",
+                &[("x-goog-authenticated-user-whatever", "x")],
+            ),
+            NOW,
+        );
+        let allow = allowed(&d);
+        assert!(allow.public);
+        assert!(allow
+            .remove_headers
+            .contains(&"x-goog-authenticated-user-whatever".to_string()));
+        assert!(allow
+            .remove_headers
+            .contains(&"x-goog-authenticated-user-email".to_string()));
+    }
+
+    #[test]
+    fn other_headers_are_left_alone_without_iap_identity_headers() {
+        // The x-goog family is the filter's only when it sets those headers.
+        let mut f = fixture();
+        let d = f.decide(
+            &request(
+                "/v2/health/ready",
+                &[("x-goog-authenticated-user-email", "x")],
+            ),
+            NOW,
+        );
+        assert!(!allowed(&d)
+            .remove_headers
+            .contains(&"x-goog-authenticated-user-email".to_string()));
     }
 }

@@ -49,6 +49,9 @@ pub enum Failure {
     TypeNotAllowed,
     AuthorizedPartyNotAllowed,
     AmbiguousPath,
+    EmailNotVerified,
+    HostedDomainNotAllowed,
+    EmailNotAllowed,
 }
 
 impl Failure {
@@ -60,7 +63,9 @@ impl Failure {
             | Failure::RepeatedCredential
             | Failure::AmbiguousPath => FailureClass::InvalidRequest,
             Failure::KeysUnavailable | Failure::TooManyWaiting => FailureClass::Unavailable,
-            Failure::ClaimRequirementFailed => FailureClass::Forbidden,
+            Failure::ClaimRequirementFailed
+            | Failure::HostedDomainNotAllowed
+            | Failure::EmailNotAllowed => FailureClass::Forbidden,
             _ => FailureClass::InvalidToken,
         }
     }
@@ -99,6 +104,9 @@ impl Failure {
             Failure::TypeNotAllowed => "Jwt typ is not one of the provider's allowed types",
             Failure::AuthorizedPartyNotAllowed => "Jwt azp is not an allowed authorized party",
             Failure::AmbiguousPath => "Request path is ambiguous",
+            Failure::EmailNotVerified => "Jwt email is not verified",
+            Failure::HostedDomainNotAllowed => "Jwt hosted domain is not allowed",
+            Failure::EmailNotAllowed => "Jwt email is not allowed",
         }
     }
 
@@ -136,11 +144,14 @@ impl Failure {
             Failure::TypeNotAllowed => "type_not_allowed",
             Failure::AuthorizedPartyNotAllowed => "authorized_party_not_allowed",
             Failure::AmbiguousPath => "ambiguous_path",
+            Failure::EmailNotVerified => "email_not_verified",
+            Failure::HostedDomainNotAllowed => "hosted_domain_not_allowed",
+            Failure::EmailNotAllowed => "email_not_allowed",
         }
     }
 
     /// Every variant, for metric registration and exhaustive tests.
-    pub const ALL: [Failure; 31] = [
+    pub const ALL: [Failure; 34] = [
         Failure::Missing,
         Failure::MalformedAuthorization,
         Failure::RepeatedCredential,
@@ -172,6 +183,9 @@ impl Failure {
         Failure::TypeNotAllowed,
         Failure::AuthorizedPartyNotAllowed,
         Failure::AmbiguousPath,
+        Failure::EmailNotVerified,
+        Failure::HostedDomainNotAllowed,
+        Failure::EmailNotAllowed,
     ];
 }
 
@@ -196,7 +210,8 @@ mod tests {
         }
     }
 
-    // A claim requirement is the only 403; typ and azp mismatches are invalid tokens.
+    // Authorization failures (claims, Google domain and user rules) are the only 403s; typ, azp
+    // and an unverified email are invalid tokens; an ambiguous path is a malformed request.
     #[test]
     fn new_classes() {
         assert_eq!(
@@ -212,6 +227,18 @@ mod tests {
             .into_iter()
             .filter(|f| f.class() == FailureClass::Forbidden)
             .collect();
-        assert_eq!(forbidden, [Failure::ClaimRequirementFailed]);
+        assert_eq!(
+            forbidden,
+            [
+                Failure::ClaimRequirementFailed,
+                Failure::HostedDomainNotAllowed,
+                Failure::EmailNotAllowed
+            ]
+        );
+        assert_eq!(
+            Failure::EmailNotVerified.class(),
+            FailureClass::InvalidToken
+        );
+        assert_eq!(Failure::AmbiguousPath.class(), FailureClass::InvalidRequest);
     }
 }

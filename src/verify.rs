@@ -119,7 +119,12 @@ pub fn check_claims(token: &Token<'_>, provider: &Provider, now: u64) -> Result<
     if !provider.algorithms.contains(&token.header.alg) {
         return Err(Failure::AlgNotAllowed);
     }
-    if token.registered.iss.as_deref() != Some(provider.issuer.as_str()) {
+    if !token
+        .registered
+        .iss
+        .as_deref()
+        .is_some_and(|iss| provider.accepts_issuer(iss))
+    {
         return Err(Failure::IssuerNotConfigured);
     }
     if !token
@@ -250,6 +255,8 @@ mod tests {
             jwt_cache_size: 10_000,
             allowed_types: Vec::new(),
             allowed_authorized_parties: Vec::new(),
+            alternate_issuers: Vec::new(),
+            identity: Default::default(),
         }
     }
 
@@ -321,6 +328,33 @@ mod tests {
             claims(without(good_payload(), "iss"), &provider(), 1000),
             Err(Failure::IssuerNotConfigured)
         );
+    }
+
+    // Every listed issuer spelling is accepted exactly; anything else is not.
+    #[test]
+    fn alternate_issuers_accepted() {
+        let provider = Provider {
+            alternate_issuers: vec!["issuer.example".into()],
+            ..provider()
+        };
+        for iss in [ISSUER, "issuer.example"] {
+            assert_eq!(
+                claims(with(good_payload(), "iss", json!(iss)), &provider, 1000),
+                Ok(()),
+                "{iss}"
+            );
+        }
+        for iss in [
+            "ISSUER.EXAMPLE",
+            "issuer.example/",
+            "https://issuer.example/",
+        ] {
+            assert_eq!(
+                claims(with(good_payload(), "iss", json!(iss)), &provider, 1000),
+                Err(Failure::IssuerNotConfigured),
+                "{iss}"
+            );
+        }
     }
 
     // aud must contain one of the provider's audiences; missing or empty aud is refused.

@@ -12,6 +12,7 @@ use std::process::Command;
 use kserve_auth_filter::config::{Config, KeySource};
 use serde_json::json;
 use support::envoy::{envoy_bin, filter_wasm, tail};
+use support::shipped::embedded_plugin_configs;
 use support::*;
 
 /// The module path the shipped files use (relative to the repository root).
@@ -33,39 +34,6 @@ fn shipped_files() -> Vec<PathBuf> {
 fn with_module_under_test(path: &Path) -> String {
     let text = fs::read_to_string(path).unwrap();
     text.replace(SHIPPED_MODULE, &filter_wasm().display().to_string())
-}
-
-/// Every plugin configuration embedded as a `google.protobuf.StringValue` block scalar
-/// (`value: |` followed by more-indented lines).
-fn embedded_plugin_configs(yaml: &str) -> Vec<String> {
-    let lines: Vec<&str> = yaml.lines().collect();
-    let indent = |line: &str| line.len() - line.trim_start().len();
-    let mut configs = Vec::new();
-    for (i, line) in lines.iter().enumerate() {
-        if line.trim() != "\"@type\": type.googleapis.com/google.protobuf.StringValue" {
-            continue;
-        }
-        let value_line = lines.get(i + 1).copied().unwrap_or_default();
-        assert_eq!(
-            value_line.trim(),
-            "value: |",
-            "a StringValue plugin configuration must be written as a `value: |` block"
-        );
-        let block: Vec<&str> = lines[i + 2..]
-            .iter()
-            .copied()
-            .take_while(|l| l.trim().is_empty() || indent(l) > indent(value_line))
-            .collect();
-        let strip = block
-            .iter()
-            .filter(|l| !l.trim().is_empty())
-            .map(|l| indent(l))
-            .min()
-            .unwrap_or(0);
-        let text: Vec<&str> = block.iter().map(|l| l.get(strip..).unwrap_or("")).collect();
-        configs.push(text.join("\n"));
-    }
-    configs
 }
 
 // `envoy --mode validate` accepts every shipped file with this crate's module (validation

@@ -14,6 +14,7 @@ pub mod jwks_server;
 pub mod keys;
 pub mod raw_rsa;
 pub mod server;
+pub mod shipped;
 pub mod stack;
 
 pub use echo::{Echo, EchoUpstream};
