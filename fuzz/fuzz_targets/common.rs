@@ -45,8 +45,13 @@ pub fn config_json() -> String {
         "rules": [
             {"match": {"prefix": "/v2/health"}},
             {"match": {"path": "/optional"}, "requires": {"allow_missing": {}}},
+            {"match": {"model": "fraud-*", "methods": ["POST"]}, "requires": {"provider_name": "idp"},
+             "require_claims": [{"claim": "realm_access.roles", "has": "fraud"},
+                                {"claim": "scope", "has_word": "predict"}]},
             {"match": {"prefix": "/"}, "requires": {"provider_name": "idp"}}
-        ]
+        ],
+        "bypass_cors_preflight": true,
+        "protected_resource_metadata": {"resource": "https://models.test"}
     })
     .to_string()
 }
