@@ -95,7 +95,10 @@ fn shipped_configs_pass_envoy_validation() {
     let dir = std::env::temp_dir().join(format!("kserve-e2e-validate-{}", std::process::id()));
     fs::create_dir_all(&dir).unwrap();
     for (i, file) in shipped_files().iter().enumerate() {
-        let rewritten = dir.join(format!("{i}-{}", file.file_name().unwrap().to_string_lossy()));
+        let rewritten = dir.join(format!(
+            "{i}-{}",
+            file.file_name().unwrap().to_string_lossy()
+        ));
         fs::write(&rewritten, with_module_under_test(file)).unwrap();
         let output = Command::new(envoy_bin())
             .args(["--mode", "validate", "-l", "error", "-c"])
@@ -237,7 +240,10 @@ fn compose_envoy_yaml_protects_inference() {
             format!("{{address: 127.0.0.1, port_value: {}}}", model.port()),
         ),
     ] {
-        assert!(moved.contains(&from), "compose/envoy.yaml no longer has {from}");
+        assert!(
+            moved.contains(&from),
+            "compose/envoy.yaml no longer has {from}"
+        );
         moved = moved.replace(&from, &to);
     }
     let envoy = Envoy::try_start_bootstrap("envoy.yaml", &moved, 1, "info")
@@ -260,6 +266,9 @@ fn compose_envoy_yaml_protects_inference() {
         echo.header("x-jwt-sub").as_deref(),
         Some("0b5c6f5e-service-account")
     );
-    assert_eq!(echo.header("x-jwt-client").as_deref(), Some("kserve-client"));
+    assert_eq!(
+        echo.header("x-jwt-client").as_deref(),
+        Some("kserve-client")
+    );
     assert_eq!(echo.header("authorization"), None);
 }

@@ -18,9 +18,13 @@ import jsonschema
 import yaml
 
 
+# libyaml's loader: the CRD files are megabytes of YAML.
+LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def documents(path):
     with open(path, encoding="utf-8") as file:
-        return [doc for doc in yaml.safe_load_all(file) if doc is not None]
+        return [doc for doc in yaml.load_all(file, Loader=LOADER) if doc is not None]
 
 
 def strict(schema):
@@ -39,8 +43,8 @@ def strict(schema):
     return closed
 
 
-def crd_schemas(schema_dir):
-    """(apiVersion, kind) -> the root schema of that CRD version."""
+def crd_schemas(schema_dir, wanted):
+    """(apiVersion, kind) -> the root schema of that CRD version, for the keys in `wanted`."""
     found = {}
     for path in sorted(pathlib.Path(schema_dir).glob("*.yaml")):
         for doc in documents(path):
@@ -57,33 +61,35 @@ def crd_schemas(schema_dir):
                     **root.get("properties", {}),
                 }
                 key = (f"{spec['group']}/{version['name']}", spec["names"]["kind"])
-                found[key] = strict(root)
+                if key in wanted:
+                    found[key] = strict(root)
     return found
 
 
 def validate(schema_dir, paths):
-    schemas = crd_schemas(schema_dir)
+    manifests = [(path, doc) for path in paths for doc in documents(path)]
+    wanted = {(doc.get("apiVersion"), doc.get("kind")) for _, doc in manifests}
+    schemas = crd_schemas(schema_dir, wanted)
     errors = 0
-    for path in paths:
-        for doc in documents(path):
-            key = (doc.get("apiVersion"), doc.get("kind"))
-            name = (doc.get("metadata") or {}).get("name")
-            where = f"{path}: {key[1]} {name}"
-            if key not in schemas:
-                print(f"{where}: no CRD schema for {key[0]} {key[1]}")
-                errors += 1
-                continue
-            if not name:
-                print(f"{where}: metadata.name is required")
-                errors += 1
-            validator = jsonschema.Draft4Validator(schemas[key])
-            found = sorted(validator.iter_errors(doc), key=lambda e: list(e.absolute_path))
-            for error in found:
-                field = ".".join(str(p) for p in error.absolute_path) or "(root)"
-                print(f"{where}: {field}: {error.message}")
-            errors += len(found)
-            if not found:
-                print(f"ok {key[0]} {key[1]} {name} ({path})")
+    for path, doc in manifests:
+        key = (doc.get("apiVersion"), doc.get("kind"))
+        name = (doc.get("metadata") or {}).get("name")
+        where = f"{path}: {key[1]} {name}"
+        if key not in schemas:
+            print(f"{where}: no CRD schema for {key[0]} {key[1]}")
+            errors += 1
+            continue
+        if not name:
+            print(f"{where}: metadata.name is required")
+            errors += 1
+        validator = jsonschema.Draft4Validator(schemas[key])
+        found = sorted(validator.iter_errors(doc), key=lambda e: list(map(str, e.absolute_path)))
+        for error in found:
+            field = ".".join(str(p) for p in error.absolute_path) or "(root)"
+            print(f"{where}: {field}: {error.message}")
+        errors += len(found)
+        if not found:
+            print(f"ok {key[0]} {key[1]} {name} ({path})")
     return 1 if errors else 0
 
 
