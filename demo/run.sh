@@ -36,6 +36,7 @@ stop_all() {
     for name in "${!PIDS[@]}"; do kill -KILL "${PIDS[$name]}" 2>/dev/null || true; done
     wait 2>/dev/null || true
   fi
+  rm -f "$STATE/op.pid"
 }
 trap 'stop_all; exit 0' INT TERM
 trap 'stop_all' EXIT
@@ -81,6 +82,7 @@ fi
 say "OpenID provider on 127.0.0.1:$OP_PORT (log: $STATE/op.log; signing keys: $STATE/op-keys.json)"
 node demo/op/server.mjs --port "$OP_PORT" --keys "$STATE/op-keys.json" >"$STATE/op.log" 2>&1 &
 PIDS[op]=$!
+echo "${PIDS[op]}" >"$STATE/op.pid"  # for `kill -HUP` after a key rotation step (README)
 wait_ready op "http://127.0.0.1:$OP_PORT/.well-known/openid-configuration" "$STATE/op.log"
 
 say "KServe model server with demo-model on 127.0.0.1:$MODEL_PORT (log: $STATE/model.log)"

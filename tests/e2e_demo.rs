@@ -211,8 +211,11 @@ struct DemoScript {
 
 impl DemoScript {
     fn start(ports: &[(&str, u16)], state: &Path) -> DemoScript {
-        let mut command = Command::new("bash");
+        // A terminal's Ctrl-C reaches a shell whose SIGINT is in its default state; a shell
+        // that inherits SIGINT ignored (a test run started in the background) cannot trap it.
+        let mut command = Command::new("env");
         command
+            .args(["--default-signal=INT", "bash"])
             .arg(repo().join("demo/run.sh"))
             .env("DEMO_STATE_DIR", state)
             .env("ENVOY_BIN", envoy_bin())
