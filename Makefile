@@ -90,6 +90,7 @@ oci: build buildah
 	@echo "==> $(OCI_IMAGE): OCI layout $(OCI_DIR)/layout, tarball $(OCI_DIR)/kserve-auth-filter-$(VERSION).tar"
 	rm -rf $(OCI_DIR) && mkdir -p $(OCI_DIR)/context
 	cp $(WASM) $(OCI_DIR)/context/plugin.wasm
+	-@buildah --storage-driver vfs rmi $(OCI_IMAGE) >/dev/null 2>&1
 	buildah --storage-driver vfs bud --quiet --layers=false \
 	  --annotation module.wasm.image/variant=compat \
 	  -f oci/Containerfile -t $(OCI_IMAGE) $(OCI_DIR)/context
