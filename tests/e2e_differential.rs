@@ -14,6 +14,8 @@
 
 mod support;
 
+use kserve_auth_filter::jwks::Alg;
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
@@ -208,55 +210,16 @@ const OUR_400: &[&str] = &["encoding/empty-token"];
 // ---------------------------------------------------------------------------------------------
 // Keys
 
-/// Signature algorithms both sides support.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Alg {
-    RS256,
-    RS384,
-    RS512,
-    PS256,
-    PS384,
-    PS512,
-    ES256,
-    ES384,
-    EdDSA,
-}
+/// Signature algorithms both sides support: all of the filter's.
+const ALL_ALGS: [Alg; 9] = Alg::ALL;
 
-const ALL_ALGS: [Alg; 9] = [
-    Alg::RS256,
-    Alg::RS384,
-    Alg::RS512,
-    Alg::PS256,
-    Alg::PS384,
-    Alg::PS512,
-    Alg::ES256,
-    Alg::ES384,
-    Alg::EdDSA,
-];
-
-impl Alg {
-    fn name(self) -> &'static str {
-        match self {
-            Alg::RS256 => "RS256",
-            Alg::RS384 => "RS384",
-            Alg::RS512 => "RS512",
-            Alg::PS256 => "PS256",
-            Alg::PS384 => "PS384",
-            Alg::PS512 => "PS512",
-            Alg::ES256 => "ES256",
-            Alg::ES384 => "ES384",
-            Alg::EdDSA => "EdDSA",
-        }
-    }
-
-    /// The `kid` of the trusted key that signs this algorithm.
-    fn kid(self) -> &'static str {
-        match self {
-            Alg::ES256 => "ec256",
-            Alg::ES384 => "ec384",
-            Alg::EdDSA => "ed",
-            _ => "rsa-a",
-        }
+/// The `kid` of the trusted key that signs `alg`.
+fn kid_for(alg: Alg) -> &'static str {
+    match alg {
+        Alg::ES256 => "ec256",
+        Alg::ES384 => "ec384",
+        Alg::EdDSA => "ed",
+        _ => "rsa-a",
     }
 }
 
@@ -566,7 +529,7 @@ fn corpus(keys: &Keys) -> Vec<Case> {
         keys.sign(
             alg,
             Signer::Trusted,
-            Some(alg.kid()),
+            Some(kid_for(alg)),
             &good_claims(now, &jti),
             &plain,
         )
@@ -654,7 +617,7 @@ fn corpus(keys: &Keys) -> Vec<Case> {
         let impostor = keys.sign(
             alg,
             Signer::Impostor,
-            Some(alg.kid()),
+            Some(kid_for(alg)),
             &good_claims(now, &jti()),
             &plain,
         );
@@ -1231,7 +1194,7 @@ fn corpus(keys: &Keys) -> Vec<Case> {
             corpus.add(
                 id,
                 alg.name(),
-                keys.sign(alg, Signer::Trusted, Some(alg.kid()), &claims, &plain),
+                keys.sign(alg, Signer::Trusted, Some(kid_for(alg)), &claims, &plain),
             );
         }
     }
