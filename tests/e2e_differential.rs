@@ -310,17 +310,7 @@ impl Keys {
         claims: &Map<String, Value>,
         options: &HeaderOptions,
     ) -> String {
-        let claims = JWTClaims {
-            issued_at: None,
-            expires_at: None,
-            invalid_before: None,
-            issuer: None,
-            subject: None,
-            audiences: None,
-            jwt_id: None,
-            nonce: None,
-            custom: claims.clone(),
-        };
+        let claims = support::keys::exact_claims(claims);
         let rsa_pem = match signer {
             Signer::Trusted => RSA_A_PEM,
             Signer::Impostor => RSA_IMPOSTOR_PEM,

@@ -114,22 +114,7 @@ impl TestKey {
     /// A token whose payload is exactly `claims` (a JSON object), signed by this key, with
     /// header `{"alg": ..., "typ": "JWT", "kid": ...}`.
     pub fn sign(&self, claims: &Value) -> String {
-        let custom: Map<String, Value> = claims
-            .as_object()
-            .expect("claims must be a JSON object")
-            .clone();
-        // Every registered field left empty: the payload is the map as given.
-        let claims = JWTClaims {
-            issued_at: None,
-            expires_at: None,
-            invalid_before: None,
-            issuer: None,
-            subject: None,
-            audiences: None,
-            jwt_id: None,
-            nonce: None,
-            custom,
-        };
+        let claims = exact_claims(claims.as_object().expect("claims must be a JSON object"));
         match &self.signer {
             Signer::Rs256(pair) => pair.sign(claims),
             Signer::Ps256(pair) => pair.sign(claims),
@@ -181,10 +166,10 @@ pub fn forged_token(header: &Value, claims: &Value, signature_segment: &str) -> 
     )
 }
 
-/// An HS256 token with `kid`, MACed with `secret`.
-pub fn hs256_token(secret: &[u8], kid: &str, claims: &Value) -> String {
-    let custom: Map<String, Value> = claims.as_object().expect("claims object").clone();
-    let claims = JWTClaims {
+/// jwt-simple claims whose payload is exactly `claims`: every registered field left empty, so
+/// nothing is added to or reordered in the map as given.
+pub fn exact_claims(claims: &Map<String, Value>) -> JWTClaims<Map<String, Value>> {
+    JWTClaims {
         issued_at: None,
         expires_at: None,
         invalid_before: None,
@@ -193,8 +178,13 @@ pub fn hs256_token(secret: &[u8], kid: &str, claims: &Value) -> String {
         audiences: None,
         jwt_id: None,
         nonce: None,
-        custom,
-    };
+        custom: claims.clone(),
+    }
+}
+
+/// An HS256 token with `kid`, MACed with `secret`.
+pub fn hs256_token(secret: &[u8], kid: &str, claims: &Value) -> String {
+    let claims = exact_claims(claims.as_object().expect("claims object"));
     HS256Key::from_bytes(secret)
         .with_key_id(kid)
         .authenticate(claims)
