@@ -15,6 +15,7 @@
 mod support;
 
 use kserve_auth_filter::jwks::Alg;
+use support::ecdsa::{hex, subtract, P256_ORDER, P384_ORDER};
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -394,35 +395,6 @@ fn with_payload(token: &str, payload: &str) -> String {
     format!("{}.{}.{}", s[0], b64(payload), s[2])
 }
 
-/// Order of the P-256 group, big-endian hex.
-const P256_ORDER: &str = "ffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551";
-/// Order of the P-384 group, big-endian hex.
-const P384_ORDER: &str = "ffffffffffffffffffffffffffffffffffffffffffffffffc7634d81f4372ddf\
-                          581a0db248b0a77aecec196accc52973";
-
-fn hex(text: &str) -> Vec<u8> {
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap())
-        .collect()
-}
-
-/// `a - b` for big-endian numbers of equal length with `a >= b`.
-fn subtract(a: &[u8], b: &[u8]) -> Vec<u8> {
-    let mut out = vec![0u8; a.len()];
-    let mut borrow = 0i16;
-    for i in (0..a.len()).rev() {
-        let mut digit = i16::from(a[i]) - i16::from(b[i]) - borrow;
-        borrow = i16::from(digit < 0);
-        if digit < 0 {
-            digit += 256;
-        }
-        out[i] = digit as u8;
-    }
-    assert_eq!(borrow, 0);
-    out
-}
-
 /// A JOSE `r || s` ECDSA signature re-encoded as ASN.1 DER.
 fn ecdsa_der(signature: &[u8]) -> Vec<u8> {
     let integer = |bytes: &[u8]| {
@@ -763,18 +735,8 @@ fn corpus(keys: &Keys) -> Vec<Case> {
                 Some(kid) => key.with_key_id(kid),
                 None => key,
             };
-            key.authenticate(JWTClaims {
-                issued_at: None,
-                expires_at: None,
-                invalid_before: None,
-                issuer: None,
-                subject: None,
-                audiences: None,
-                jwt_id: None,
-                nonce: None,
-                custom: good_claims(now, "hs"),
-            })
-            .unwrap()
+            key.authenticate(support::keys::exact_claims(&good_claims(now, "hs")))
+                .unwrap()
         };
         corpus.add(
             "header/alg-hs256-rsa-key-as-secret",

@@ -10,6 +10,8 @@
 //! `measure_verification_cost` (ignored; run with `-- --ignored --nocapture`) prints the median
 //! request time on both paths for fresh tokens of each algorithm and for a public path.
 
+mod support;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -21,6 +23,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use jwt_simple::prelude::*;
 use serde_json::{json, Value};
+use support::ecdsa::{hex, subtract, P256_ORDER, P384_ORDER};
 
 const RSA_A_PEM: &str = include_str!("fixtures/keys/rsa-2048-a.pem");
 const RSA_B_PEM: &str = include_str!("fixtures/keys/rsa-2048-b.pem");
@@ -28,12 +31,6 @@ const RSA_3072_PEM: &str = include_str!("fixtures/keys/rsa-3072.pem");
 
 const ISSUER: &str = "https://issuer.test";
 const AUDIENCE: &str = "kserve";
-
-/// Order of the P-256 group, big-endian.
-const P256_ORDER: &str = "ffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551";
-/// Order of the P-384 group, big-endian.
-const P384_ORDER: &str = "ffffffffffffffffffffffffffffffffffffffffffffffffc7634d81f4372ddf\
-                          581a0db248b0a77aecec196accc52973";
 
 // ---------------------------------------------------------------------------------------------
 // Keys and tokens
@@ -155,29 +152,6 @@ fn with_payload(token: &str, payload: &Value) -> String {
         "{header}.{}.{signature}",
         b64(payload.to_string().as_bytes())
     )
-}
-
-fn hex(text: &str) -> Vec<u8> {
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap())
-        .collect()
-}
-
-/// `a - b` for big-endian numbers of equal length with `a >= b`.
-fn subtract(a: &[u8], b: &[u8]) -> Vec<u8> {
-    let mut out = vec![0u8; a.len()];
-    let mut borrow = 0i16;
-    for i in (0..a.len()).rev() {
-        let mut digit = i16::from(a[i]) - i16::from(b[i]) - borrow;
-        borrow = i16::from(digit < 0);
-        if digit < 0 {
-            digit += 256;
-        }
-        out[i] = digit as u8;
-    }
-    assert_eq!(borrow, 0);
-    out
 }
 
 /// One corpus entry: what it is, the token, and the status both paths must give.

@@ -7,6 +7,7 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod demo;
+pub mod ecdsa;
 pub mod echo;
 pub mod envoy;
 pub mod h2c;
