@@ -13,7 +13,7 @@ use crate::path;
 use crate::request::Request;
 use crate::rules;
 use crate::token;
-use crate::token_cache::{self, TokenCache};
+use crate::token_cache::{self, CacheKey, TokenCache};
 use crate::verify::{self, SignatureCheck};
 use std::rc::Rc;
 
@@ -241,18 +241,21 @@ impl Evaluation<'_> {
         raw: &str,
         header: Option<String>,
     ) -> Result<Verified, Verdict> {
-        let digest = token_cache::digest(raw);
+        // No key to compute when the cache is off: the digest is most of a hit's cost.
+        let cache_key = match self.tokens.get(id) {
+            Some(cache) if cache.is_enabled() => CacheKey::of(raw),
+            _ => None,
+        };
         let generation = self.keys.generation(id);
         let now_seconds = self.now.seconds();
-        if let (Lookup::Ready { .. }, Some(cache)) =
-            (self.keys.lookup(id, self.now.ms), self.tokens.get_mut(id))
-        {
-            if let Some(entry) = cache.get(
-                &digest,
-                generation,
-                now_seconds,
-                provider.clock_skew_seconds,
-            ) {
+        if let (Lookup::Ready { .. }, Some(cache), Some(key)) = (
+            self.keys.lookup(id, self.now.ms),
+            self.tokens.get_mut(id),
+            &cache_key,
+        ) {
+            if let Some(entry) =
+                cache.get(key, generation, now_seconds, provider.clock_skew_seconds)
+            {
                 return Ok(Verified {
                     provider: id,
                     header,
@@ -282,6 +285,7 @@ impl Evaluation<'_> {
                     generation,
                     exp: parsed.registered.exp,
                     nbf: parsed.registered.nbf,
+                    header_segment: parsed.header_segment.into(),
                     payload_segment: Rc::from(parsed.payload_segment),
                     claims: Rc::new(parsed.claims),
                 };
@@ -291,8 +295,8 @@ impl Evaluation<'_> {
                     payload_segment: Rc::clone(&entry.payload_segment),
                     claims: Rc::clone(&entry.claims),
                 };
-                if let Some(cache) = self.tokens.get_mut(id) {
-                    cache.insert(digest, entry);
+                if let (Some(cache), Some(key)) = (self.tokens.get_mut(id), cache_key) {
+                    cache.insert(key.digest, entry);
                 }
                 Ok(verified)
             }
@@ -336,15 +340,13 @@ pub fn decide(
 ) -> Decision {
     let mut allow = Allow {
         public: false,
-        remove_headers: config.managed_headers.clone(),
+        remove_headers: present_managed_headers(config, request),
         set_headers: Vec::new(),
     };
-    remove_prefixed_headers(config, request, &mut allow);
-    let mut recipient = Recipient::of(config, request);
     // Rules see the normalized path, and so does the upstream: both judge the same request.
     let path = match path::normalize(&request.path) {
         Ok(path) => path,
-        Err(_) => return Decision::Deny(deny(Failure::AmbiguousPath, &recipient, 0)),
+        Err(_) => return refuse(config, request, Failure::AmbiguousPath, 0),
     };
     if path != request.path_only() {
         let rewritten = match request.query() {
@@ -362,7 +364,7 @@ pub fn decide(
     }
     // The configuration guarantees a final catch-all rule; a miss would be a bug, so fail closed.
     let Some(rule) = rules::find_rule(&config.rules, &request.method, &path) else {
-        return Decision::Deny(deny(Failure::Missing, &recipient, 0));
+        return refuse(config, request, Failure::Missing, 0);
     };
     let Some(requirement) = &rule.requirement else {
         allow.public = true;
@@ -380,6 +382,7 @@ pub fn decide(
     match evaluation.requirement(requirement) {
         Verdict::Allowed(tokens) => {
             if let Some(failure) = unmet_claims(rule, &tokens) {
+                let mut recipient = Recipient::of(config, request);
                 recipient.scopes = rule
                     .require_claims
                     .iter()
@@ -396,9 +399,24 @@ pub fn decide(
             Decision::Wait { providers }
         }
         Verdict::Failed(failure) => {
-            Decision::Deny(deny(failure, &recipient, evaluation.retry_after_seconds))
+            refuse(config, request, failure, evaluation.retry_after_seconds)
         }
     }
+}
+
+/// The denial of `request` for `failure`. Built only when denying: most requests never need the
+/// challenge's realm and metadata URL.
+fn refuse(
+    config: &Config,
+    request: &Request,
+    failure: Failure,
+    retry_after_seconds: u64,
+) -> Decision {
+    Decision::Deny(deny(
+        failure,
+        &Recipient::of(config, request),
+        retry_after_seconds,
+    ))
 }
 
 /// Why the verified tokens do not meet the rule's `require_claims`, if they do not. Each
@@ -440,18 +458,22 @@ fn metadata_reply(config: &Config, request: &Request, path: &str) -> Option<Loca
     })
 }
 
-/// The glue removes headers by exact name, so a managed prefix becomes the names of the request's
-/// headers that start with it.
-fn remove_prefixed_headers(config: &Config, request: &Request, allow: &mut Allow) {
+/// The managed headers this request carries, by exact name (a managed prefix becomes the names
+/// of the request's headers that start with it). Only those need removing: asking the host to
+/// remove an absent header costs a call and, in Envoy, a recomputed route.
+fn present_managed_headers(config: &Config, request: &Request) -> Vec<String> {
+    let mut present: Vec<String> = Vec::new();
     for (name, _) in &request.headers {
-        let managed = config
-            .managed_header_prefixes
-            .iter()
-            .any(|prefix| name.starts_with(prefix.as_str()));
-        if managed && !allow.remove_headers.contains(name) {
-            allow.remove_headers.push(name.clone());
+        let managed = config.managed_headers.contains(name)
+            || config
+                .managed_header_prefixes
+                .iter()
+                .any(|prefix| name.starts_with(prefix.as_str()));
+        if managed && !present.contains(name) {
+            present.push(name.clone());
         }
     }
+    present
 }
 
 fn add_token_headers(config: &Config, tokens: &[Verified], allow: &mut Allow) {
@@ -782,13 +804,19 @@ mod tests {
 
     #[test]
     fn public_path_is_allowed_and_managed_headers_are_still_stripped() {
-        // Forged identity headers never reach upstream, even on public paths.
+        // Forged identity headers never reach upstream, even on public paths; only the managed
+        // headers the request carries are named for removal.
         let mut f = fixture();
-        let d = f.decide(&request("/v2/health/ready", &[("x-jwt-sub", "admin")]), NOW);
+        let d = f.decide(
+            &request(
+                "/v2/health/ready",
+                &[("x-jwt-sub", "admin"), ("x-jwt-sub", "root")],
+            ),
+            NOW,
+        );
         let allow = allowed(&d);
         assert!(allow.public);
-        assert!(allow.remove_headers.contains(&"x-jwt-sub".to_string()));
-        assert!(allow.remove_headers.contains(&"x-jwt-payload".to_string()));
+        assert_eq!(allow.remove_headers, ["x-jwt-sub"]);
         assert!(allow.set_headers.is_empty());
     }
 
@@ -1036,6 +1064,43 @@ mod tests {
         assert_eq!(f.crypto.checks.get(), 2);
     }
 
+    #[test]
+    fn a_cached_signature_does_not_vouch_for_another_payload() {
+        // The cache finds entries by the signature's digest; a token that pairs a verified
+        // token's signature with other claims is checked in full, and refused.
+        let mut f = fixture();
+        let token = sign(&f.pair, claims());
+        allowed(&f.bearer(&token));
+        let (signing_input, signature) = token.rsplit_once('.').unwrap();
+        let (header, _) = signing_input.split_once('.').unwrap();
+        let mut other_claims = claims();
+        other_claims.subject = Some("admin".to_owned());
+        let other = sign(&f.pair, other_claims);
+        let other_payload = other.split('.').nth(1).unwrap();
+        let spliced = format!("{header}.{other_payload}.{signature}");
+        assert_eq!(denied(&f.bearer(&spliced)).failure, Failure::BadSignature);
+        assert_eq!(f.crypto.checks.get(), 2);
+        allowed(&f.bearer(&token));
+        assert_eq!(
+            f.crypto.checks.get(),
+            2,
+            "the verified token is still cached"
+        );
+    }
+
+    #[test]
+    fn a_disabled_cache_verifies_every_request() {
+        // jwt_cache_size 0: each request pays for its own signature check.
+        let mut f = fixture_with(
+            json!({"jwt_cache_config": {"jwt_cache_size": 0}}),
+            json!([{"match": {"prefix": "/"}, "requires": {"provider_name": "idp"}}]),
+        );
+        let token = sign(&f.pair, claims());
+        for _ in 0..3 {
+            allowed(&f.bearer(&token));
+        }
+        assert_eq!(f.crypto.checks.get(), 3);
+    }
     #[test]
     fn a_changed_key_set_invalidates_cached_tokens() {
         // A key removed at the issuer stops its tokens at once, cache or not.
@@ -1532,7 +1597,6 @@ mod tests {
         let allow = allowed(&d);
         for name in [
             "x-goog-authenticated-user-email",
-            "x-goog-authenticated-user-id",
             "x-goog-authenticated-user-groups",
         ] {
             assert!(allow.remove_headers.contains(&name.to_string()), "{name}");
@@ -1560,12 +1624,7 @@ mod tests {
         );
         let allow = allowed(&d);
         assert!(allow.public);
-        assert!(allow
-            .remove_headers
-            .contains(&"x-goog-authenticated-user-whatever".to_string()));
-        assert!(allow
-            .remove_headers
-            .contains(&"x-goog-authenticated-user-email".to_string()));
+        assert_eq!(allow.remove_headers, ["x-goog-authenticated-user-whatever"]);
     }
 
     #[test]

@@ -65,6 +65,8 @@ pub struct Token<'a> {
     pub raw: &'a str,
     /// `header.payload` exactly as received: what the signature covers.
     pub signing_input: &'a str,
+    /// The header segment as received (base64url).
+    pub header_segment: &'a str,
     /// The payload segment as received (base64url), for `forward_payload_header`.
     pub payload_segment: &'a str,
     /// The decoded header.
@@ -114,6 +116,7 @@ pub fn parse(raw: &str) -> Result<Token<'_>, Failure> {
     Ok(Token {
         raw,
         signing_input,
+        header_segment,
         payload_segment,
         header,
         registered,

@@ -1,18 +1,44 @@
 //! Tokens that passed every check, remembered so the next request with the same token skips the
-//! signature check. Keyed by the token's SHA-256, never the token itself; bounded; entries carry
-//! what the request path needs and are re-checked against the clock on every hit.
+//! signature check. Bounded; entries carry what the request path needs and are re-checked against
+//! the clock on every hit.
+//!
+//! An entry is found by the SHA-256 of the token's signature segment and keeps the token's header
+//! and payload segments, which a hit must match byte for byte. So a hit is the very token that was
+//! verified (a different token with the same signature digest would need a SHA-256 collision),
+//! and the cache never holds the token itself: header and payload are readable by anyone who sees
+//! the token and authenticate nothing without the signature, of which only a digest is kept.
+//! Hashing the signature alone (342 characters for RS256, 86 for ES256) instead of the whole token
+//! is what keeps a hit cheap: SHA-256 costs a few nanoseconds per byte, and provider tokens often
+//! carry a kilobyte of claims.
 
 use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
 
 use serde_json::{Map, Value};
 
-/// SHA-256 of a token.
+/// SHA-256 of a token's signature segment.
 pub type Digest = [u8; 32];
 
-/// Hashes a token for use as a cache key.
-pub fn digest(token: &str) -> Digest {
-    hmac_sha256::Hash::hash(token.as_bytes())
+/// Where a token is looked up and stored: the digest of its signature segment, and the signed
+/// part (`header.payload`) an entry must match.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheKey<'a> {
+    /// SHA-256 of the signature segment.
+    pub digest: Digest,
+    /// `header.payload` as received.
+    pub signing_input: &'a str,
+}
+
+impl CacheKey<'_> {
+    /// The cache key of a compact token; `None` when it has no signature segment to hash, which
+    /// parsing refuses anyway.
+    pub fn of(token: &str) -> Option<CacheKey<'_>> {
+        let (signing_input, signature) = token.rsplit_once('.')?;
+        Some(CacheKey {
+            digest: hmac_sha256::Hash::hash(signature.as_bytes()),
+            signing_input,
+        })
+    }
 }
 
 /// What a verified token left behind.
@@ -24,13 +50,25 @@ pub struct Entry {
     pub exp: Option<u64>,
     /// `nbf`, re-checked on every hit.
     pub nbf: Option<u64>,
+    /// The header segment as received; with the payload segment, what a hit must match.
+    pub header_segment: Box<str>,
     /// The payload segment as received, for `forward_payload_header`.
     pub payload_segment: Rc<str>,
     /// Every claim, for headers and rules.
     pub claims: Rc<Map<String, Value>>,
 }
 
-/// A bounded map from token digest to [`Entry`] for one provider. When full, the oldest entry
+impl Entry {
+    /// Whether `signing_input` is this entry's `header.payload`, byte for byte.
+    fn signs(&self, signing_input: &str) -> bool {
+        signing_input.len() == self.header_segment.len() + 1 + self.payload_segment.len()
+            && signing_input.starts_with(&*self.header_segment)
+            && signing_input.ends_with(&*self.payload_segment)
+            && signing_input.as_bytes().get(self.header_segment.len()) == Some(&b'.')
+    }
+}
+
+/// A bounded map from signature digest to [`Entry`] for one provider. When full, the oldest entry
 /// goes first: simple, O(1), and a hot token that is evicted costs one signature check.
 #[derive(Debug, Clone, Default)]
 pub struct TokenCache {
@@ -49,10 +87,27 @@ impl TokenCache {
         }
     }
 
-    /// The entry for `digest` if it was verified against key-set `generation` and is still
-    /// inside its validity window at `now` (seconds) with `skew`. Stale entries are dropped.
-    pub fn get(&mut self, digest: &Digest, generation: u64, now: u64, skew: u64) -> Option<&Entry> {
+    /// Whether the cache keeps anything at all (`jwt_cache_size` above 0); when it does not,
+    /// callers skip computing keys.
+    pub fn is_enabled(&self) -> bool {
+        self.capacity > 0
+    }
+
+    /// The entry for the token `key` describes if it was verified against key-set `generation`
+    /// and is still inside its validity window at `now` (seconds) with `skew`. Stale entries are
+    /// dropped; an entry whose signed part differs is left alone (it belongs to another token).
+    pub fn get(
+        &mut self,
+        key: &CacheKey<'_>,
+        generation: u64,
+        now: u64,
+        skew: u64,
+    ) -> Option<&Entry> {
+        let digest = &key.digest;
         let entry = self.entries.get(digest)?;
+        if !entry.signs(key.signing_input) {
+            return None;
+        }
         let expired = entry.exp.is_some_and(|exp| now > exp.saturating_add(skew));
         let early = entry.nbf.is_some_and(|nbf| nbf > now.saturating_add(skew));
         if entry.generation != generation || expired || early {
@@ -111,33 +166,80 @@ mod tests {
 
     const NOW: u64 = 1_700_000_000;
 
-    fn entry(generation: u64, exp: Option<u64>, nbf: Option<u64>) -> Entry {
+    fn entry_for(token: &str, generation: u64, exp: Option<u64>, nbf: Option<u64>) -> Entry {
+        let mut segments = token.split('.');
         Entry {
             generation,
             exp,
             nbf,
-            payload_segment: Rc::from("payload"),
+            header_segment: segments.next().unwrap().into(),
+            payload_segment: Rc::from(segments.next().unwrap()),
             claims: Rc::new(Map::new()),
         }
     }
 
+    fn key(token: &str) -> CacheKey<'_> {
+        CacheKey::of(token).unwrap()
+    }
+
+    fn insert(cache: &mut TokenCache, token: &str, generation: u64, exp: Option<u64>) {
+        cache.insert(key(token).digest, entry_for(token, generation, exp, None));
+    }
+
     #[test]
-    fn key_is_the_sha256_of_the_token() {
-        // FIPS 180-2 test vector: the cache never keeps the token text itself.
+    fn key_is_the_sha256_of_the_signature_segment() {
+        // FIPS 180-2 test vector: only a digest of the signature is kept, never the signature.
         let expected = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
-        let hex: String = digest("abc").iter().map(|b| format!("{b:02x}")).collect();
+        let found = key("header.payload.abc");
+        let hex: String = found.digest.iter().map(|b| format!("{b:02x}")).collect();
         assert_eq!(hex, expected);
+        assert_eq!(found.signing_input, "header.payload");
+    }
+
+    #[test]
+    fn token_without_a_dot_has_no_key() {
+        // Nothing to hash; parsing refuses such a token anyway.
+        assert!(CacheKey::of("opaque-token").is_none());
+    }
+
+    #[test]
+    fn hit_requires_the_same_header_and_payload() {
+        // A token that reuses a cached token's signature with another header or payload is a
+        // miss, and does not evict the verified entry.
+        let mut cache = TokenCache::new(10);
+        insert(&mut cache, "h.p.sig", 1, None);
+        for forged in [
+            "h.q.sig",
+            "g.p.sig",
+            "h.p.p.sig",
+            "hp.sig",
+            "h.px.sig",
+            "xh.p.sig",
+            "h.p.x.sig",
+        ] {
+            assert!(cache.get(&key(forged), 1, NOW, 0).is_none(), "{forged}");
+        }
+        assert!(cache.get(&key("h.p.sig"), 1, NOW, 0).is_some());
+        assert_eq!(cache.len(), 1);
+    }
+
+    #[test]
+    fn other_signature_is_a_miss() {
+        // Same header and payload under another signature: not the verified token.
+        let mut cache = TokenCache::new(10);
+        insert(&mut cache, "h.p.sig", 1, None);
+        assert!(cache.get(&key("h.p.sig2"), 1, NOW, 0).is_none());
     }
 
     #[test]
     fn hit_is_rechecked_against_exp_with_skew() {
         // Valid up to exp + skew inclusive, as the uncached check; gone one second later.
         let mut cache = TokenCache::new(10);
-        cache.insert(digest("t"), entry(1, Some(NOW), None));
-        assert!(cache.get(&digest("t"), 1, NOW + 60, 60).is_some());
-        assert!(cache.get(&digest("t"), 1, NOW + 61, 60).is_none());
+        insert(&mut cache, "h.p.t", 1, Some(NOW));
+        assert!(cache.get(&key("h.p.t"), 1, NOW + 60, 60).is_some());
+        assert!(cache.get(&key("h.p.t"), 1, NOW + 61, 60).is_none());
         assert!(
-            cache.get(&digest("t"), 1, NOW, 60).is_none(),
+            cache.get(&key("h.p.t"), 1, NOW, 60).is_none(),
             "dropped on expiry"
         );
     }
@@ -146,16 +248,19 @@ mod tests {
     fn hit_is_rechecked_against_nbf() {
         // A cached entry is never valid before its nbf minus skew.
         let mut cache = TokenCache::new(10);
-        cache.insert(digest("t"), entry(1, None, Some(NOW + 61)));
-        assert!(cache.get(&digest("t"), 1, NOW, 60).is_none());
+        cache.insert(
+            key("h.p.t").digest,
+            entry_for("h.p.t", 1, None, Some(NOW + 61)),
+        );
+        assert!(cache.get(&key("h.p.t"), 1, NOW, 60).is_none());
     }
 
     #[test]
     fn entry_from_another_key_generation_is_a_miss() {
         // Tokens verified against keys that changed must be verified again.
         let mut cache = TokenCache::new(10);
-        cache.insert(digest("t"), entry(1, None, None));
-        assert!(cache.get(&digest("t"), 2, NOW, 60).is_none());
+        insert(&mut cache, "h.p.t", 1, None);
+        assert!(cache.get(&key("h.p.t"), 2, NOW, 60).is_none());
         assert!(cache.is_empty());
     }
 
@@ -164,12 +269,12 @@ mod tests {
         // The bound holds however many distinct tokens arrive.
         let mut cache = TokenCache::new(3);
         for i in 0..1000 {
-            cache.insert(digest(&format!("t{i}")), entry(1, None, None));
+            insert(&mut cache, &format!("h.p.t{i}"), 1, None);
             assert!(cache.len() <= 3);
         }
-        assert!(cache.get(&digest("t996"), 1, NOW, 0).is_none());
-        assert!(cache.get(&digest("t997"), 1, NOW, 0).is_some());
-        assert!(cache.get(&digest("t999"), 1, NOW, 0).is_some());
+        assert!(cache.get(&key("h.p.t996"), 1, NOW, 0).is_none());
+        assert!(cache.get(&key("h.p.t997"), 1, NOW, 0).is_some());
+        assert!(cache.get(&key("h.p.t999"), 1, NOW, 0).is_some());
     }
 
     #[test]
@@ -177,27 +282,29 @@ mod tests {
         // Entries dropped on lookup do not leave the eviction queue growing.
         let mut cache = TokenCache::new(2);
         for i in 0..100 {
-            let d = digest(&format!("t{i}"));
-            cache.insert(d, entry(1, Some(NOW), None));
-            assert!(cache.get(&d, 1, NOW + 10, 0).is_none());
+            let token = format!("h.p.t{i}");
+            insert(&mut cache, &token, 1, Some(NOW));
+            assert!(cache.get(&key(&token), 1, NOW + 10, 0).is_none());
         }
         assert!(cache.order.len() <= 4);
     }
 
     #[test]
     fn zero_capacity_keeps_nothing() {
-        // jwt_cache_size 0 turns the cache off.
+        // jwt_cache_size 0 turns the cache off, and callers can tell.
         let mut cache = TokenCache::new(0);
-        cache.insert(digest("t"), entry(1, None, None));
+        assert!(!cache.is_enabled());
+        insert(&mut cache, "h.p.t", 1, None);
         assert!(cache.is_empty());
+        assert!(TokenCache::new(1).is_enabled());
     }
 
     #[test]
     fn clear_forgets_everything() {
         // Used when a provider's key set changes.
         let mut cache = TokenCache::new(10);
-        cache.insert(digest("t"), entry(1, None, None));
+        insert(&mut cache, "h.p.t", 1, None);
         cache.clear();
-        assert!(cache.get(&digest("t"), 1, NOW, 0).is_none());
+        assert!(cache.get(&key("h.p.t"), 1, NOW, 0).is_none());
     }
 }
