@@ -52,6 +52,9 @@ pub enum Failure {
     EmailNotVerified,
     HostedDomainNotAllowed,
     EmailNotAllowed,
+    /// The host refused to remove or set a request header the decision depends on (a managed
+    /// identity header, the normalized path): the request cannot go upstream as judged.
+    HeaderRewriteFailed,
 }
 
 impl Failure {
@@ -62,7 +65,9 @@ impl Failure {
             Failure::MalformedAuthorization
             | Failure::RepeatedCredential
             | Failure::AmbiguousPath => FailureClass::InvalidRequest,
-            Failure::KeysUnavailable | Failure::TooManyWaiting => FailureClass::Unavailable,
+            Failure::KeysUnavailable | Failure::TooManyWaiting | Failure::HeaderRewriteFailed => {
+                FailureClass::Unavailable
+            }
             Failure::ClaimRequirementFailed
             | Failure::HostedDomainNotAllowed
             | Failure::EmailNotAllowed => FailureClass::Forbidden,
@@ -107,6 +112,7 @@ impl Failure {
             Failure::EmailNotVerified => "Jwt email is not verified",
             Failure::HostedDomainNotAllowed => "Jwt hosted domain is not allowed",
             Failure::EmailNotAllowed => "Jwt email is not allowed",
+            Failure::HeaderRewriteFailed => "Request headers could not be rewritten",
         }
     }
 
@@ -147,11 +153,12 @@ impl Failure {
             Failure::EmailNotVerified => "email_not_verified",
             Failure::HostedDomainNotAllowed => "hosted_domain_not_allowed",
             Failure::EmailNotAllowed => "email_not_allowed",
+            Failure::HeaderRewriteFailed => "header_rewrite_failed",
         }
     }
 
     /// Every variant, for metric registration and exhaustive tests.
-    pub const ALL: [Failure; 34] = [
+    pub const ALL: [Failure; 35] = [
         Failure::Missing,
         Failure::MalformedAuthorization,
         Failure::RepeatedCredential,
@@ -186,6 +193,7 @@ impl Failure {
         Failure::EmailNotVerified,
         Failure::HostedDomainNotAllowed,
         Failure::EmailNotAllowed,
+        Failure::HeaderRewriteFailed,
     ];
 }
 

@@ -12,7 +12,7 @@ use proxy_wasm::types::{Action, MapType};
 use super::host_crypto::HostCrypto;
 use super::metrics::Metrics;
 use crate::config::{Config, ProviderId};
-use crate::decision::{self, Decision, Denial, LocalReply, Now, Recipient};
+use crate::decision::{self, Allow, Decision, Denial, LocalReply, Now, Recipient};
 use crate::failure::Failure;
 use crate::keys::KeyStore;
 use crate::request::Request;
@@ -85,18 +85,10 @@ pub fn handle_request(worker: &SharedWorker, context_id: u32) -> Action {
     };
     match decision {
         Decision::Allow(allow) => {
-            for name in &allow.remove_headers {
-                if let Err(status) = hostcalls::remove_map_value(MapType::HttpRequestHeaders, name)
-                {
-                    log::warn!("cannot remove header {name}: {status:?}");
-                }
-            }
-            for (name, value) in &allow.set_headers {
-                if let Err(status) =
-                    hostcalls::set_map_value(MapType::HttpRequestHeaders, name, Some(value))
-                {
-                    log::warn!("cannot set header {name}: {status:?}");
-                }
+            if let Err(failure) = rewrite_headers(&allow) {
+                let recipient = Recipient::of(&worker.borrow().config, &request);
+                let denial = decision::deny(failure, &recipient, 1);
+                return respond(worker, &denial);
             }
             let state = worker.borrow();
             if allow.public {
@@ -125,6 +117,27 @@ pub fn handle_request(worker: &SharedWorker, context_id: u32) -> Action {
             Action::Pause
         }
     }
+}
+
+/// Applies an allowed request's header changes. The decision holds only for the request it
+/// judged: a managed header left in place or a path left unnormalized could let a forged
+/// identity or an unjudged path through, so any refusal by the host refuses the request.
+fn rewrite_headers(allow: &Allow) -> Result<(), Failure> {
+    for name in &allow.remove_headers {
+        if let Err(status) = hostcalls::remove_map_value(MapType::HttpRequestHeaders, name) {
+            log::warn!("request refused: cannot remove header {name}: {status:?}");
+            return Err(Failure::HeaderRewriteFailed);
+        }
+    }
+    for (name, value) in &allow.set_headers {
+        if let Err(status) =
+            hostcalls::set_map_value(MapType::HttpRequestHeaders, name, Some(value))
+        {
+            log::warn!("request refused: cannot set header {name}: {status:?}");
+            return Err(Failure::HeaderRewriteFailed);
+        }
+    }
+    Ok(())
 }
 
 fn respond(worker: &SharedWorker, denial: &Denial) -> Action {
