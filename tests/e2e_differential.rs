@@ -15,7 +15,7 @@
 mod support;
 
 use kserve_auth_filter::jwks::Alg;
-use support::ecdsa::{hex, subtract, P256_ORDER, P384_ORDER};
+use support::ecdsa::{ecdsa_der, hex, subtract, P256_ORDER, P384_ORDER};
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -24,9 +24,11 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
 use jwt_simple::prelude::*;
 use serde_json::{json, Map, Value};
-use support::envoy::{bootstrap_with_listeners, direct_response_listener, filter_wasm, WasmFilter};
+use support::envoy::{bootstrap_with_listeners, direct_response_listener, WasmFilter};
 use support::http;
-use support::keys::now;
+use support::keys::{
+    now, signature_bytes, with_altered_signature, with_header, with_payload, with_signature,
+};
 use support::raw_rsa::RawRsaKey;
 use support::Envoy;
 
@@ -366,52 +368,6 @@ fn segments(token: &str) -> Vec<&str> {
     token.split('.').collect()
 }
 
-fn signature_of(token: &str) -> Vec<u8> {
-    URL_SAFE_NO_PAD.decode(segments(token)[2]).unwrap()
-}
-
-/// The token with its signature segment replaced by the encoding of `signature`.
-fn with_signature(token: &str, signature: &[u8]) -> String {
-    let s = segments(token);
-    format!("{}.{}.{}", s[0], s[1], b64(signature))
-}
-
-/// The token with its signature bytes changed by `change`.
-fn altered(token: &str, change: impl FnOnce(&mut Vec<u8>)) -> String {
-    let mut signature = signature_of(token);
-    change(&mut signature);
-    with_signature(token, &signature)
-}
-
-/// The token with its header replaced by `header` (JSON text); the old signature is kept.
-fn with_header(token: &str, header: &str) -> String {
-    let s = segments(token);
-    format!("{}.{}.{}", b64(header), s[1], s[2])
-}
-
-/// The token with its payload replaced by `payload` (JSON text); the old signature is kept.
-fn with_payload(token: &str, payload: &str) -> String {
-    let s = segments(token);
-    format!("{}.{}.{}", s[0], b64(payload), s[2])
-}
-
-/// A JOSE `r || s` ECDSA signature re-encoded as ASN.1 DER.
-fn ecdsa_der(signature: &[u8]) -> Vec<u8> {
-    let integer = |bytes: &[u8]| {
-        let mut bytes = bytes.to_vec();
-        while bytes.len() > 1 && bytes[0] == 0 && bytes[1] & 0x80 == 0 {
-            bytes.remove(0);
-        }
-        if bytes[0] & 0x80 != 0 {
-            bytes.insert(0, 0);
-        }
-        [vec![0x02, bytes.len() as u8], bytes].concat()
-    };
-    let half = signature.len() / 2;
-    let body = [integer(&signature[..half]), integer(&signature[half..])].concat();
-    [vec![0x30, body.len() as u8], body].concat()
-}
-
 /// An RS256 token signed by `key` over the given segment texts exactly as given.
 fn raw_signed(key: &RawRsaKey, header_segment: &str, payload_segment: &str) -> String {
     let input = format!("{header_segment}.{payload_segment}");
@@ -554,17 +510,17 @@ fn corpus(keys: &Keys) -> Vec<Case> {
         corpus.add(
             "sig/first-bit-flipped",
             v,
-            altered(&token, |s| s[0] ^= 0x01),
+            with_altered_signature(&token, |s| s[0] ^= 0x01),
         );
         corpus.add(
             "sig/last-bit-flipped",
             v,
-            altered(&token, |s| *s.last_mut().unwrap() ^= 0x80),
+            with_altered_signature(&token, |s| *s.last_mut().unwrap() ^= 0x80),
         );
         corpus.add(
             "sig/truncated",
             v,
-            altered(&token, |s| {
+            with_altered_signature(&token, |s| {
                 s.pop();
             }),
         );
@@ -573,8 +529,12 @@ fn corpus(keys: &Keys) -> Vec<Case> {
         } else {
             "sig/extended"
         };
-        corpus.add(extended, v, altered(&token, |s| s.push(0)));
-        corpus.add("sig/all-zero", v, altered(&token, |s| s.fill(0)));
+        corpus.add(extended, v, with_altered_signature(&token, |s| s.push(0)));
+        corpus.add(
+            "sig/all-zero",
+            v,
+            with_altered_signature(&token, |s| s.fill(0)),
+        );
         corpus.add("sig/empty", v, with_signature(&token, &[]));
         let impostor = keys.sign(
             alg,
@@ -588,7 +548,7 @@ fn corpus(keys: &Keys) -> Vec<Case> {
         corpus.add(
             "sig/from-other-token",
             v,
-            with_signature(&token, &signature_of(&other)),
+            with_signature(&token, &signature_bytes(&other)),
         );
         corpus.add(
             "sig/payload-changed",
@@ -599,36 +559,36 @@ fn corpus(keys: &Keys) -> Vec<Case> {
     for alg in [Alg::ES256, Alg::ES384] {
         let v = alg.name();
         let token = sign(alg, jti());
-        let half = signature_of(&token).len() / 2;
+        let half = signature_bytes(&token).len() / 2;
         corpus.add(
             "sig/ecdsa-r-zero",
             v,
-            altered(&token, |s| s[..half].fill(0)),
+            with_altered_signature(&token, |s| s[..half].fill(0)),
         );
         corpus.add(
             "sig/ecdsa-s-zero",
             v,
-            altered(&token, |s| s[half..].fill(0)),
+            with_altered_signature(&token, |s| s[half..].fill(0)),
         );
         corpus.add(
             "sig/ecdsa-swapped",
             v,
-            altered(&token, |s| s.rotate_left(half)),
+            with_altered_signature(&token, |s| s.rotate_left(half)),
         );
         corpus.add(
             "sig/ecdsa-one-extra-byte",
             format!("{v}, 0xff"),
-            altered(&token, |s| s.push(0xff)),
+            with_altered_signature(&token, |s| s.push(0xff)),
         );
         corpus.add(
             "sig/ecdsa-two-extra-bytes",
             v,
-            altered(&token, |s| s.extend([0xff, 0xff])),
+            with_altered_signature(&token, |s| s.extend([0xff, 0xff])),
         );
         corpus.add(
             "sig/ecdsa-der",
             v,
-            with_signature(&token, &ecdsa_der(&signature_of(&token))),
+            with_signature(&token, &ecdsa_der(&signature_bytes(&token))),
         );
         let order = if alg == Alg::ES256 {
             P256_ORDER
@@ -638,7 +598,7 @@ fn corpus(keys: &Keys) -> Vec<Case> {
         corpus.add(
             "valid/ecdsa-high-s",
             v,
-            altered(&token, |s| {
+            with_altered_signature(&token, |s| {
                 let high = subtract(&hex(order), &s[half..]);
                 s[half..].copy_from_slice(&high);
             }),
@@ -1202,7 +1162,7 @@ fn corpus(keys: &Keys) -> Vec<Case> {
             raw_signed(rsa, &h, &url),
         );
         let sig_standard = STANDARD
-            .encode(signature_of(&valid))
+            .encode(signature_bytes(&valid))
             .trim_end_matches('=')
             .to_string();
         if sig_standard != sig {
@@ -1475,47 +1435,29 @@ const OURS: &str = "filter";
 const THEIRS: &str = "jwt_authn";
 
 fn start_envoy(jwks: &str) -> Envoy {
-    let ours = WasmFilter {
-        module: filter_wasm(),
-        configuration: json!({
-            "providers": {PROVIDER: {
-                "issuer": ISSUER,
-                "audiences": [AUDIENCE],
-                "local_jwks": {"inline_string": jwks},
-                "forward": false,
-                "clock_skew_seconds": 60,
-            }},
-            "rules": [{"match": {"prefix": "/"}, "requires": {"provider_name": PROVIDER}}],
-        })
-        .to_string(),
-    };
+    // The same provider and rules for both filters.
+    let providers = json!({PROVIDER: {
+        "issuer": ISSUER,
+        "audiences": [AUDIENCE],
+        "local_jwks": {"inline_string": jwks},
+        "forward": false,
+        "clock_skew_seconds": 60,
+    }});
+    let rules = json!([{"match": {"prefix": "/"}, "requires": {"provider_name": PROVIDER}}]);
+    let ours = WasmFilter::new(&json!({"providers": providers, "rules": rules}));
     let jwt_authn = json!({
         "name": "envoy.filters.http.jwt_authn",
         "typed_config": {
             "@type": "type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication",
-            "providers": {PROVIDER: {
-                "issuer": ISSUER,
-                "audiences": [AUDIENCE],
-                "local_jwks": {"inline_string": jwks},
-                "forward": false,
-                "clock_skew_seconds": 60,
-            }},
-            "rules": [{"match": {"prefix": "/"}, "requires": {"provider_name": PROVIDER}}],
+            "providers": providers,
+            "rules": rules,
         },
     });
     let bootstrap = bootstrap_with_listeners(vec![
         direct_response_listener(OURS, vec![ours.http_filter()]),
         direct_response_listener(THEIRS, vec![jwt_authn]),
     ]);
-    Envoy::try_start_bootstrap("bootstrap.json", &bootstrap.to_string(), 1, "info").unwrap_or_else(
-        |failure| {
-            panic!(
-                "Envoy did not start ({:?}):\n{}",
-                failure.status,
-                support::envoy::tail(&failure.log, 40)
-            )
-        },
-    )
+    Envoy::start_bootstrap("bootstrap.json", &bootstrap.to_string(), 1, "info")
 }
 
 /// Status and a short description of one answer.

@@ -5,7 +5,8 @@
 
 mod support;
 
-use std::net::TcpStream;
+use std::io::BufReader;
+use std::net::{TcpListener, TcpStream};
 use std::time::Duration;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -87,6 +88,50 @@ fn admin_counters_are_readable() {
     );
     assert_eq!(envoy.counter("no.such.counter"), None);
     assert!(envoy.stats("cluster\\.kserve\\.").len() > 5);
+}
+
+// The keep-alive client sends request after request over one connection to Envoy.
+#[test]
+fn keep_alive_client_reuses_its_connection() {
+    let upstream = EchoUpstream::start();
+    let envoy = plain_envoy(&upstream);
+    let mut client = http::Client::new(envoy.addr());
+    for _ in 0..3 {
+        assert_eq!(client.get("/", &[]).status, 200);
+    }
+    assert_eq!(
+        envoy.wait_for_counter(
+            "http.ingress.downstream_rq_total",
+            3,
+            Duration::from_secs(5)
+        ),
+        Some(3)
+    );
+    assert_eq!(envoy.counter("http.ingress.downstream_cx_total"), Some(1));
+}
+
+// When the server has closed an idle connection, the keep-alive client sends the request again
+// on a new one instead of failing.
+#[test]
+fn keep_alive_client_reconnects_after_an_idle_close() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    // Answers one request per connection, then closes it without saying so beforehand.
+    let server = std::thread::spawn(move || {
+        for _ in 0..2 {
+            let (stream, _) = listener.accept().unwrap();
+            let mut reader = BufReader::new(stream);
+            let request = http::read_request(&mut reader).unwrap().unwrap();
+            let body = request.path.into_bytes();
+            http::write_response(reader.get_mut(), 200, &[], &body, false).unwrap();
+        }
+    });
+    let mut client = http::Client::new(addr);
+    assert_eq!(client.get("/first", &[]).text(), "/first");
+    // Let the server's close arrive, so the next request meets a closed connection.
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(client.get("/second", &[]).text(), "/second");
+    server.join().unwrap();
 }
 
 // Two Envoys start side by side (own ports, no shared hot-restart state) and dropping one

@@ -1,5 +1,5 @@
 //! Group orders and big-endian arithmetic for crafting ECDSA signatures at the edges (`s = n`,
-//! the high-`s` twin `n - s`).
+//! the high-`s` twin `n - s`), and the DER form JOSE does not allow.
 
 /// Order of the P-256 group, big-endian hex.
 pub const P256_ORDER: &str = "ffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551";
@@ -29,4 +29,21 @@ pub fn subtract(a: &[u8], b: &[u8]) -> Vec<u8> {
     }
     assert_eq!(borrow, 0);
     out
+}
+
+/// A JOSE `r || s` ECDSA signature re-encoded as ASN.1 DER (`SEQUENCE { INTEGER r, INTEGER s }`).
+pub fn ecdsa_der(signature: &[u8]) -> Vec<u8> {
+    let integer = |bytes: &[u8]| {
+        let mut bytes = bytes.to_vec();
+        while bytes.len() > 1 && bytes[0] == 0 && bytes[1] & 0x80 == 0 {
+            bytes.remove(0);
+        }
+        if bytes[0] & 0x80 != 0 {
+            bytes.insert(0, 0);
+        }
+        [vec![0x02, bytes.len() as u8], bytes].concat()
+    };
+    let half = signature.len() / 2;
+    let body = [integer(&signature[..half]), integer(&signature[half..])].concat();
+    [vec![0x30, body.len() as u8], body].concat()
 }

@@ -90,10 +90,7 @@ impl EnvoyConfig {
     /// The filter built by this crate with `configuration`, one worker.
     pub fn with_filter(configuration: &Value, jwks_port: u16, upstream_port: u16) -> EnvoyConfig {
         EnvoyConfig {
-            filter: Some(WasmFilter {
-                module: filter_wasm(),
-                configuration: configuration.to_string(),
-            }),
+            filter: Some(WasmFilter::new(configuration)),
             jwks_port,
             upstream_port,
             concurrency: 1,
@@ -151,6 +148,14 @@ impl EnvoyConfig {
 }
 
 impl WasmFilter {
+    /// The filter built by this crate ([`filter_wasm`]) with `configuration`.
+    pub fn new(configuration: &Value) -> WasmFilter {
+        WasmFilter {
+            module: filter_wasm(),
+            configuration: configuration.to_string(),
+        }
+    }
+
     /// The `envoy.filters.http.wasm` entry of an `http_filters` list.
     pub fn http_filter(&self) -> Value {
         json!({
@@ -270,13 +275,23 @@ fn fresh_dir() -> PathBuf {
 impl Envoy {
     /// Starts Envoy and waits until its listener is up; panics with the log tail otherwise.
     pub fn start(config: &EnvoyConfig) -> Envoy {
-        Envoy::try_start(config).unwrap_or_else(|failure| {
-            panic!(
-                "Envoy did not become ready (exit status {:?}); log tail:\n{}",
-                failure.status,
-                tail(&failure.log, 40)
-            )
-        })
+        ready(Envoy::try_start(config))
+    }
+
+    /// [`Envoy::try_start_bootstrap`] that panics with the log tail when Envoy does not become
+    /// ready.
+    pub fn start_bootstrap(
+        file_name: &str,
+        text: &str,
+        concurrency: u32,
+        wasm_log_level: &str,
+    ) -> Envoy {
+        ready(Envoy::try_start_bootstrap(
+            file_name,
+            text,
+            concurrency,
+            wasm_log_level,
+        ))
     }
 
     /// Starts Envoy; `Err` if it exits or is not ready within the timeout.
@@ -410,6 +425,16 @@ impl Envoy {
         format!("{}{}", read("envoy.log"), read("stdout.log"))
     }
 
+    /// Polls the log until a line contains `needle`; returns the first such line.
+    pub fn wait_for_log(&self, needle: &str, timeout: Duration) -> Option<String> {
+        poll(timeout, || {
+            self.log()
+                .lines()
+                .find(|line| line.contains(needle))
+                .map(str::to_string)
+        })
+    }
+
     /// Counters and gauges from admin `/stats` whose names match `filter` (a regex).
     pub fn stats(&self, filter: &str) -> BTreeMap<String, u64> {
         let response = http::get(self.admin, &format!("/stats?filter={filter}"), &[]);
@@ -453,6 +478,17 @@ impl Drop for Envoy {
             let _ = fs::remove_dir_all(&self.dir);
         }
     }
+}
+
+/// The started Envoy, or a panic with why it did not become ready.
+fn ready(started: Result<Envoy, StartFailure>) -> Envoy {
+    started.unwrap_or_else(|failure| {
+        panic!(
+            "Envoy did not become ready (exit status {:?}); log tail:\n{}",
+            failure.status,
+            tail(&failure.log, 40)
+        )
+    })
 }
 
 /// The last `lines` lines of `text`.

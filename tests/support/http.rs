@@ -1,7 +1,8 @@
 //! A minimal HTTP/1.1 client and the request parsing shared by the test servers.
 //!
-//! One request per connection (`Connection: close`), so responses end at their length or at
-//! EOF; chunked bodies are decoded because Envoy may choose that framing.
+//! [`request`] sends one request per connection (`Connection: close`), so responses end at their
+//! length or at EOF; [`Client`] keeps one connection open for many requests, for timings a new
+//! connection would swamp. Chunked bodies are decoded because Envoy may choose that framing.
 
 use std::io::{self, BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -84,9 +85,92 @@ pub fn request(
     headers: &[(&str, &str)],
     body: Option<&[u8]>,
 ) -> io::Result<Response> {
-    let mut stream = TcpStream::connect_timeout(&addr, IO_TIMEOUT)?;
+    let mut stream = connect(addr)?;
+    send(&mut stream, method, path, headers, body, true)?;
+    read_response(&mut BufReader::new(stream), method == "HEAD")
+}
+
+/// `GET` that panics on transport errors (tests only care about HTTP answers).
+pub fn get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Response {
+    request(addr, "GET", path, headers, None)
+        .unwrap_or_else(|e| panic!("GET http://{addr}{path} failed: {e}"))
+}
+
+/// A keep-alive connection to one server, opened at the first request. A request on a reused
+/// connection that the server has closed meanwhile is sent once more on a new connection.
+pub struct Client {
+    addr: SocketAddr,
+    connection: Option<BufReader<TcpStream>>,
+}
+
+impl Client {
+    /// A client of `addr`; nothing is connected yet.
+    pub fn new(addr: SocketAddr) -> Client {
+        Client {
+            addr,
+            connection: None,
+        }
+    }
+
+    /// Sends one request and reads the whole response, keeping the connection open; `headers`
+    /// as for [`request`], without `Connection: close`.
+    pub fn request(
+        &mut self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<&[u8]>,
+    ) -> io::Result<Response> {
+        loop {
+            let reused = self.connection.is_some();
+            let reader = match &mut self.connection {
+                Some(reader) => reader,
+                None => self.connection.insert(BufReader::new(connect(self.addr)?)),
+            };
+            let answer = send(reader.get_mut(), method, path, headers, body, false)
+                .and_then(|()| read_response(reader, method == "HEAD"));
+            let closing = answer.as_ref().map_or(true, |response| {
+                response
+                    .header("connection")
+                    .is_some_and(|v| v.eq_ignore_ascii_case("close"))
+            });
+            if closing {
+                self.connection = None;
+            }
+            // A failure on a reused connection is tried once more, on a new connection.
+            match answer {
+                Err(_) if reused => continue,
+                answer => return answer,
+            }
+        }
+    }
+
+    /// `GET` that panics on transport errors.
+    pub fn get(&mut self, path: &str, headers: &[(&str, &str)]) -> Response {
+        self.request("GET", path, headers, None)
+            .unwrap_or_else(|e| panic!("GET http://{}{path} failed: {e}", self.addr))
+    }
+}
+
+fn connect(addr: SocketAddr) -> io::Result<TcpStream> {
+    let stream = TcpStream::connect_timeout(&addr, IO_TIMEOUT)?;
     stream.set_read_timeout(Some(IO_TIMEOUT))?;
     stream.set_write_timeout(Some(IO_TIMEOUT))?;
+    // A request is one small write; Nagle's algorithm would hold it back on a reused connection.
+    stream.set_nodelay(true)?;
+    Ok(stream)
+}
+
+/// Writes the request head (with `Host` unless given, `Content-Length` when there is a body,
+/// and `Connection: close` when `close`) and the body.
+fn send(
+    stream: &mut TcpStream,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&[u8]>,
+    close: bool,
+) -> io::Result<()> {
     let mut head = format!("{method} {path} HTTP/1.1\r\n");
     if !headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("host")) {
         head.push_str(&format!("Host: {DEFAULT_HOST}\r\n"));
@@ -97,19 +181,15 @@ pub fn request(
     if let Some(body) = body {
         head.push_str(&format!("Content-Length: {}\r\n", body.len()));
     }
-    head.push_str("Connection: close\r\n\r\n");
+    if close {
+        head.push_str("Connection: close\r\n");
+    }
+    head.push_str("\r\n");
     stream.write_all(head.as_bytes())?;
     if let Some(body) = body {
         stream.write_all(body)?;
     }
-    stream.flush()?;
-    read_response(&mut BufReader::new(stream), method == "HEAD")
-}
-
-/// `GET` that panics on transport errors (tests only care about HTTP answers).
-pub fn get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Response {
-    request(addr, "GET", path, headers, None)
-        .unwrap_or_else(|e| panic!("GET http://{addr}{path} failed: {e}"))
+    stream.flush()
 }
 
 fn read_response(reader: &mut impl BufRead, head_only: bool) -> io::Result<Response> {

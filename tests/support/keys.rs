@@ -1,7 +1,8 @@
 //! Signing keys, their JWKS, and tokens with exactly the claims a test chooses.
 //!
-//! RSA keys come from `tests/fixtures/e2e/keys/*.pem` (generating them is slow); P-256 and
-//! Ed25519 keys are generated on the spot.
+//! RSA keys come from PEM fixtures (generating them is slow); P-256, P-384 and Ed25519 keys are
+//! generated on the spot. The token surgery at the end changes one part of a signed token and
+//! keeps the rest, for forgeries.
 
 use std::fs;
 use std::path::Path;
@@ -10,6 +11,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use jwt_simple::prelude::*;
+use kserve_auth_filter::jwks::Alg;
 use serde_json::{json, Map, Value};
 
 /// Issuer of the default test provider.
@@ -17,18 +19,23 @@ pub const ISSUER: &str = "https://issuer.test";
 /// Audience the default test provider accepts.
 pub const AUDIENCE: &str = "kserve-client";
 
-enum Signer {
-    Rs256(RS256KeyPair),
-    Ps256(PS256KeyPair),
-    Es256(ES256KeyPair),
-    EdDsa(Ed25519KeyPair),
+/// The private half of a key. jwt-simple's key pairs are not `Clone` and fix their `kid` when
+/// built, so the key is kept as PEM text or bytes and each signature builds a fresh pair.
+#[derive(Clone)]
+enum Private {
+    /// PKCS#8 PEM text, and the RSA algorithm (RS* or PS*) it signs with.
+    Rsa(Alg, String),
+    P256(Vec<u8>),
+    P384(Vec<u8>),
+    Ed25519(Vec<u8>),
 }
 
 /// A private key with its `kid`, able to sign tokens and publish itself as a JWK.
+#[derive(Clone)]
 pub struct TestKey {
-    /// The key id put in the JWK and in the tokens' header.
+    /// The key id put in the JWK and in the tokens' header; empty for none.
     pub kid: String,
-    signer: Signer,
+    private: Private,
 }
 
 fn rsa_fixture_pem(fixture: &str) -> String {
@@ -38,22 +45,31 @@ fn rsa_fixture_pem(fixture: &str) -> String {
     fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
 }
 
+fn is_rsa(alg: Alg) -> bool {
+    matches!(
+        alg,
+        Alg::RS256 | Alg::RS384 | Alg::RS512 | Alg::PS256 | Alg::PS384 | Alg::PS512
+    )
+}
+
 impl TestKey {
     /// An RS256 key from the fixture `tests/fixtures/e2e/keys/<fixture>.pem`.
     pub fn rs256(fixture: &str, kid: &str) -> TestKey {
-        let pair = RS256KeyPair::from_pem(&rsa_fixture_pem(fixture)).expect("RSA fixture");
-        TestKey {
-            kid: kid.to_string(),
-            signer: Signer::Rs256(pair.with_key_id(kid)),
-        }
+        TestKey::rsa(Alg::RS256, &rsa_fixture_pem(fixture), kid)
     }
 
     /// A PS256 key from an RSA fixture.
     pub fn ps256(fixture: &str, kid: &str) -> TestKey {
-        let pair = PS256KeyPair::from_pem(&rsa_fixture_pem(fixture)).expect("RSA fixture");
+        TestKey::rsa(Alg::PS256, &rsa_fixture_pem(fixture), kid)
+    }
+
+    /// An RSA key from PKCS#8 PEM text, signing with `alg` (RS256 to PS512).
+    pub fn rsa(alg: Alg, pem: &str, kid: &str) -> TestKey {
+        assert!(is_rsa(alg), "{} is not an RSA algorithm", alg.name());
+        RS256KeyPair::from_pem(pem).expect("RSA private key PEM");
         TestKey {
             kid: kid.to_string(),
-            signer: Signer::Ps256(pair.with_key_id(kid)),
+            private: Private::Rsa(alg, pem.to_string()),
         }
     }
 
@@ -61,7 +77,15 @@ impl TestKey {
     pub fn es256(kid: &str) -> TestKey {
         TestKey {
             kid: kid.to_string(),
-            signer: Signer::Es256(ES256KeyPair::generate().with_key_id(kid)),
+            private: Private::P256(ES256KeyPair::generate().to_bytes()),
+        }
+    }
+
+    /// A fresh ES384 (P-384) key.
+    pub fn es384(kid: &str) -> TestKey {
+        TestKey {
+            kid: kid.to_string(),
+            private: Private::P384(ES384KeyPair::generate().to_bytes()),
         }
     }
 
@@ -69,69 +93,133 @@ impl TestKey {
     pub fn eddsa(kid: &str) -> TestKey {
         TestKey {
             kid: kid.to_string(),
-            signer: Signer::EdDsa(Ed25519KeyPair::generate().with_key_id(kid)),
+            private: Private::Ed25519(Ed25519KeyPair::generate().to_bytes()),
+        }
+    }
+
+    /// The same private key under another `kid`.
+    pub fn with_kid(&self, kid: &str) -> TestKey {
+        TestKey {
+            kid: kid.to_string(),
+            private: self.private.clone(),
+        }
+    }
+
+    /// The same private key with no `kid`, in its tokens or its JWK.
+    pub fn without_kid(&self) -> TestKey {
+        self.with_kid("")
+    }
+
+    /// The same RSA key signing with another RSA algorithm.
+    pub fn with_alg(&self, alg: Alg) -> TestKey {
+        match &self.private {
+            Private::Rsa(_, pem) => TestKey::rsa(alg, pem, &self.kid),
+            _ => panic!("only an RSA key signs with more than one algorithm"),
         }
     }
 
     /// The JWS `alg` this key signs with.
     pub fn alg(&self) -> &'static str {
-        match self.signer {
-            Signer::Rs256(_) => "RS256",
-            Signer::Ps256(_) => "PS256",
-            Signer::Es256(_) => "ES256",
-            Signer::EdDsa(_) => "EdDSA",
+        match &self.private {
+            Private::Rsa(alg, _) => alg.name(),
+            Private::P256(_) => "ES256",
+            Private::P384(_) => "ES384",
+            Private::Ed25519(_) => "EdDSA",
         }
+    }
+
+    /// The public JWK with `kid` (unless empty) and the key material in base64url only: no
+    /// `use`, and no `alg`, so every algorithm of the key's type may use it.
+    pub fn public_jwk(&self) -> Value {
+        let b64 = |bytes: &[u8]| URL_SAFE_NO_PAD.encode(bytes);
+        // SEC1 uncompressed: 0x04 || x || y, both of the curve's size.
+        let ec = |crv: &str, point: Vec<u8>| {
+            let size = (point.len() - 1) / 2;
+            json!({"kty": "EC", "crv": crv, "x": b64(&point[1..=size]), "y": b64(&point[size + 1..])})
+        };
+        let mut jwk = match &self.private {
+            Private::Rsa(_, pem) => {
+                let c = RS256KeyPair::from_pem(pem)
+                    .expect("RSA key")
+                    .public_key()
+                    .to_components();
+                json!({"kty": "RSA", "n": b64(&c.n), "e": b64(&c.e)})
+            }
+            Private::P256(bytes) => ec(
+                "P-256",
+                ES256KeyPair::from_bytes(bytes)
+                    .expect("P-256 key")
+                    .public_key()
+                    .public_key()
+                    .to_bytes_uncompressed(),
+            ),
+            Private::P384(bytes) => ec(
+                "P-384",
+                ES384KeyPair::from_bytes(bytes)
+                    .expect("P-384 key")
+                    .public_key()
+                    .public_key()
+                    .to_bytes_uncompressed(),
+            ),
+            Private::Ed25519(bytes) => {
+                let pair = Ed25519KeyPair::from_bytes(bytes).expect("Ed25519 key");
+                json!({"kty": "OKP", "crv": "Ed25519", "x": b64(&pair.public_key().to_bytes())})
+            }
+        };
+        if !self.kid.is_empty() {
+            jwk["kid"] = json!(self.kid);
+        }
+        jwk
     }
 
     /// The public JWK (`kid`, `use: sig`, `alg`, and the key material in base64url).
     pub fn jwk(&self) -> Value {
-        let b64 = |bytes: &[u8]| URL_SAFE_NO_PAD.encode(bytes);
-        let mut jwk = match &self.signer {
-            Signer::Rs256(pair) => {
-                let c = pair.public_key().to_components();
-                json!({"kty": "RSA", "n": b64(&c.n), "e": b64(&c.e)})
-            }
-            Signer::Ps256(pair) => {
-                let c = pair.public_key().to_components();
-                json!({"kty": "RSA", "n": b64(&c.n), "e": b64(&c.e)})
-            }
-            Signer::Es256(pair) => {
-                let point = pair.public_key().public_key().to_bytes_uncompressed();
-                // SEC1 uncompressed: 0x04 || x (32 bytes) || y (32 bytes).
-                assert_eq!(point.len(), 65, "P-256 uncompressed point");
-                json!({"kty": "EC", "crv": "P-256", "x": b64(&point[1..33]), "y": b64(&point[33..])})
-            }
-            Signer::EdDsa(pair) => {
-                json!({"kty": "OKP", "crv": "Ed25519", "x": b64(&pair.public_key().to_bytes())})
-            }
-        };
-        jwk["kid"] = json!(self.kid);
+        let mut jwk = self.public_jwk();
         jwk["use"] = json!("sig");
         jwk["alg"] = json!(self.alg());
         jwk
     }
 
     /// A token whose payload is exactly `claims` (a JSON object), signed by this key, with
-    /// header `{"alg": ..., "typ": "JWT", "kid": ...}`.
+    /// header `{"alg": ..., "typ": "JWT", "kid": ...}` (no `kid` when it is empty).
     pub fn sign(&self, claims: &Value) -> String {
         let claims = exact_claims(claims.as_object().expect("claims must be a JSON object"));
-        match &self.signer {
-            Signer::Rs256(pair) => pair.sign(claims),
-            Signer::Ps256(pair) => pair.sign(claims),
-            Signer::Es256(pair) => pair.sign(claims),
-            Signer::EdDsa(pair) => pair.sign(claims),
+        macro_rules! signed {
+            ($pair:expr) => {{
+                let pair = $pair;
+                if self.kid.is_empty() {
+                    pair
+                } else {
+                    pair.with_key_id(&self.kid)
+                }
+                .sign(claims)
+            }};
+        }
+        match &self.private {
+            Private::Rsa(Alg::RS256, pem) => signed!(RS256KeyPair::from_pem(pem).expect("RSA")),
+            Private::Rsa(Alg::RS384, pem) => signed!(RS384KeyPair::from_pem(pem).expect("RSA")),
+            Private::Rsa(Alg::RS512, pem) => signed!(RS512KeyPair::from_pem(pem).expect("RSA")),
+            Private::Rsa(Alg::PS256, pem) => signed!(PS256KeyPair::from_pem(pem).expect("RSA")),
+            Private::Rsa(Alg::PS384, pem) => signed!(PS384KeyPair::from_pem(pem).expect("RSA")),
+            Private::Rsa(Alg::PS512, pem) => signed!(PS512KeyPair::from_pem(pem).expect("RSA")),
+            Private::Rsa(alg, _) => panic!("{} is not an RSA algorithm", alg.name()),
+            Private::P256(bytes) => signed!(ES256KeyPair::from_bytes(bytes).expect("P-256")),
+            Private::P384(bytes) => signed!(ES384KeyPair::from_bytes(bytes).expect("P-384")),
+            Private::Ed25519(bytes) => signed!(Ed25519KeyPair::from_bytes(bytes).expect("Ed25519")),
         }
         .expect("sign token")
     }
 
     /// The RSA public key as PEM text (what a key-confusion attacker uses as an HMAC secret).
     pub fn rsa_public_pem(&self) -> String {
-        match &self.signer {
-            Signer::Rs256(pair) => pair.public_key().to_pem(),
-            Signer::Ps256(pair) => pair.public_key().to_pem(),
+        match &self.private {
+            Private::Rsa(_, pem) => RS256KeyPair::from_pem(pem)
+                .expect("RSA key")
+                .public_key()
+                .to_pem()
+                .expect("public key PEM"),
             _ => panic!("{} is not an RSA key", self.alg()),
         }
-        .expect("public key PEM")
     }
 }
 
@@ -212,4 +300,42 @@ pub fn header_json(token: &str) -> Value {
     let segment = token.split('.').next().expect("header segment");
     serde_json::from_slice(&URL_SAFE_NO_PAD.decode(segment).expect("base64url header"))
         .expect("header JSON")
+}
+
+fn segments(token: &str) -> [&str; 3] {
+    let mut parts = token.split('.');
+    let mut next = || parts.next().expect("a compact token has three segments");
+    [next(), next(), next()]
+}
+
+/// The decoded signature of a compact token.
+pub fn signature_bytes(token: &str) -> Vec<u8> {
+    URL_SAFE_NO_PAD
+        .decode(segments(token)[2])
+        .expect("base64url signature")
+}
+
+/// The token with its signature segment replaced by the encoding of `signature`.
+pub fn with_signature(token: &str, signature: &[u8]) -> String {
+    let [header, payload, _] = segments(token);
+    format!("{header}.{payload}.{}", URL_SAFE_NO_PAD.encode(signature))
+}
+
+/// The token with its signature bytes changed by `change`.
+pub fn with_altered_signature(token: &str, change: impl FnOnce(&mut Vec<u8>)) -> String {
+    let mut signature = signature_bytes(token);
+    change(&mut signature);
+    with_signature(token, &signature)
+}
+
+/// The token with its header replaced by `header` (JSON text); the old signature is kept.
+pub fn with_header(token: &str, header: &str) -> String {
+    let [_, payload, signature] = segments(token);
+    format!("{}.{payload}.{signature}", URL_SAFE_NO_PAD.encode(header))
+}
+
+/// The token with its payload replaced by `payload` (JSON text); the old signature is kept.
+pub fn with_payload(token: &str, payload: &str) -> String {
+    let [header, _, signature] = segments(token);
+    format!("{header}.{}.{signature}", URL_SAFE_NO_PAD.encode(payload))
 }
