@@ -2,6 +2,7 @@
 
 use ed25519_compact::{PublicKey as Ed25519PublicKey, Signature as Ed25519Signature};
 use p256::ecdsa::signature::hazmat::PrehashVerifier as _;
+use p256::elliptic_curve::point::AffineCoordinates as _;
 use rsa::signature::Verifier as _;
 use rsa::{BigUint, RsaPublicKey};
 
@@ -119,14 +120,28 @@ pub fn rsa_public_key(n: &[u8], e: &[u8]) -> Option<RsaPublicKey> {
     RsaPublicKey::new(n, e).ok()
 }
 
-/// The P-256 verifying key of a SEC1 point, when the point is on the curve.
+/// The P-256 verifying key of an uncompressed SEC1 point (`04 || x || y`), when the point is on
+/// the curve.
 pub fn p256_public_key(point: &[u8]) -> Option<p256::ecdsa::VerifyingKey> {
-    p256::ecdsa::VerifyingKey::from_sec1_bytes(point).ok()
+    let (x, y) = uncompressed_coordinates::<32>(point)?;
+    let point = p256::AffinePoint::from_coordinates(&x.into(), &y.into()).into_option()?;
+    p256::ecdsa::VerifyingKey::from_affine(point).ok()
 }
 
-/// The P-384 verifying key of a SEC1 point, when the point is on the curve.
+/// The P-384 verifying key of an uncompressed SEC1 point, when the point is on the curve.
 pub fn p384_public_key(point: &[u8]) -> Option<p384::ecdsa::VerifyingKey> {
-    p384::ecdsa::VerifyingKey::from_sec1_bytes(point).ok()
+    let (x, y) = uncompressed_coordinates::<48>(point)?;
+    let point = p384::AffinePoint::from_coordinates(&x.into(), &y.into()).into_option()?;
+    p384::ecdsa::VerifyingKey::from_affine(point).ok()
+}
+
+/// `x` and `y` of `04 || x || y`. Keys only come uncompressed (jwks stores them so), and reading
+/// just that form keeps point decompression (a square root) out of the build.
+fn uncompressed_coordinates<const N: usize>(point: &[u8]) -> Option<([u8; N], [u8; N])> {
+    let (&tag, coordinates) = point.split_first()?;
+    let (x, y) = coordinates.split_first_chunk::<N>()?;
+    (tag == 0x04).then_some(())?;
+    Some((*x, <[u8; N]>::try_from(y).ok()?))
 }
 
 /// The Ed25519 public key of 32 bytes, when they encode a point of large order.

@@ -415,7 +415,8 @@ fn pss_salt_must_match_hash_length() {
     }
 }
 
-// EC points must be on their curve and Ed25519 keys of large order, as in jwt-simple.
+// EC points must be on their curve and Ed25519 keys of large order, as in jwt-simple. EC points
+// are read in the uncompressed form only, the one jwks stores.
 #[test]
 fn ec_and_ed25519_key_policy() {
     let p256 = ES256KeyPair::generate()
@@ -427,6 +428,17 @@ fn ec_and_ed25519_key_policy() {
     off_curve[64] ^= 1;
     assert!(p256_public_key(&off_curve).is_none());
     assert!(ES256PublicKey::from_bytes(&off_curve).is_err());
+    let compressed = [&[0x02 | (p256[64] & 1)][..], &p256[1..33]].concat();
+    assert!(ES256PublicKey::from_bytes(&compressed).is_ok());
+    assert!(p256_public_key(&compressed).is_none());
+    for tag in [0x00, 0x02, 0x03, 0x05, 0x06, 0x07] {
+        let mut retagged = p256.clone();
+        retagged[0] = tag;
+        assert!(p256_public_key(&retagged).is_none(), "{tag}");
+    }
+    assert!(p256_public_key(&p256[1..]).is_none());
+    assert!(p256_public_key(&[&p256[..], &[0]].concat()).is_none());
+    assert!(p384_public_key(&p256).is_none());
     let p384 = ES384KeyPair::generate()
         .public_key()
         .public_key()
