@@ -79,9 +79,9 @@ fn pure(alg: Alg, key: &Key, raw: &str) -> bool {
 fn add(a: &[u8], b: &[u8]) -> Vec<u8> {
     let length = a.len().max(b.len());
     let digit = |x: &[u8], i: usize| -> u16 {
-        (i < x.len())
-            .then(|| u16::from(x[x.len() - 1 - i]))
-            .unwrap_or(0)
+        x.len()
+            .checked_sub(1 + i)
+            .map_or(0, |index| u16::from(x[index]))
     };
     let mut out = Vec::with_capacity(length + 1);
     let mut carry = 0u16;
