@@ -207,6 +207,7 @@ impl std::fmt::Display for ConfigError {
 impl std::error::Error for ConfigError {}
 
 impl ConfigError {
+    #[inline(never)]
     fn new(field: impl Into<String>, message: impl Into<String>) -> ConfigError {
         ConfigError {
             field: field.into(),
@@ -314,6 +315,7 @@ pub(crate) struct Object<'v> {
     pub(crate) path: String,
 }
 
+#[inline(never)]
 fn child_path(parent: &str, key: &str) -> String {
     // Keys come from the user: one that would not read as a plain name (empty, dotted, long,
     // with control characters) is written quoted, so the path stays unambiguous and safe to log.
@@ -339,11 +341,15 @@ fn quoted(text: &str) -> String {
     }
 }
 
+// Configuration is parsed once per configure, and these helpers are called from about 200 places:
+// kept out of line (`#[inline(never)]` here and below), they save 9 KB of the wasm.
 impl<'v> Node<'v> {
+    #[inline(never)]
     pub(crate) fn error(&self, message: impl Into<String>) -> ConfigError {
         ConfigError::new(self.path.clone(), message)
     }
 
+    #[inline(never)]
     fn wrong_type(&self, expected: &str) -> ConfigError {
         let found = match self.value {
             Value::Null => "null",
@@ -357,6 +363,7 @@ impl<'v> Node<'v> {
     }
 
     /// An object with any member names.
+    #[inline(never)]
     pub(crate) fn members(&self) -> Result<Object<'v>, ConfigError> {
         match self.value {
             Value::Object(map) => Ok(Object {
@@ -368,6 +375,7 @@ impl<'v> Node<'v> {
     }
 
     /// An object whose member names are all in `fields`.
+    #[inline(never)]
     fn object(&self, fields: &[&str]) -> Result<Object<'v>, ConfigError> {
         let object = self.members()?;
         if let Some(unknown) = object.map.keys().find(|k| !fields.contains(&k.as_str())) {
@@ -381,6 +389,7 @@ impl<'v> Node<'v> {
         Ok(object)
     }
 
+    #[inline(never)]
     pub(crate) fn string(&self) -> Result<&'v str, ConfigError> {
         match self.value {
             Value::String(text) => Ok(text),
@@ -388,6 +397,7 @@ impl<'v> Node<'v> {
         }
     }
 
+    #[inline(never)]
     pub(crate) fn non_empty_string(&self) -> Result<&'v str, ConfigError> {
         let text = self.string()?;
         if text.is_empty() {
@@ -396,6 +406,7 @@ impl<'v> Node<'v> {
         Ok(text)
     }
 
+    #[inline(never)]
     pub(crate) fn boolean(&self) -> Result<bool, ConfigError> {
         match self.value {
             Value::Bool(flag) => Ok(*flag),
@@ -403,6 +414,7 @@ impl<'v> Node<'v> {
         }
     }
 
+    #[inline(never)]
     fn unsigned(&self) -> Result<u64, ConfigError> {
         match self.value {
             Value::Number(number) => number
@@ -412,6 +424,7 @@ impl<'v> Node<'v> {
         }
     }
 
+    #[inline(never)]
     pub(crate) fn array(&self) -> Result<Vec<Node<'v>>, ConfigError> {
         match self.value {
             Value::Array(items) => Ok(items
@@ -426,6 +439,7 @@ impl<'v> Node<'v> {
         }
     }
 
+    #[inline(never)]
     pub(crate) fn non_empty_array(&self) -> Result<Vec<Node<'v>>, ConfigError> {
         let items = self.array()?;
         if items.is_empty() {
@@ -434,6 +448,7 @@ impl<'v> Node<'v> {
         Ok(items)
     }
 
+    #[inline(never)]
     fn duration(&self) -> Result<Duration, ConfigError> {
         match self.value {
             Value::String(text) => parse_duration(text).map_err(|message| self.error(message)),
@@ -443,6 +458,7 @@ impl<'v> Node<'v> {
 }
 
 impl<'v> Object<'v> {
+    #[inline(never)]
     pub(crate) fn get(&self, key: &str) -> Option<Node<'v>> {
         self.map.get(key).map(|value| Node {
             value,
@@ -450,12 +466,14 @@ impl<'v> Object<'v> {
         })
     }
 
+    #[inline(never)]
     fn required(&self, key: &str) -> Result<Node<'v>, ConfigError> {
         self.get(key).ok_or_else(|| {
             ConfigError::new(child_path(&self.path, key), "required field is missing")
         })
     }
 
+    #[inline(never)]
     fn error(&self, message: impl Into<String>) -> ConfigError {
         ConfigError::new(self.path.clone(), message)
     }

@@ -1,15 +1,15 @@
 //! JWK and JWKS JSON into usable public keys. Unusable keys are skipped with a reason; they do not
 //! spoil the rest of the set.
 //!
-//! A key is only kept when jwt-simple accepts it too, so a key that loads here can verify on the
-//! pure-Rust path as well as on the host.
+//! A key is only kept when the pure-Rust verifier accepts it too, so a key that loads here can
+//! verify on the pure-Rust path as well as on the host.
 
-use jwt_simple::prelude::{ES256PublicKey, ES384PublicKey, Ed25519PublicKey, RS256PublicKey};
 use serde_json::{Map, Value};
 
 use crate::json;
 use crate::signature;
 use crate::token::decode_base64url;
+use crate::verify::{self, RSA_MODULUS_BITS};
 
 /// A JWS algorithm this filter can verify. `none` and HMAC are deliberately absent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -141,9 +141,6 @@ pub const MAX_JWKS_BYTES: usize = 256 * 1024;
 /// JWKS documents with more entries than this are refused: a provider needs a handful of keys, and
 /// every key is a candidate for kid-less tokens.
 pub const MAX_KEYS: usize = 100;
-
-/// RSA moduli outside this range are skipped; jwt-simple enforces the same range.
-const RSA_MODULUS_BITS: std::ops::RangeInclusive<usize> = 2048..=4096;
 
 /// JWK members that only a private key has (RFC 7518 §6.2.2, §6.3.2, §6.4.1). A JWKS that
 /// publishes them leaked a secret; such a key is not trusted.
@@ -348,10 +345,11 @@ fn rsa_material(jwk: &Map<String, Value>) -> Result<KeyMaterial, String> {
         ));
     }
     if e != [1, 0, 1] {
-        return Err("RSA exponent is not 65537, the only exponent jwt-simple's RSA accepts".into());
+        return Err("RSA exponent is not 65537, the only exponent accepted".into());
     }
-    RS256PublicKey::from_components(&n, &e)
-        .map_err(|error| format!("RSA key is not valid: {error}"))?;
+    if verify::rsa_public_key(&n, &e).is_none() {
+        return Err("RSA key is not valid (even modulus)".into());
+    }
     Ok(KeyMaterial::Rsa { n, e })
 }
 
@@ -377,10 +375,10 @@ fn ec_material(jwk: &Map<String, Value>) -> Result<KeyMaterial, String> {
     point.extend_from_slice(&y);
     // Constructing the verifying key checks that the point is on the curve.
     if size == 32 {
-        ES256PublicKey::from_bytes(&point).map_err(|_| "point is not on P-256".to_string())?;
+        verify::p256_public_key(&point).ok_or("point is not on P-256")?;
         Ok(KeyMaterial::P256 { point })
     } else {
-        ES384PublicKey::from_bytes(&point).map_err(|_| "point is not on P-384".to_string())?;
+        verify::p384_public_key(&point).ok_or("point is not on P-384")?;
         Ok(KeyMaterial::P384 { point })
     }
 }
@@ -396,9 +394,8 @@ fn okp_material(jwk: &Map<String, Value>) -> Result<KeyMaterial, String> {
     if public.len() != 32 {
         return Err("x must be 32 bytes for Ed25519".into());
     }
-    // jwt-simple refuses small-order (weak) Ed25519 keys.
-    Ed25519PublicKey::from_bytes(&public)
-        .map_err(|_| "not a valid Ed25519 public key".to_string())?;
+    // Small-order (weak) keys are refused.
+    verify::ed25519_public_key(&public).ok_or("not a valid Ed25519 public key")?;
     Ok(KeyMaterial::Ed25519 { public })
 }
 
@@ -820,13 +817,13 @@ mod tests {
             jwk["e"] = json!(e);
             assert_eq!(
                 skip_reason(jwk),
-                "RSA exponent is not 65537, the only exponent jwt-simple's RSA accepts",
+                "RSA exponent is not 65537, the only exponent accepted",
                 "{e}"
             );
         }
     }
 
-    // Missing or badly encoded RSA members are skipped; jwt-simple's own refusals are too.
+    // Missing or badly encoded RSA members are skipped, and so is a modulus that cannot be RSA.
     #[test]
     fn rsa_member_problems() {
         let good = rsa_jwk(RSA_A_PEM, json!({}));
@@ -845,7 +842,7 @@ mod tests {
         let mut numeric = good.clone();
         numeric["n"] = json!(12345);
         assert_eq!(skip_reason(numeric), "n is not a string");
-        // An even modulus cannot be RSA; jwt-simple refuses it.
+        // An even modulus cannot be RSA.
         let mut even = modulus_of_bits(2048);
         *even.last_mut().unwrap() = 0xfe;
         assert!(skip_reason(rsa_with_modulus(&even)).starts_with("RSA key is not valid"));

@@ -1,8 +1,9 @@
 //! A compact JWS, parsed strictly from the raw received text. Nothing here is trusted yet.
 //!
 //! Parsing is cheap and does no cryptography. It is deliberately at least as strict as
-//! jwt-simple's own token parsing: whatever passes here, jwt-simple can also read, so the
-//! pure-Rust and the host-backed signature checks reach the same verdict.
+//! jwt-simple's token reader (the library the pure-Rust signature path once went through, and
+//! still the reference its tests compare with): whatever passes here, jwt-simple can also read.
+//! Both signature paths start from this parse, so they reach the same verdict.
 
 use base64::alphabet;
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
@@ -175,8 +176,7 @@ fn parse_header(header: &Map<String, Value>) -> Result<Header, Failure> {
 }
 
 /// `JWT`, or a media type ending in `+jwt` (`at+jwt`, RFC 9068), compared ASCII
-/// case-insensitively. jwt-simple refuses any other `typ`, so refusing it here keeps both
-/// signature paths in agreement.
+/// case-insensitively. jwt-simple refuses any other `typ`, and so does the filter.
 fn is_jwt_type(typ: &str) -> bool {
     let bytes = typ.as_bytes();
     typ.eq_ignore_ascii_case("JWT")
@@ -188,9 +188,8 @@ fn is_jwt_type(typ: &str) -> bool {
 }
 
 /// jwt-simple reads these header members into fixed types and refuses the whole token when one
-/// does not fit (an embedded `jwk` object, for instance). The filter never uses them, but a token
-/// jwt-simple cannot read would fail only on the pure-Rust path, so such a token is refused here,
-/// whichever path checks its signature.
+/// does not fit (an embedded `jwk` object, for instance). The filter never uses them, but refuses
+/// the same tokens, on either signature path.
 fn check_members_jwt_simple_reads(header: &Map<String, Value>) -> Result<(), Failure> {
     for name in ["jku", "jwk", "x5u", "x5t", "x5t#S256"] {
         if !matches!(
@@ -216,7 +215,7 @@ fn check_members_jwt_simple_reads(header: &Map<String, Value>) -> Result<(), Fai
 fn parse_registered_claims(claims: &Map<String, Value>) -> Result<RegisteredClaims, Failure> {
     let iss = string_claim(claims, "iss")?;
     // Not used by the checks, but jwt-simple reads them as strings, and a claim whose type is
-    // wrong is refused whichever path verifies the token.
+    // wrong is refused here as there.
     for name in ["sub", "jti", "nonce"] {
         string_claim(claims, name)?;
     }

@@ -1,17 +1,15 @@
 //! One token, one provider, one key set and `now` → accepted, or one reason why not.
 
-use jwt_simple::prelude::{
-    Duration, ECDSAP256PublicKeyLike as _, ECDSAP384PublicKeyLike as _, ES256PublicKey,
-    ES384PublicKey, Ed25519PublicKey, EdDSAPublicKeyLike as _, NoCustomClaims, PS256PublicKey,
-    PS384PublicKey, PS512PublicKey, RS256PublicKey, RS384PublicKey, RS512PublicKey,
-    RSAPublicKeyLike as _, UnixTimeStamp, VerificationOptions,
-};
-use jwt_simple::JWTError;
+use ed25519_compact::{PublicKey as Ed25519PublicKey, Signature as Ed25519Signature};
+use p256::ecdsa::signature::hazmat::PrehashVerifier as _;
+use p256::elliptic_curve::point::AffineCoordinates as _;
+use rsa::signature::Verifier as _;
+use rsa::{BigUint, RsaPublicKey};
 
 use crate::config::{normal_token_type, Provider};
 use crate::failure::Failure;
 use crate::jwks::{Alg, Key, KeyMaterial, KeySet};
-use crate::token::{Token, MAX_TOKEN_BYTES};
+use crate::token::Token;
 
 /// Checks one signature with one key. The pure-Rust implementation is [`PureRustCrypto`]; the
 /// filter may supply one backed by the host.
@@ -21,92 +19,136 @@ pub trait SignatureCheck {
     fn check(&self, alg: Alg, key: &Key, token: &Token<'_>) -> bool;
 }
 
-/// Signature checks with jwt-simple's pure-Rust primitives.
+/// Signature checks in pure Rust: the `rsa`, `p256`, `p384` and `ed25519-compact` crates over the
+/// token's signing input as received.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct PureRustCrypto;
 
 impl SignatureCheck for PureRustCrypto {
     fn check(&self, alg: Alg, key: &Key, token: &Token<'_>) -> bool {
-        PureRustCrypto::verify_with_jwt_simple(alg, key, token.raw).is_ok()
+        verify_signature(alg, key, token.signing_input.as_bytes(), &token.signature)
     }
 }
 
-impl PureRustCrypto {
-    /// Runs jwt-simple's verification of the compact token `raw` with `key` as `alg`; the error
-    /// tells which step refused it. Claims and times are left to [`check_claims`].
-    ///
-    /// jwt-simple offers no way to check a signature over bytes alone, so the whole token goes
-    /// through `verify_token`, which verifies over the raw received segments as well.
-    pub fn verify_with_jwt_simple(alg: Alg, key: &Key, raw: &str) -> Result<(), jwt_simple::Error> {
-        let options = Some(jwt_simple_options());
-        match (&key.material, alg) {
-            (KeyMaterial::Rsa { n, e }, Alg::RS256) => {
-                RS256PublicKey::from_components(n, e)?
-                    .verify_token::<NoCustomClaims>(raw, options)?;
-            }
-            (KeyMaterial::Rsa { n, e }, Alg::RS384) => {
-                RS384PublicKey::from_components(n, e)?
-                    .verify_token::<NoCustomClaims>(raw, options)?;
-            }
-            (KeyMaterial::Rsa { n, e }, Alg::RS512) => {
-                RS512PublicKey::from_components(n, e)?
-                    .verify_token::<NoCustomClaims>(raw, options)?;
-            }
-            (KeyMaterial::Rsa { n, e }, Alg::PS256) => {
-                PS256PublicKey::from_components(n, e)?
-                    .verify_token::<NoCustomClaims>(raw, options)?;
-            }
-            (KeyMaterial::Rsa { n, e }, Alg::PS384) => {
-                PS384PublicKey::from_components(n, e)?
-                    .verify_token::<NoCustomClaims>(raw, options)?;
-            }
-            (KeyMaterial::Rsa { n, e }, Alg::PS512) => {
-                PS512PublicKey::from_components(n, e)?
-                    .verify_token::<NoCustomClaims>(raw, options)?;
-            }
-            (KeyMaterial::P256 { point }, Alg::ES256) => {
-                ES256PublicKey::from_bytes(point)?.verify_token::<NoCustomClaims>(raw, options)?;
-            }
-            (KeyMaterial::P384 { point }, Alg::ES384) => {
-                ES384PublicKey::from_bytes(point)?.verify_token::<NoCustomClaims>(raw, options)?;
-            }
-            (KeyMaterial::Ed25519 { public }, Alg::EdDSA) => {
-                Ed25519PublicKey::from_bytes(public)?
-                    .verify_token::<NoCustomClaims>(raw, options)?;
-            }
-            _ => return Err(JWTError::AlgorithmMismatch.into()),
+/// RSA moduli outside this range are refused, as small keys are weak and large ones slow.
+pub const RSA_MODULUS_BITS: std::ops::RangeInclusive<usize> = 2048..=4096;
+
+/// True when `signature` is a valid `alg` signature of `message` by `key`. A key that does not fit
+/// `alg`, or material that does not make a valid key, verifies nothing.
+///
+/// RSA signatures must be exactly as long as the modulus and smaller than it; PSS salts must be
+/// as long as the hash. ECDSA signatures are `r || s` of the curve's exact size with both in
+/// range; high `s` values are accepted, as by BoringSSL on the host path. Ed25519 refuses
+/// small-order keys and non-canonical `s`.
+pub fn verify_signature(alg: Alg, key: &Key, message: &[u8], signature: &[u8]) -> bool {
+    match (&key.material, alg) {
+        (KeyMaterial::Rsa { n, e }, _) => rsa_public_key(n, e).is_some_and(|key| match alg {
+            Alg::RS256 => pkcs1v15::<hmac_sha256::Hash>(key, message, signature),
+            Alg::RS384 => pkcs1v15::<hmac_sha512::sha384::Hash>(key, message, signature),
+            Alg::RS512 => pkcs1v15::<hmac_sha512::Hash>(key, message, signature),
+            Alg::PS256 => pss::<hmac_sha256::Hash>(key, message, signature),
+            Alg::PS384 => pss::<hmac_sha512::sha384::Hash>(key, message, signature),
+            Alg::PS512 => pss::<hmac_sha512::Hash>(key, message, signature),
+            Alg::ES256 | Alg::ES384 | Alg::EdDSA => false,
+        }),
+        (KeyMaterial::P256 { point }, Alg::ES256) => {
+            let (Some(key), Ok(signature)) = (
+                p256_public_key(point),
+                p256::ecdsa::Signature::try_from(signature),
+            ) else {
+                return false;
+            };
+            key.verify_prehash(&hmac_sha256::Hash::hash(message), &signature)
+                .is_ok()
         }
-        Ok(())
+        (KeyMaterial::P384 { point }, Alg::ES384) => {
+            let (Some(key), Ok(signature)) = (
+                p384_public_key(point),
+                p384::ecdsa::Signature::try_from(signature),
+            ) else {
+                return false;
+            };
+            key.verify_prehash(&hmac_sha512::sha384::Hash::hash(message), &signature)
+                .is_ok()
+        }
+        (KeyMaterial::Ed25519 { public }, Alg::EdDSA) => {
+            let (Some(key), Ok(signature)) = (
+                ed25519_public_key(public),
+                Ed25519Signature::from_slice(signature),
+            ) else {
+                return false;
+            };
+            key.verify(message, &signature).is_ok()
+        }
+        _ => false,
     }
 }
 
-/// Options under which jwt-simple checks the signature and nothing that [`check_claims`] owns, so
-/// it can never refuse a token `check_claims` accepted, nor read the clock, panic or overflow.
-/// Every field is spelled out so that a new jwt-simple option shows up here as a compile error.
-fn jwt_simple_options() -> VerificationOptions {
-    VerificationOptions {
-        reject_before: None,
-        // Skips jwt-simple's `iat` and `nbf` checks; their `now + tolerance` is an unchecked add.
-        accept_future: true,
-        required_subject: None,
-        required_key_id: None,
-        // Without a required type jwt-simple still refuses a `typ` that is not JWT or `*+jwt`;
-        // token::parse refuses exactly those first.
-        required_signature_type: None,
-        required_content_type: None,
-        required_nonce: None,
-        allowed_issuers: None,
-        allowed_audiences: None,
-        // With `now` fixed at 0 and no tolerance, the only time check left, `exp`, reads
-        // `0 >= 0 && 0 - 0 <= exp`: true for every `exp`, with nothing to overflow. The fixed time
-        // also keeps jwt-simple from reading the clock; the caller's `now` is the only clock.
-        time_tolerance: Some(Duration::from_secs(0)),
-        artificial_time: Some(UnixTimeStamp::from_secs(0)),
-        max_validity: None,
-        // token::parse already refused anything longer.
-        max_token_length: Some(MAX_TOKEN_BYTES),
-        max_header_length: Some(MAX_TOKEN_BYTES),
+/// RSASSA-PKCS1-v1_5 with hash `H`.
+fn pkcs1v15<H>(key: RsaPublicKey, message: &[u8], signature: &[u8]) -> bool
+where
+    H: rsa::signature::digest::Digest + rsa::pkcs8::AssociatedOid,
+{
+    rsa::pkcs1v15::Signature::try_from(signature).is_ok_and(|signature| {
+        rsa::pkcs1v15::VerifyingKey::<H>::new(key)
+            .verify(message, &signature)
+            .is_ok()
+    })
+}
+
+/// RSASSA-PSS with hash `H`, MGF1 with `H`, and a salt as long as the hash (RFC 7518 §3.5).
+fn pss<H>(key: RsaPublicKey, message: &[u8], signature: &[u8]) -> bool
+where
+    H: rsa::signature::digest::Digest + rsa::signature::digest::FixedOutputReset,
+{
+    rsa::pss::Signature::try_from(signature).is_ok_and(|signature| {
+        rsa::pss::VerifyingKey::<H>::new(key)
+            .verify(message, &signature)
+            .is_ok()
+    })
+}
+
+/// The RSA public key with big-endian modulus `n` and exponent `e`, when it is one this filter
+/// uses: a modulus in [`RSA_MODULUS_BITS`], odd, and the exponent 65537.
+pub fn rsa_public_key(n: &[u8], e: &[u8]) -> Option<RsaPublicKey> {
+    let n = BigUint::from_bytes_be(n);
+    let e = BigUint::from_bytes_be(e);
+    if !RSA_MODULUS_BITS.contains(&n.bits()) || e != BigUint::from(65_537u32) {
+        return None;
     }
+    // Refuses an even modulus.
+    RsaPublicKey::new(n, e).ok()
+}
+
+/// The P-256 verifying key of an uncompressed SEC1 point (`04 || x || y`), when the point is on
+/// the curve.
+pub fn p256_public_key(point: &[u8]) -> Option<p256::ecdsa::VerifyingKey> {
+    let (x, y) = uncompressed_coordinates::<32>(point)?;
+    let point = p256::AffinePoint::from_coordinates(&x.into(), &y.into()).into_option()?;
+    p256::ecdsa::VerifyingKey::from_affine(point).ok()
+}
+
+/// The P-384 verifying key of an uncompressed SEC1 point, when the point is on the curve.
+pub fn p384_public_key(point: &[u8]) -> Option<p384::ecdsa::VerifyingKey> {
+    let (x, y) = uncompressed_coordinates::<48>(point)?;
+    let point = p384::AffinePoint::from_coordinates(&x.into(), &y.into()).into_option()?;
+    p384::ecdsa::VerifyingKey::from_affine(point).ok()
+}
+
+/// `x` and `y` of `04 || x || y`. Keys only come uncompressed (jwks stores them so), and reading
+/// just that form keeps point decompression (a square root) out of the build.
+fn uncompressed_coordinates<const N: usize>(point: &[u8]) -> Option<([u8; N], [u8; N])> {
+    let (&tag, coordinates) = point.split_first()?;
+    let (x, y) = coordinates.split_first_chunk::<N>()?;
+    (tag == 0x04).then_some(())?;
+    Some((*x, <[u8; N]>::try_from(y).ok()?))
+}
+
+/// The Ed25519 public key of 32 bytes, when they encode a point of large order.
+pub fn ed25519_public_key(public: &[u8]) -> Option<Ed25519PublicKey> {
+    let key = Ed25519PublicKey::from_slice(public).ok()?;
+    key.validate().ok()?;
+    Some(key)
 }
 
 /// The checks that need no key: algorithm allowed, `iss`, `aud`, `typ` and `azp` when the
@@ -628,7 +670,7 @@ mod tests {
         );
     }
 
-    /// A SignatureCheck that records which keys it was asked about, then asks jwt-simple.
+    /// A SignatureCheck that records which keys it was asked about, then checks in pure Rust.
     #[derive(Default)]
     struct RecordingCrypto {
         checked: RefCell<Vec<Option<String>>>,
@@ -967,9 +1009,9 @@ mod tests {
         iat: u64,
     }
 
-    // jwt-simple's own time checks never refuse a token: times belong to check_claims alone.
+    // The signature check never refuses a token for its times: they belong to check_claims alone.
     #[test]
-    fn jwt_simple_time_checks_are_neutralised() {
+    fn signature_check_ignores_times() {
         let pair = ES256KeyPair::generate();
         let keys = key_set(vec![p256_jwk(&pair, json!({}))]);
         let max = i64::MAX as u64;
@@ -990,7 +1032,7 @@ mod tests {
         }
     }
 
-    // A typ ending in +jwt is accepted by jwt-simple as by token::parse.
+    // A typ ending in +jwt passes token::parse and the signature check.
     #[test]
     fn at_jwt_type_verifies() {
         let pair = ES256KeyPair::generate();

@@ -12,12 +12,15 @@
 //! * `signature`: the same, as if the payload were a claims set: when `token::parse` refuses only
 //!   the payload, header and signature are parsed by `token::parse` from the same header and
 //!   signature segments around a `{}` payload, the token's raw text is put back, and the key
-//!   selection of `check_signature` runs with a check that reports whether jwt-simple accepted the
-//!   signature (see [`SignatureOnly`]).
+//!   selection of `check_signature` runs with the pure-Rust signature check, which must agree with
+//!   jwt-simple's verdict on the signature every time (see [`SignatureOnly`]).
 //!
 //! Each view must reject every vector marked invalid and accept every vector marked valid, except
 //! the deliberate differences listed below by tcId with their reason; the counts are asserted so
 //! the test cannot pass vacuously.
+
+#[path = "support/reference.rs"]
+mod reference;
 
 use std::collections::BTreeMap;
 
@@ -113,24 +116,22 @@ const JWK_SETS_REFUSED: &[u64] = &[
     2, 3, 4, 6, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26,
 ];
 
-/// Asks jwt-simple (through `PureRustCrypto::verify_with_jwt_simple`) and reports whether the
-/// signature was accepted, even when jwt-simple then refuses the payload as claims.
-///
-/// jwt-simple verifies in this order: header JSON, header checks, signature decoding, signature,
-/// claims base64, claims JSON, claims checks (neutralised by the options `PureRustCrypto` uses).
-/// Only header and claims parsing fail with a `serde_json::Error`; so once the header is known to
-/// parse, a `serde_json::Error` means the signature was verified and the claims were refused.
+/// The pure-Rust signature check, which must reach jwt-simple's verdict on every vector: jwt-simple
+/// is asked through its whole-token verification, and counts as accepting when it verified the
+/// signature and only then refused the payload as claims.
 struct SignatureOnly;
 
 impl SignatureCheck for SignatureOnly {
     fn check(&self, alg: Alg, key: &Key, token: &Token<'_>) -> bool {
-        match PureRustCrypto::verify_with_jwt_simple(alg, key, token.raw) {
-            Ok(()) => true,
-            Err(error) => {
-                jwt_simple::token::Token::decode_metadata(token.raw).is_ok()
-                    && error.downcast_ref::<serde_json::Error>().is_some()
-            }
-        }
+        let verdict = PureRustCrypto.check(alg, key, token);
+        assert_eq!(
+            verdict,
+            reference::signature_accepted(alg, key, token.raw),
+            "pure-Rust and jwt-simple disagree on {} with key {:?}",
+            alg.name(),
+            key.kid
+        );
+        verdict
     }
 }
 
