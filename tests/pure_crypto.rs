@@ -5,6 +5,7 @@
 //! verdict on valid tokens of every algorithm and on their signatures altered at the edges, and
 //! the key policy, one decision at a time.
 
+#[allow(dead_code)]
 #[path = "support/ecdsa.rs"]
 mod ecdsa;
 #[allow(dead_code)]
