@@ -76,7 +76,7 @@ demo: build envoy kserve op
 
 # A short benchmark run that checks only status codes (the figures come from `make bench`), then
 # every test tier.
-test: build envoy kserve op tools docker-compose
+test: build envoy kserve op tools docker-compose wrk
 	$(MAKE) bench-smoke
 	ENVOY_BIN=$(abspath $(ENVOY)) FILTER_WASM=$(abspath $(WASM)) \
 	KSERVE_PYTHON=$(abspath $(KSERVE_VENV)/bin/python) TOOLS_PYTHON=$(abspath $(TOOLS_VENV)/bin/python) \

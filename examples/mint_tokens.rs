@@ -1,4 +1,5 @@
-//! Mints the signing keys and tokens that `bench/run.py` loads into Envoy and wrk.
+//! Mints the signing keys and tokens that `bench/run.py` and `tests/e2e_memory.rs` load into Envoy
+//! and wrk.
 //!
 //! Writes into the output folder:
 //! - `jwks.json`: the public keys (RS256 from `tests/fixtures/keys/rsa-2048-a.pem`, and an ES256
@@ -8,7 +9,8 @@
 //! - `meta.json`: what was minted and when it expires, so the driver can reuse fresh files.
 //!
 //! Usage: `cargo run --example mint_tokens -- --out target/bench --count 5000
-//!         --issuer https://issuer.bench.local --audience kserve-bench --hours 12`
+//!         --issuer https://issuer.bench.local --audience kserve-bench --hours 12
+//!         --algorithms rs256,es256`
 
 use std::error::Error;
 use std::fs;
@@ -24,23 +26,37 @@ const RSA_PEM: &str = include_str!("../tests/fixtures/keys/rsa-2048-a.pem");
 const RS256_KID: &str = "bench-rs256";
 const ES256_KID: &str = "bench-es256";
 
-/// Command-line options, all with defaults matching the benchmark's configuration.
-struct Options {
-    out: PathBuf,
-    count: usize,
-    issuer: String,
-    audience: String,
-    hours: u64,
+/// What to mint, all with defaults matching the benchmark's configuration.
+pub struct Options {
+    /// Output folder.
+    pub out: PathBuf,
+    /// Tokens per algorithm.
+    pub count: usize,
+    /// `iss` of every token.
+    pub issuer: String,
+    /// `aud` of every token.
+    pub audience: String,
+    /// Validity of every token.
+    pub hours: u64,
+    /// Which token files to write: `rs256`, `es256` or both.
+    pub algorithms: Vec<String>,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            out: PathBuf::from("target/bench"),
+            count: 5000,
+            issuer: "https://issuer.bench.local".to_string(),
+            audience: "kserve-bench".to_string(),
+            hours: 12,
+            algorithms: vec!["rs256".to_string(), "es256".to_string()],
+        }
+    }
 }
 
 fn parse_args() -> Result<Options, Box<dyn Error>> {
-    let mut options = Options {
-        out: PathBuf::from("target/bench"),
-        count: 5000,
-        issuer: "https://issuer.bench.local".to_string(),
-        audience: "kserve-bench".to_string(),
-        hours: 12,
-    };
+    let mut options = Options::default();
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
         let value = args.next().ok_or_else(|| format!("{flag} needs a value"))?;
@@ -50,11 +66,11 @@ fn parse_args() -> Result<Options, Box<dyn Error>> {
             "--issuer" => options.issuer = value,
             "--audience" => options.audience = value,
             "--hours" => options.hours = value.parse()?,
+            "--algorithms" => {
+                options.algorithms = value.split(',').map(|a| a.trim().to_string()).collect()
+            }
             _ => return Err(format!("unknown option {flag}").into()),
         }
-    }
-    if options.count == 0 {
-        return Err("--count must be at least 1".into());
     }
     Ok(options)
 }
@@ -66,6 +82,36 @@ fn claims(options: &Options, alg: &str, index: usize) -> JWTClaims<NoCustomClaim
         .with_audience(&options.audience)
         .with_subject(format!("bench-user-{index}"))
         .with_jwt_id(format!("{alg}-{index}"))
+}
+
+/// Signs tokens `0..count` with `sign`, split over the machine's cores.
+fn sign_all<F>(count: usize, sign: F) -> Result<Vec<String>, String>
+where
+    F: Fn(usize) -> Result<String, String> + Sync,
+{
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let chunk = count.div_ceil(threads).max(1);
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..count)
+            .step_by(chunk)
+            .map(|start| {
+                let sign = &sign;
+                scope.spawn(move || {
+                    (start..count.min(start + chunk))
+                        .map(sign)
+                        .collect::<Result<Vec<_>, _>>()
+                })
+            })
+            .collect();
+        let mut tokens = Vec::with_capacity(count);
+        for worker in workers {
+            let part = worker
+                .join()
+                .map_err(|_| "a signing thread failed".to_string())??;
+            tokens.extend(part);
+        }
+        Ok(tokens)
+    })
 }
 
 /// Writes `lines` to `path`, one per line, through a temporary file so readers never see half.
@@ -82,8 +128,42 @@ fn write_atomically(path: &Path, text: &str) -> Result<(), Box<dyn Error>> {
     Ok(())
 }
 
-fn main() -> Result<(), Box<dyn Error>> {
-    let options = parse_args()?;
+/// Whether `options.out` already holds what `options` asks for, valid for `min_validity_s` more.
+pub fn fresh(options: &Options, min_validity_s: u64) -> bool {
+    let Ok(text) = fs::read_to_string(options.out.join("meta.json")) else {
+        return false;
+    };
+    let Ok(meta) = serde_json::from_str::<Value>(&text) else {
+        return false;
+    };
+    let now = Clock::now_since_epoch().as_secs();
+    let minted: Vec<&str> = meta["algorithms"]
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    meta["count"].as_u64().unwrap_or(0) >= options.count as u64
+        && meta["issuer"] == options.issuer.as_str()
+        && meta["audience"] == options.audience.as_str()
+        && meta["expires_at"].as_u64().unwrap_or(0) > now + min_validity_s
+        && options.algorithms.iter().all(|alg| {
+            minted.contains(&alg.as_str())
+                && options.out.join(format!("tokens-{alg}.txt")).is_file()
+        })
+        && options.out.join("jwks.json").is_file()
+}
+
+/// Mints keys and tokens into `options.out`.
+pub fn mint(options: &Options) -> Result<(), Box<dyn Error>> {
+    if options.count == 0 {
+        return Err("--count must be at least 1".into());
+    }
+    if let Some(unknown) = options
+        .algorithms
+        .iter()
+        .find(|a| !["rs256", "es256"].contains(&a.as_str()))
+    {
+        return Err(format!("unknown algorithm {unknown:?} (rs256, es256)").into());
+    }
     fs::create_dir_all(&options.out)?;
     // Written last: while it is absent, readers know the other files may not belong together.
     let meta_path = options.out.join("meta.json");
@@ -103,29 +183,38 @@ fn main() -> Result<(), Box<dyn Error>> {
     });
     write_atomically(&options.out.join("jwks.json"), &jwks.to_string())?;
 
-    let rs256 = (0..options.count)
-        .map(|i| rsa.sign(claims(&options, "rs256", i)))
-        .collect::<Result<Vec<_>, _>>()?;
-    write_lines(&options.out.join("tokens-rs256.txt"), &rs256)?;
-
-    let es256 = (0..options.count)
-        .map(|i| ec.sign(claims(&options, "es256", i)))
-        .collect::<Result<Vec<_>, _>>()?;
-    write_lines(&options.out.join("tokens-es256.txt"), &es256)?;
+    for alg in &options.algorithms {
+        let tokens = match alg.as_str() {
+            "rs256" => sign_all(options.count, |i| {
+                rsa.sign(claims(options, alg, i)).map_err(|e| e.to_string())
+            })?,
+            _ => sign_all(options.count, |i| {
+                ec.sign(claims(options, alg, i)).map_err(|e| e.to_string())
+            })?,
+        };
+        write_lines(&options.out.join(format!("tokens-{alg}.txt")), &tokens)?;
+    }
 
     let now = Clock::now_since_epoch().as_secs();
     let meta = json!({
         "count": options.count,
         "issuer": options.issuer,
         "audience": options.audience,
+        "algorithms": options.algorithms,
         "issued_at": now,
         "expires_at": now + options.hours * 3600,
     });
     write_atomically(&meta_path, &meta.to_string())?;
+    Ok(())
+}
+
+fn main() -> Result<(), Box<dyn Error>> {
+    let options = parse_args()?;
+    mint(&options)?;
     println!(
-        "minted {} RS256 and {} ES256 tokens into {}",
+        "minted {} tokens each ({}) into {}",
         options.count,
-        options.count,
+        options.algorithms.join(", "),
         options.out.display()
     );
     Ok(())

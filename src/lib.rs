@@ -9,6 +9,7 @@ pub mod config;
 pub mod decision;
 pub mod extract;
 pub mod failure;
+pub mod gauges;
 pub mod identity;
 pub mod json;
 pub mod jwks;

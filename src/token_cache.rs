@@ -126,6 +126,9 @@ impl TokenCache {
             return;
         }
         self.order.push_back(digest);
+        if self.entries.len() == self.capacity {
+            self.reserve_for_churn();
+        }
         // `order` may still list digests already dropped by `get`; skip those while evicting.
         while self.entries.len() > self.capacity {
             match self.order.pop_front() {
@@ -140,6 +143,22 @@ impl TokenCache {
             let entries = &self.entries;
             self.order.retain(|d| entries.contains_key(d));
         }
+    }
+
+    /// Makes room for twice the capacity once the cache is full. From then on every insert
+    /// evicts, and evictions leave deleted slots in the hash table; with the table at most half
+    /// full, they are cleared in place, whereas a table sized for the capacity alone doubles at
+    /// some later eviction. Growing when the cache fills makes its footprint final at that
+    /// point. The eviction queue holds up to twice the capacity before it is compacted. Without
+    /// the memory, the cache works as before.
+    fn reserve_for_churn(&mut self) {
+        let room = self.capacity.saturating_mul(2).saturating_add(1);
+        let _ = self
+            .entries
+            .try_reserve(room.saturating_sub(self.entries.len()));
+        let _ = self
+            .order
+            .try_reserve(room.saturating_sub(self.order.len()));
     }
 
     /// Forgets everything; used when the provider's key set changes.
@@ -287,6 +306,24 @@ mod tests {
             assert!(cache.get(&key(&token), 1, NOW + 10, 0).is_none());
         }
         assert!(cache.order.len() <= 4);
+    }
+
+    #[test]
+    fn allocation_stops_growing_once_the_cache_is_full() {
+        // However many distinct tokens replace each other afterwards, neither the table nor the
+        // eviction queue reallocates after the cache first fills.
+        let capacity = 1000;
+        let mut cache = TokenCache::new(capacity);
+        for i in 0..capacity {
+            cache.insert(digest(&format!("t{i}")), entry(1, None, None));
+        }
+        let (table, queue) = (cache.entries.capacity(), cache.order.capacity());
+        for i in capacity..30 * capacity {
+            cache.insert(digest(&format!("t{i}")), entry(1, None, None));
+            assert_eq!(cache.entries.capacity(), table, "table grew at token {i}");
+            assert_eq!(cache.order.capacity(), queue, "queue grew at token {i}");
+        }
+        assert_eq!(cache.len(), capacity);
     }
 
     #[test]

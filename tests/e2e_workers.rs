@@ -1,5 +1,5 @@
 //! Several Envoy workers share one key fetch: each runs its own wasm VM, and without sharing each
-//! would fetch every JWKS itself (envoy#13708).
+//! would fetch every JWKS itself (envoy#13708). Their gauges add up into one stat per name.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -88,4 +88,113 @@ fn unknown_kid_refetch_is_shared_by_all_workers() {
     stack.jwks.set_jwks(jwks(&[&old, &new]));
     all_pass(&stack, &new.sign(&good_claims("bob")), 24);
     assert_eq!(stack.jwks.settled_jwks_fetches(), before + 1);
+}
+
+// Every VM adds its own values to the gauges Envoy shows as one stat: distinct tokens spread
+// over the workers add up to one cache-entries figure, and the memory gauge counts every VM.
+#[test]
+fn gauges_add_up_over_workers() {
+    let key = TestKey::es256("k1");
+    let stack = four_worker_stack(&[&key], "600s");
+    let tokens: Vec<String> = (0..40)
+        .map(|i| key.sign(&good_claims(&format!("user-{i}"))))
+        .collect();
+    for token in &tokens {
+        all_pass(&stack, token, 1);
+    }
+    let workers_used = stack
+        .envoy
+        .stats(r"^listener\.127\.0\.0\.1_[0-9]+\.worker_[0-9]+\.downstream_cx_total$")
+        .values()
+        .filter(|&&count| count > 0)
+        .count();
+    assert!(
+        workers_used >= 2,
+        "the kernel put every connection on one worker"
+    );
+    let entries = poll(Duration::from_secs(2), || {
+        let value = stack
+            .envoy
+            .gauge("wasmcustom.kserve_auth.token_cache.entries");
+        (value == Some(40)).then_some(())
+    });
+    assert!(entries.is_some(), "{:?}", stack.envoy.stats("wasmcustom"));
+    // Each of the five VMs (four workers and the main thread) has at least the module's initial
+    // memory; one VM's figure alone would be far below five times that.
+    let memory = stack
+        .envoy
+        .gauge("wasmcustom.kserve_auth.vm.memory_bytes")
+        .unwrap_or(0);
+    let floor = u64::from(WORKERS + 1) * initial_memory_pages() * 65_536;
+    assert!(memory >= floor, "memory_bytes {memory} < {floor}");
+    assert_eq!(memory % 65_536, 0, "not whole wasm pages: {memory}");
+}
+
+// Paused streams show in the waiting gauge while keys load, summed over the workers, and leave it
+// when they resume.
+#[test]
+fn waiting_gauge_counts_paused_streams() {
+    let key = TestKey::es256("k1");
+    let server = JwksServer::start(jwks(&[&key]));
+    server.set_delay(Duration::from_secs(3));
+    let mut provider = remote_provider(&server);
+    provider["remote_jwks"]["http_uri"]["timeout"] = json!("10s");
+    let upstream = EchoUpstream::start();
+    let mut envoy_config =
+        EnvoyConfig::with_filter(&plugin_config(provider), server.port(), upstream.port());
+    envoy_config.concurrency = WORKERS;
+    let stack = Stack {
+        envoy: Envoy::start(&envoy_config),
+        jwks: server,
+        upstream,
+    };
+    let token = key.sign(&good_claims("alice"));
+    let waiting = "wasmcustom.kserve_auth.requests.waiting";
+    std::thread::scope(|scope| {
+        let requests: Vec<_> = (0..3)
+            .map(|_| scope.spawn(|| stack.get_with_token(PROTECTED_PATH, &token)))
+            .collect();
+        let parked = poll(Duration::from_millis(2500), || {
+            (stack.envoy.gauge(waiting) == Some(3)).then_some(())
+        });
+        assert!(parked.is_some(), "gauge: {:?}", stack.envoy.gauge(waiting));
+        for request in requests {
+            assert_eq!(request.join().unwrap().status, 200);
+        }
+    });
+    let drained = poll(Duration::from_secs(2), || {
+        (stack.envoy.gauge(waiting) == Some(0)).then_some(())
+    });
+    assert!(drained.is_some(), "gauge: {:?}", stack.envoy.gauge(waiting));
+}
+
+/// The initial size, in pages, of the filter module's linear memory (its memory section).
+fn initial_memory_pages() -> u64 {
+    let module = std::fs::read(support::envoy::filter_wasm()).unwrap();
+    let leb = |bytes: &[u8], at: &mut usize| {
+        let (mut value, mut shift) = (0u64, 0);
+        loop {
+            let byte = bytes[*at];
+            *at += 1;
+            value |= u64::from(byte & 0x7f) << shift;
+            if byte & 0x80 == 0 {
+                return value;
+            }
+            shift += 7;
+        }
+    };
+    let mut at = 8;
+    while at < module.len() {
+        let id = module[at];
+        at += 1;
+        let size = leb(&module, &mut at) as usize;
+        if id == 5 {
+            let mut inner = at;
+            assert_eq!(leb(&module, &mut inner), 1, "one memory");
+            inner += 1; // limits flags
+            return leb(&module, &mut inner);
+        }
+        at += size;
+    }
+    panic!("no memory section in the filter module");
 }

@@ -1,5 +1,6 @@
-//! Counters exposed through the host (Envoy shows them as `wasmcustom.kserve_auth.*`).
+//! Counters and gauges exposed through the host (Envoy shows them as `wasmcustom.kserve_auth.*`).
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 
 use proxy_wasm::hostcalls;
@@ -7,6 +8,7 @@ use proxy_wasm::types::MetricType;
 
 use crate::config::Config;
 use crate::failure::Failure;
+use crate::gauges::{Reported, VmReport};
 
 /// Metric ids defined for one configuration.
 #[derive(Debug, Default)]
@@ -20,11 +22,23 @@ pub struct Metrics {
 }
 
 fn counter(name: &str) -> Option<u32> {
-    match hostcalls::define_metric(MetricType::Counter, name) {
+    define(MetricType::Counter, name)
+}
+
+fn define(kind: MetricType, name: &str) -> Option<u32> {
+    match hostcalls::define_metric(kind, name) {
         Ok(id) => Some(id),
         Err(status) => {
             log::warn!("cannot define metric {name}: {status:?}");
             None
+        }
+    }
+}
+
+fn add(id: Option<u32>, change: Option<i64>) {
+    if let (Some(id), Some(change)) = (id, change) {
+        if let Err(status) = hostcalls::increment_metric(id, change) {
+            log::debug!("cannot move gauge {id}: {status:?}");
         }
     }
 }
@@ -91,5 +105,63 @@ impl Metrics {
             &self.fetch_failure
         };
         bump(ids.get(provider).copied().flatten());
+    }
+}
+
+thread_local! {
+    /// What this VM added to the memory gauge; shared by every root context of the VM.
+    static VM_MEMORY: RefCell<VmReport> = RefCell::new(VmReport::default());
+}
+
+fn with_vm_memory(f: impl FnOnce(&mut VmReport) -> Option<i64>) -> Option<i64> {
+    VM_MEMORY
+        .try_with(|vm| vm.try_borrow_mut().ok().and_then(|mut vm| f(&mut vm)))
+        .ok()
+        .flatten()
+}
+
+/// One root context's gauges. Every VM adds its own values to stats shared by all VMs, so each
+/// gauge moves by the difference to what this reporter added before, and is taken back out when
+/// the root context goes.
+#[derive(Debug)]
+pub struct Gauges {
+    memory: Option<u32>,
+    entries: Option<u32>,
+    waiting: Option<u32>,
+    entries_reported: Reported,
+    waiting_reported: Reported,
+}
+
+impl Gauges {
+    /// Defines the gauges and counts this root context among the VM's memory reporters.
+    pub fn define() -> Gauges {
+        with_vm_memory(|vm| {
+            vm.join();
+            None
+        });
+        Gauges {
+            memory: define(MetricType::Gauge, "kserve_auth.vm.memory_bytes"),
+            entries: define(MetricType::Gauge, "kserve_auth.token_cache.entries"),
+            waiting: define(MetricType::Gauge, "kserve_auth.requests.waiting"),
+            entries_reported: Reported::default(),
+            waiting_reported: Reported::default(),
+        }
+    }
+
+    /// Reports this root context's cached tokens and paused streams, and the VM's memory.
+    pub fn report(&mut self, cache_entries: u64, waiting: u64, memory_bytes: u64) {
+        add(self.entries, self.entries_reported.update(cache_entries));
+        add(self.waiting, self.waiting_reported.update(waiting));
+        let change = with_vm_memory(|vm| vm.update(memory_bytes));
+        add(self.memory, change);
+    }
+}
+
+impl Drop for Gauges {
+    fn drop(&mut self) {
+        add(self.entries, self.entries_reported.withdraw());
+        add(self.waiting, self.waiting_reported.withdraw());
+        let change = with_vm_memory(VmReport::leave);
+        add(self.memory, change);
     }
 }

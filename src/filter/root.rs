@@ -11,10 +11,11 @@ use proxy_wasm::types::{BufferType, ContextType, MapType};
 
 use super::host_crypto::HostCrypto;
 use super::http::Http;
-use super::metrics::Metrics;
+use super::metrics::{Gauges, Metrics};
 use super::shared_data::{self, Lease};
 use super::worker::{self, SharedWorker, Worker};
 use crate::config::{Config, ProviderId};
+use crate::gauges;
 use crate::keys::{Fetch, KeyStore, Outcome, Response, MAX_DOCUMENT_BYTES};
 use crate::shared;
 use crate::token_cache::TokenCache;
@@ -33,6 +34,8 @@ pub struct Root {
     result_keys: Vec<Option<String>>,
     /// Key fetches in flight, by callout token.
     pending: HashMap<u32, Fetch>,
+    /// Gauges this root context reports on every tick; `None` until configured.
+    gauges: Option<Gauges>,
 }
 
 impl Root {
@@ -43,6 +46,7 @@ impl Root {
             worker: None,
             result_keys: Vec::new(),
             pending: HashMap::new(),
+            gauges: None,
         }
     }
 
@@ -110,6 +114,21 @@ impl Root {
                 }
             }
         }
+    }
+
+    /// Moves the gauges to this root context's cached tokens and paused streams and to the VM's
+    /// linear memory.
+    fn report_gauges(&mut self) {
+        let (Some(worker), Some(gauges)) = (&self.worker, &mut self.gauges) else {
+            return;
+        };
+        let (entries, waiting) = {
+            let state = worker.borrow();
+            let waiting = u64::try_from(state.waiting.len()).unwrap_or(u64::MAX);
+            (gauges::cache_entries(&state.tokens), waiting)
+        };
+        let memory = gauges::memory_bytes(core::arch::wasm32::memory_size(0));
+        gauges.report(entries, waiting, memory);
     }
 
     fn result_key(&self, provider: ProviderId) -> Option<&str> {
@@ -314,6 +333,9 @@ impl RootContext for Root {
                     .collect();
                 self.worker = Some(worker);
                 self.pending.clear();
+                if self.gauges.is_none() {
+                    self.gauges = Some(Gauges::define());
+                }
                 if let Err(status) = hostcalls::set_tick_period(TICK) {
                     log::error!("cannot start the key refresh timer: {status:?}");
                     return false;
@@ -329,6 +351,7 @@ impl RootContext for Root {
 
     fn on_tick(&mut self) {
         self.on_timer();
+        self.report_gauges();
     }
 
     fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {

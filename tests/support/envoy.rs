@@ -414,6 +414,19 @@ impl Envoy {
         &self.dir
     }
 
+    /// The Envoy process's resident set size in KiB (`VmRSS` in `/proc/<pid>/status`).
+    pub fn rss_kib(&self) -> Option<u64> {
+        let status = fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))?
+            .trim()
+            .trim_end_matches("kB")
+            .trim()
+            .parse()
+            .ok()
+    }
+
     /// `GET` through the listener.
     pub fn get(&self, path: &str, headers: &[(&str, &str)]) -> Response {
         http::get(self.listener, path, headers)
@@ -452,6 +465,11 @@ impl Envoy {
     /// One counter's value (`None` if Envoy does not know the name).
     pub fn counter(&self, name: &str) -> Option<u64> {
         self.stats(&regex_escape(name)).get(name).copied()
+    }
+
+    /// One gauge's value (`None` if Envoy does not know the name).
+    pub fn gauge(&self, name: &str) -> Option<u64> {
+        self.counter(name)
     }
 
     /// Polls a counter until it reaches `at_least`; returns the last value seen.
