@@ -91,7 +91,7 @@ pub fn memory_bytes(pages: usize) -> u64 {
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
     use super::*;
-    use crate::token_cache::{digest, Entry};
+    use crate::token_cache::{CacheKey, Entry};
     use serde_json::Map;
     use std::rc::Rc;
 
@@ -158,14 +158,16 @@ mod tests {
             generation: 1,
             exp: None,
             nbf: None,
+            header_segment: "h".into(),
             payload_segment: Rc::from("p"),
             claims: Rc::new(Map::new()),
         };
         let mut a = TokenCache::new(10);
         let mut b = TokenCache::new(10);
-        a.insert(digest("x"), entry());
-        b.insert(digest("y"), entry());
-        b.insert(digest("z"), entry());
+        let digest = |token: &str| CacheKey::of(token).unwrap().digest;
+        a.insert(digest("h.p.x"), entry());
+        b.insert(digest("h.p.y"), entry());
+        b.insert(digest("h.p.z"), entry());
         assert_eq!(cache_entries(&[a, b]), 3);
         assert_eq!(cache_entries(&[]), 0);
     }

@@ -315,11 +315,11 @@ mod tests {
         let capacity = 1000;
         let mut cache = TokenCache::new(capacity);
         for i in 0..capacity {
-            cache.insert(digest(&format!("t{i}")), entry(1, None, None));
+            insert(&mut cache, &format!("h.p.t{i}"), 1, None);
         }
         let (table, queue) = (cache.entries.capacity(), cache.order.capacity());
         for i in capacity..30 * capacity {
-            cache.insert(digest(&format!("t{i}")), entry(1, None, None));
+            insert(&mut cache, &format!("h.p.t{i}"), 1, None);
             assert_eq!(cache.entries.capacity(), table, "table grew at token {i}");
             assert_eq!(cache.order.capacity(), queue, "queue grew at token {i}");
         }
