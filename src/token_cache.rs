@@ -212,10 +212,11 @@ mod tests {
         for i in 0..capacity {
             cache.insert(digest(&format!("t{i}")), entry(1, None, None));
         }
+        // The table's capacity dips while deleted slots wait to be cleared; it never rises.
         let (table, queue) = (cache.entries.capacity(), cache.order.capacity());
         for i in capacity..30 * capacity {
             cache.insert(digest(&format!("t{i}")), entry(1, None, None));
-            assert_eq!(cache.entries.capacity(), table, "table grew at token {i}");
+            assert!(cache.entries.capacity() <= table, "table grew at token {i}");
             assert_eq!(cache.order.capacity(), queue, "queue grew at token {i}");
         }
         assert_eq!(cache.len(), capacity);
