@@ -104,6 +104,8 @@ enum Source {
 struct InFlight {
     id: u64,
     deadline_ms: u64,
+    /// Another VM holds the fetch lease and this one waits for its published result.
+    peer: bool,
 }
 
 /// Key state of one provider.
@@ -252,6 +254,7 @@ impl ProviderKeys {
             deadline_ms: now_ms
                 .saturating_add(request.timeout_ms)
                 .saturating_add(FETCH_GRACE_MS),
+            peer: false,
         });
         Fetch {
             id: self.last_fetch_id,
@@ -327,8 +330,22 @@ impl ProviderKeys {
             self.in_flight = Some(InFlight {
                 id: fetch.id,
                 deadline_ms: lease_deadline_ms.saturating_add(FETCH_GRACE_MS),
+                peer: true,
             });
         }
+    }
+
+    fn waits_for_peer(&self) -> bool {
+        self.in_flight.as_ref().is_some_and(|f| f.peer)
+    }
+
+    fn peer_released(&mut self, now_ms: u64) -> bool {
+        if !self.waits_for_peer() {
+            return false;
+        }
+        self.in_flight = None;
+        self.next_fetch_at_ms = Some(now_ms);
+        true
     }
 
     fn adopt(&mut self, record: &FetchRecord, now_ms: u64) -> Option<Outcome> {
@@ -516,6 +533,25 @@ impl KeyStore {
         if let Some(keys) = self.providers.get_mut(fetch.provider) {
             keys.wait_for_peer(fetch, lease_deadline_ms);
         }
+    }
+
+    /// Providers waiting for another VM's fetch (see [`KeyStore::wait_for_peer`]).
+    pub fn waiting_for_peer(&self) -> Vec<ProviderId> {
+        self.providers
+            .iter()
+            .enumerate()
+            .filter(|(_, keys)| keys.waits_for_peer())
+            .map(|(id, _)| id)
+            .collect()
+    }
+
+    /// The lease this VM waited on was let go with no result published (the VM or configuration
+    /// that held it went away) or has lapsed: the fetch is due now, instead of failing once the
+    /// lease would have ended. `false` when the provider was not waiting for a peer.
+    pub fn peer_released(&mut self, provider: ProviderId, now_ms: u64) -> bool {
+        self.providers
+            .get_mut(provider)
+            .is_some_and(|keys| keys.peer_released(now_ms))
     }
 
     /// Applies a fetch result another VM published. `None` when it was already applied.
@@ -960,6 +996,45 @@ mod tests {
             store.lookup(0, T0 + 3_000 + FETCH_GRACE_MS),
             Lookup::Unavailable { .. }
         ));
+    }
+
+    #[test]
+    fn a_released_lease_makes_the_fetch_due_at_once() {
+        // A configuration removed mid-fetch frees its lease; the waiting VM fetches itself
+        // instead of waiting out the lease, and no failure is counted.
+        let mut store = remote();
+        let f = only_fetch(&mut store, T0);
+        store.wait_for_peer(&f, T0 + 11_000);
+        assert_eq!(store.waiting_for_peer(), vec![0]);
+        assert!(store.peer_released(0, T0 + 1_000));
+        assert!(store.waiting_for_peer().is_empty());
+        assert!(matches!(store.lookup(0, T0 + 1_000), Lookup::Loading));
+        let again = only_fetch(&mut store, T0 + 1_000);
+        assert_ne!(again.id, f.id);
+        assert!(
+            !store.peer_released(0, T0 + 1_100),
+            "its own fetch is not a peer's"
+        );
+        assert!(matches!(
+            store.on_response(&again, ok(&jwks("a")), T0 + 1_200),
+            Outcome::Updated { .. }
+        ));
+        assert!(is_ready(&store, T0 + 1_200));
+    }
+
+    #[test]
+    fn release_after_adoption_changes_nothing() {
+        // A result adopted first ends the wait; the freed lease then starts no fetch.
+        let mut store = remote();
+        let f = only_fetch(&mut store, T0);
+        store.wait_for_peer(&f, T0 + 3_000);
+        store.adopt(
+            0,
+            &published(1, T0 + 500, Ok(jwks("a").into_bytes())),
+            T0 + 600,
+        );
+        assert!(!store.peer_released(0, T0 + 600));
+        assert!(store.due_fetches(T0 + 600).is_empty());
     }
 
     #[test]

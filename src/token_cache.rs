@@ -317,10 +317,11 @@ mod tests {
         for i in 0..capacity {
             insert(&mut cache, &format!("h.p.t{i}"), 1, None);
         }
+        // The table's capacity dips while deleted slots wait to be cleared; it never rises.
         let (table, queue) = (cache.entries.capacity(), cache.order.capacity());
         for i in capacity..30 * capacity {
             insert(&mut cache, &format!("h.p.t{i}"), 1, None);
-            assert_eq!(cache.entries.capacity(), table, "table grew at token {i}");
+            assert!(cache.entries.capacity() <= table, "table grew at token {i}");
             assert_eq!(cache.order.capacity(), queue, "queue grew at token {i}");
         }
         assert_eq!(cache.len(), capacity);

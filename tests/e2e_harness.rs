@@ -46,6 +46,33 @@ fn plain_envoy_proxies_to_echo_upstream() {
     assert_eq!(upstream.count(), 1);
 }
 
+// Listeners from a watched file: a replacement written by rename takes effect while Envoy runs,
+// keeps the port when the name and address stay, and an empty file removes every listener.
+#[test]
+fn listener_file_replaces_and_removes_listeners() {
+    let upstream = EchoUpstream::start();
+    let envoy = Envoy::start_with_listener_file(
+        json!({"clusters": support::envoy::upstream_clusters(9, upstream.port())}),
+        &[support::envoy::upstream_listener("main", vec![])],
+        1,
+        &[],
+    );
+    Echo::from_response(&envoy.get("/", &[]));
+    envoy.set_listeners(&[support::envoy::direct_response_listener("main", vec![])]);
+    let addr = envoy.listener_addr("main");
+    assert_eq!(
+        addr,
+        envoy.addr(),
+        "the replaced listener moved to another port"
+    );
+    let direct = http::get(addr, "/", &[]);
+    assert_eq!((direct.status, direct.text().as_str()), (200, "model"));
+    envoy.set_listeners(&[]);
+    assert_eq!(envoy.try_listener_addr("main"), None);
+    assert!(refuses_connections(addr));
+    assert_eq!(upstream.count(), 1);
+}
+
 // The listener normalizes paths (merged slashes, resolved dot segments) and rejects escaped
 // slashes, as the filter's path rules assume.
 #[test]

@@ -80,7 +80,7 @@ fn wrk_bin() -> PathBuf {
 /// interrupted, so it gets SIGINT once Envoy has answered that many more requests.
 fn send_tokens(envoy: &Envoy, tokens: &Path, first: usize, count: usize) -> Value {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/wrk/distinct_tokens.lua");
-    let answered_before = answered(envoy);
+    let answered_before = answered(envoy).expect("admin /stats");
     let child = Command::new(wrk_bin())
         .args(["-t", "1", "-c", "8", "-d", "300s", "--timeout", "10s", "-s"])
         .arg(&script)
@@ -93,8 +93,11 @@ fn send_tokens(envoy: &Envoy, tokens: &Path, first: usize, count: usize) -> Valu
         .stderr(Stdio::piped())
         .spawn()
         .expect("run wrk");
-    let done = poll(Duration::from_secs(300), || {
-        (answered(envoy) >= answered_before + count as u64).then_some(())
+    // Stops early when the admin interface is gone; wrk is interrupted in every case.
+    let target = answered_before + count as u64;
+    let done = poll(Duration::from_secs(300), || match answered(envoy) {
+        None => Some(false),
+        Some(n) => (n >= target).then_some(true),
     });
     // Lets wrk's last answers arrive, then ends its run early; wrk prints its summary on SIGINT.
     std::thread::sleep(Duration::from_millis(200));
@@ -104,7 +107,7 @@ fn send_tokens(envoy: &Envoy, tokens: &Path, first: usize, count: usize) -> Valu
     let output = child.wait_with_output().expect("wait for wrk");
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
-        done.is_some() && output.status.success(),
+        done == Some(true) && output.status.success(),
         "wrk did not finish: {stdout}{}",
         String::from_utf8_lossy(&output.stderr)
     );
@@ -115,11 +118,16 @@ fn send_tokens(envoy: &Envoy, tokens: &Path, first: usize, count: usize) -> Valu
     serde_json::from_str(line).expect("wrk result")
 }
 
-/// Requests the listener has answered, whatever the status.
-fn answered(envoy: &Envoy) -> u64 {
-    envoy
-        .counter(&format!("http.{LISTENER}.downstream_rq_completed"))
-        .unwrap_or(0)
+/// Requests the listener has answered, whatever the status; `None` when admin does not answer.
+fn answered(envoy: &Envoy) -> Option<u64> {
+    let name = format!("http.{LISTENER}.downstream_rq_completed");
+    let path = format!("/stats?filter={name}");
+    let stats = support::http::request(envoy.admin_addr(), "GET", &path, &[], None).ok()?;
+    let value = stats.text().lines().find_map(|line| {
+        let (stat, value) = line.split_once(": ")?;
+        (stat == name).then(|| value.trim().parse().ok())?
+    });
+    Some(value.unwrap_or(0))
 }
 
 fn allowed(envoy: &Envoy) -> u64 {

@@ -88,6 +88,18 @@ impl Root {
         let (Some(worker), Some(now)) = (self.worker.clone(), worker::now()) else {
             return;
         };
+        // Leases are read before results: a fetcher publishes before it releases, so a lease
+        // seen free here is never followed by a result missed below.
+        let released: Vec<ProviderId> = worker
+            .borrow()
+            .keys
+            .waiting_for_peer()
+            .into_iter()
+            .filter(|&provider| {
+                self.result_key(provider)
+                    .is_some_and(|key| shared_data::lease_free(key, now.ms))
+            })
+            .collect();
         for (provider, key) in self.result_keys.iter().enumerate() {
             let Some(record) = key.as_deref().and_then(shared_data::read) else {
                 continue;
@@ -97,6 +109,11 @@ impl Root {
             });
             if let Some(outcome) = outcome {
                 self.settle(&worker, provider, outcome, Origin::Peer);
+            }
+        }
+        for provider in released {
+            if worker.borrow_mut().keys.peer_released(provider, now.ms) {
+                log::debug!("provider {provider}: the key fetch lease was released; fetching");
             }
         }
         let due = worker.borrow_mut().keys.due_fetches(now.ms);
@@ -283,6 +300,24 @@ fn update_keys<R>(
 }
 
 impl Context for Root {
+    /// The configuration is being removed: its callouts will never answer, so the leases they
+    /// hold are freed for the VMs (or the next configuration) waiting on the same key source.
+    fn on_done(&mut self) -> bool {
+        for fetch in self.pending.values() {
+            if let Some(key) = self.result_key(fetch.provider) {
+                shared_data::release(key);
+            }
+        }
+        if !self.pending.is_empty() {
+            log::debug!(
+                "configuration removed with {} key fetches in flight; their leases are released",
+                self.pending.len()
+            );
+        }
+        self.pending.clear();
+        true
+    }
+
     fn on_http_call_response(
         &mut self,
         token_id: u32,

@@ -43,6 +43,15 @@ pub fn acquire(result_key: &str, now_ms: u64, deadline_ms: u64) -> Lease {
     Lease::HeldUntil(deadline_ms)
 }
 
+/// Whether nobody holds the lease of `result_key` at `now_ms`: released or lapsed. `false`
+/// when shared data cannot be read, so a waiting VM keeps waiting until its own deadline.
+pub fn lease_free(result_key: &str, now_ms: u64) -> bool {
+    match hostcalls::get_shared_data(&shared::lease_key(result_key)) {
+        Ok((value, _)) => value.as_deref().map_or(0, shared::decode_lease) <= now_ms,
+        Err(_) => false,
+    }
+}
+
 /// Extends a lease this VM holds (a discovery fetch is followed by the JWKS fetch).
 pub fn extend(result_key: &str, deadline_ms: u64) {
     let key = shared::lease_key(result_key);

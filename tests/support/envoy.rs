@@ -13,7 +13,7 @@ use std::fs;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -111,40 +111,48 @@ impl EnvoyConfig {
 
     /// The bootstrap as JSON (Envoy reads it as YAML or JSON alike).
     pub fn bootstrap(&self) -> Value {
-        let mut http_filters = Vec::new();
-        if let Some(filter) = &self.filter {
-            http_filters.push(filter.http_filter());
-        }
-        http_filters.push(router_http_filter());
+        let http_filters: Vec<Value> = self.filter.iter().map(WasmFilter::http_filter).collect();
         json!({
             "admin": {"address": loopback(0)},
             "static_resources": {
-                "listeners": [{
-                    "name": "main",
-                    "address": loopback(0),
-                    "filter_chains": [{"filters": [{
-                        "name": "envoy.filters.network.http_connection_manager",
-                        "typed_config": {
-                            "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
-                            "stat_prefix": "ingress",
-                            // HTTP/1.1, and HTTP/2 with prior knowledge as gRPC clients send it.
-                            "codec_type": "AUTO",
-                            "normalize_path": true,
-                            "merge_slashes": true,
-                            "path_with_escaped_slashes_action": "REJECT_REQUEST",
-                            "route_config": {"virtual_hosts": [{
-                                "name": "kserve",
-                                "domains": ["*"],
-                                "routes": [{"match": {"prefix": "/"}, "route": {"cluster": "kserve"}}],
-                            }]},
-                            "http_filters": http_filters,
-                        },
-                    }]}],
-                }],
-                "clusters": [cluster("jwks", self.jwks_port), cluster("kserve", self.upstream_port)],
+                "listeners": [upstream_listener("main", http_filters)],
+                "clusters": upstream_clusters(self.jwks_port, self.upstream_port),
             },
         })
     }
+}
+
+/// A loopback listener on a kernel-chosen port (path normalization on) running `http_filters`
+/// (the router is appended) in front of the `kserve` cluster.
+pub fn upstream_listener(name: &str, mut http_filters: Vec<Value>) -> Value {
+    http_filters.push(router_http_filter());
+    json!({
+        "name": name,
+        "address": loopback(0),
+        "filter_chains": [{"filters": [{
+            "name": "envoy.filters.network.http_connection_manager",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+                "stat_prefix": "ingress",
+                // HTTP/1.1, and HTTP/2 with prior knowledge as gRPC clients send it.
+                "codec_type": "AUTO",
+                "normalize_path": true,
+                "merge_slashes": true,
+                "path_with_escaped_slashes_action": "REJECT_REQUEST",
+                "route_config": {"virtual_hosts": [{
+                    "name": "kserve",
+                    "domains": ["*"],
+                    "routes": [{"match": {"prefix": "/"}, "route": {"cluster": "kserve"}}],
+                }]},
+                "http_filters": http_filters,
+            },
+        }]}],
+    })
+}
+
+/// The `jwks` and `kserve` clusters, each with one loopback endpoint.
+pub fn upstream_clusters(jwks_port: u16, upstream_port: u16) -> Vec<Value> {
+    vec![cluster("jwks", jwks_port), cluster("kserve", upstream_port)]
 }
 
 impl WasmFilter {
@@ -257,6 +265,9 @@ pub struct Envoy {
     dir: PathBuf,
     admin: SocketAddr,
     listener: SocketAddr,
+    /// The watched listener file and the version last written to it, for Envoys started with
+    /// [`Envoy::start_with_listener_file`].
+    listener_file: Option<(PathBuf, AtomicU64)>,
 }
 
 static INSTANCE: AtomicUsize = AtomicUsize::new(0);
@@ -316,6 +327,109 @@ impl Envoy {
         let dir = fresh_dir();
         let bootstrap = dir.join(file_name);
         fs::write(&bootstrap, text).expect("write bootstrap");
+        Envoy::launch(dir, &bootstrap, concurrency, wasm_log_level, &[], None)
+    }
+
+    /// Starts Envoy with `static_resources` (clusters) and its listeners read from a file in its
+    /// directory that Envoy watches (LDS from the filesystem), holding `listeners` at first;
+    /// [`Envoy::set_listeners`] replaces them while Envoy runs. `extra_args` go to the command
+    /// line (for example `--drain-time-s`). Panics with the log tail if Envoy does not come up.
+    pub fn start_with_listener_file(
+        static_resources: Value,
+        listeners: &[Value],
+        concurrency: u32,
+        extra_args: &[&str],
+    ) -> Envoy {
+        assert!(
+            !listeners.is_empty(),
+            "Envoy is ready only once a listener is up"
+        );
+        let dir = fresh_dir();
+        let lds = dir.join("lds");
+        fs::create_dir_all(&lds).expect("create listener directory");
+        let file = lds.join("listeners.json");
+        write_listener_file(&file, listeners, 1);
+        let bootstrap = json!({
+            // Envoy requires a node identity for any xDS subscription, files included.
+            "node": {"id": "e2e", "cluster": "e2e"},
+            "admin": {"address": loopback(0)},
+            "static_resources": static_resources,
+            "dynamic_resources": {"lds_config": {
+                "resource_api_version": "V3",
+                "path_config_source": {
+                    "path": file.display().to_string(),
+                    "watched_directory": {"path": lds.display().to_string()},
+                },
+            }},
+        });
+        let path = dir.join("bootstrap.json");
+        fs::write(&path, bootstrap.to_string()).expect("write bootstrap");
+        let listener_file = Some((file, AtomicU64::new(1)));
+        Envoy::launch(dir, &path, concurrency, "debug", extra_args, listener_file).unwrap_or_else(
+            |failure| {
+                panic!(
+                    "Envoy did not become ready (exit status {:?}); log tail:\n{}",
+                    failure.status,
+                    tail(&failure.log, 40)
+                )
+            },
+        )
+    }
+
+    /// Replaces every listener with `listeners` (none removes them all) the way a control plane
+    /// pushes LDS: the new file is written under a temporary name and renamed over the watched
+    /// one. Returns once Envoy accepted the update and no listener is warming; panics if it
+    /// rejected it.
+    pub fn set_listeners(&self, listeners: &[Value]) {
+        let (file, version) = self
+            .listener_file
+            .as_ref()
+            .expect("Envoy was not started with a listener file");
+        let stat = |name: &str| {
+            self.counter(&format!("listener_manager.lds.{name}"))
+                .unwrap_or(0)
+        };
+        let (accepted, rejected) = (stat("update_success"), stat("update_rejected"));
+        let version = version.fetch_add(1, Ordering::SeqCst) + 1;
+        write_listener_file(file, listeners, version);
+        let outcome = poll(Duration::from_secs(10), || {
+            if stat("update_rejected") > rejected {
+                Some(false)
+            } else {
+                (stat("update_success") > accepted).then_some(true)
+            }
+        });
+        assert_eq!(
+            outcome,
+            Some(true),
+            "Envoy did not take listeners version {version}; log tail:\n{}",
+            tail(&self.log(), 30)
+        );
+        let warm = poll(Duration::from_secs(10), || {
+            (self.counter("listener_manager.total_listeners_warming") == Some(0)).then_some(())
+        });
+        assert!(warm.is_some(), "a listener is still warming");
+    }
+
+    /// Whether admin `/ready` answers `200 LIVE`.
+    pub fn is_ready(&self) -> bool {
+        http::request(self.admin, "GET", "/ready", &[], None)
+            .is_ok_and(|r| r.status == 200 && r.text().trim() == "LIVE")
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    fn launch(
+        dir: PathBuf,
+        bootstrap: &Path,
+        concurrency: u32,
+        wasm_log_level: &str,
+        extra_args: &[&str],
+        listener_file: Option<(PathBuf, AtomicU64)>,
+    ) -> Result<Envoy, StartFailure> {
         let admin_file = dir.join("admin-address");
         // Envoy's own log goes to stderr, which is unbuffered; `--log-path` would buffer lines
         // for up to 10 s (the file flush interval) and tests read the log while Envoy runs.
@@ -323,13 +437,14 @@ impl Envoy {
         let stdout = fs::File::create(dir.join("stdout.log")).expect("create stdout.log");
         let child = Command::new(envoy_bin())
             .arg("-c")
-            .arg(&bootstrap)
+            .arg(bootstrap)
             .args(["--concurrency", &concurrency.to_string()])
             .arg("--disable-hot-restart")
             .arg("--admin-address-path")
             .arg(&admin_file)
             .args(["-l", "info"])
             .args(["--component-log-level", &format!("wasm:{wasm_log_level}")])
+            .args(extra_args)
             .stdin(Stdio::null())
             .stdout(stdout)
             .stderr(stderr)
@@ -341,6 +456,7 @@ impl Envoy {
             dir,
             admin: SocketAddr::from(([127, 0, 0, 1], 0)),
             listener: SocketAddr::from(([127, 0, 0, 1], 0)),
+            listener_file,
         };
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
@@ -393,15 +509,19 @@ impl Envoy {
 
     /// The bound address of the listener called `name`, from admin `/listeners`.
     pub fn listener_addr(&self, name: &str) -> SocketAddr {
+        self.try_listener_addr(name).unwrap_or_else(|| {
+            let listeners = http::get(self.admin, "/listeners", &[]);
+            panic!("no listener {name:?} in {:?}", listeners.text())
+        })
+    }
+
+    /// The bound address of the listener called `name`, if Envoy has one by that name.
+    pub fn try_listener_addr(&self, name: &str) -> Option<SocketAddr> {
         let listeners = http::get(self.admin, "/listeners", &[]);
-        listeners
-            .text()
-            .lines()
-            .find_map(|line| {
-                let (listener, addr) = line.split_once("::")?;
-                (listener == name).then(|| addr.trim().parse::<SocketAddr>().ok())?
-            })
-            .unwrap_or_else(|| panic!("no listener {name:?} in {:?}", listeners.text()))
+        listeners.text().lines().find_map(|line| {
+            let (listener, addr) = line.split_once("::")?;
+            (listener == name).then(|| addr.trim().parse::<SocketAddr>().ok())?
+        })
     }
 
     /// The admin interface's address.
@@ -507,6 +627,23 @@ fn ready(started: Result<Envoy, StartFailure>) -> Envoy {
             tail(&failure.log, 40)
         )
     })
+}
+
+/// Writes an LDS discovery response holding `listeners` to `file` through a temporary file in
+/// the same directory, so Envoy, which watches the directory for renames, reads it whole.
+fn write_listener_file(file: &Path, listeners: &[Value], version: u64) {
+    let resources: Vec<Value> = listeners
+        .iter()
+        .map(|listener| {
+            let mut resource = listener.clone();
+            resource["@type"] = json!("type.googleapis.com/envoy.config.listener.v3.Listener");
+            resource
+        })
+        .collect();
+    let response = json!({"version_info": version.to_string(), "resources": resources});
+    let temporary = file.with_extension("tmp");
+    fs::write(&temporary, response.to_string()).expect("write listener file");
+    fs::rename(&temporary, file).expect("move listener file into place");
 }
 
 /// The last `lines` lines of `text`.
