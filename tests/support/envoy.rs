@@ -124,28 +124,38 @@ impl EnvoyConfig {
 
 /// A loopback listener on a kernel-chosen port (path normalization on) running `http_filters`
 /// (the router is appended) in front of the `kserve` cluster.
-pub fn upstream_listener(name: &str, mut http_filters: Vec<Value>) -> Value {
+pub fn upstream_listener(name: &str, http_filters: Vec<Value>) -> Value {
+    http_listener(
+        name,
+        json!({
+            "stat_prefix": "ingress",
+            // HTTP/1.1, and HTTP/2 with prior knowledge as gRPC clients send it.
+            "codec_type": "AUTO",
+            "normalize_path": true,
+            "merge_slashes": true,
+            "path_with_escaped_slashes_action": "REJECT_REQUEST",
+            "route_config": {"virtual_hosts": [{
+                "name": "kserve",
+                "domains": ["*"],
+                "routes": [{"match": {"prefix": "/"}, "route": {"cluster": "kserve"}}],
+            }]},
+        }),
+        http_filters,
+    )
+}
+
+/// A loopback listener on a kernel-chosen port with one HTTP connection manager: `settings`
+/// (stat prefix, codec, normalization, routes) plus `http_filters` with the router appended.
+fn http_listener(name: &str, mut settings: Value, mut http_filters: Vec<Value>) -> Value {
     http_filters.push(router_http_filter());
+    settings["@type"] = json!("type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager");
+    settings["http_filters"] = json!(http_filters);
     json!({
         "name": name,
         "address": loopback(0),
         "filter_chains": [{"filters": [{
             "name": "envoy.filters.network.http_connection_manager",
-            "typed_config": {
-                "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
-                "stat_prefix": "ingress",
-                // HTTP/1.1, and HTTP/2 with prior knowledge as gRPC clients send it.
-                "codec_type": "AUTO",
-                "normalize_path": true,
-                "merge_slashes": true,
-                "path_with_escaped_slashes_action": "REJECT_REQUEST",
-                "route_config": {"virtual_hosts": [{
-                    "name": "kserve",
-                    "domains": ["*"],
-                    "routes": [{"match": {"prefix": "/"}, "route": {"cluster": "kserve"}}],
-                }]},
-                "http_filters": http_filters,
-            },
+            "typed_config": settings,
         }]}],
     })
 }
@@ -198,30 +208,24 @@ pub fn router_http_filter() -> Value {
 
 /// A loopback listener on a kernel-chosen port running `http_filters` (the router is appended)
 /// in front of a single route that answers `200` directly, so no upstream is needed.
-pub fn direct_response_listener(name: &str, mut http_filters: Vec<Value>) -> Value {
-    http_filters.push(router_http_filter());
-    json!({
-        "name": name,
-        "address": loopback(0),
-        "filter_chains": [{"filters": [{
-            "name": "envoy.filters.network.http_connection_manager",
-            "typed_config": {
-                "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
-                "stat_prefix": name,
-                "normalize_path": true,
-                "merge_slashes": true,
-                "route_config": {"virtual_hosts": [{
-                    "name": name,
-                    "domains": ["*"],
-                    "routes": [{
-                        "match": {"prefix": "/"},
-                        "direct_response": {"status": 200, "body": {"inline_string": "model"}},
-                    }],
-                }]},
-                "http_filters": http_filters,
-            },
-        }]}],
-    })
+pub fn direct_response_listener(name: &str, http_filters: Vec<Value>) -> Value {
+    http_listener(
+        name,
+        json!({
+            "stat_prefix": name,
+            "normalize_path": true,
+            "merge_slashes": true,
+            "route_config": {"virtual_hosts": [{
+                "name": name,
+                "domains": ["*"],
+                "routes": [{
+                    "match": {"prefix": "/"},
+                    "direct_response": {"status": 200, "body": {"inline_string": "model"}},
+                }],
+            }]},
+        }),
+        http_filters,
+    )
 }
 
 /// A bootstrap with only these listeners (no clusters) and the admin interface on loopback;
