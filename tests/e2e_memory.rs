@@ -79,7 +79,7 @@ fn wrk_bin() -> PathBuf {
 /// script stops its thread after `count` answers, but wrk itself runs for its whole `-d` unless
 /// interrupted, so it gets SIGINT once Envoy has answered that many more requests.
 fn send_tokens(envoy: &Envoy, tokens: &Path, first: usize, count: usize) -> Value {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/wrk/distinct_tokens.lua");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/wrk/requests.lua");
     let answered_before = answered(envoy).expect("admin /stats");
     let child = Command::new(wrk_bin())
         .args(["-t", "1", "-c", "8", "-d", "300s", "--timeout", "10s", "-s"])
@@ -88,7 +88,7 @@ fn send_tokens(envoy: &Envoy, tokens: &Path, first: usize, count: usize) -> Valu
         .arg("--")
         .arg("/v2/models/m/infer")
         .arg(tokens)
-        .args([first.to_string(), count.to_string()])
+        .args([count.to_string(), first.to_string(), "once".to_string()])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

@@ -1,11 +1,15 @@
 -- Requests for one benchmark row, for wrk (`wrk -s bench/wrk/requests.lua <url> -- <args>`).
 --
--- Arguments: <path> [<token file> [<limit>]]
+-- Arguments: <path> [<token file> [<limit> [<first> [once]]]]
 --   path        request path, e.g. "/" or "/public"
 --   token file  one JWT per line; each request carries the next one as "Authorization: Bearer",
 --               cycling through the file, so with N tokens a token comes back every N requests;
 --               "-" or absent sends no token
---   limit       use only the first <limit> tokens (1 gives a single hot token); 0 or absent: all
+--   limit       use only <limit> tokens (1 gives a single hot token); 0 or absent: all
+--   first       0-based line of the first token used; absent: 0
+--   once        stop the thread once <limit> answers are in, so each token goes about once (run
+--               with one thread; connections asking after the range is used up start it again,
+--               so at most connections - 1 tokens go twice)
 --
 -- Every response whose status is not 2xx is counted (a `response` hook, so 3xx counts too, unlike
 -- wrk's own "Non-2xx or 3xx" line, which counts only status >= 400). done() prints one line,
@@ -13,23 +17,33 @@
 
 local requests = {}
 local next_request = 0
+local answered = 0
+local stop_after = 0
 non2xx = 0
 
 function init(args)
   local path = args[1] or "/"
   local file = args[2]
   local limit = tonumber(args[3] or "0") or 0
+  local first = tonumber(args[4] or "0") or 0
+  if args[5] == "once" then
+    stop_after = limit
+  end
   if file ~= nil and file ~= "" and file ~= "-" then
+    local line_number = 0
     for line in io.lines(file) do
       if line ~= "" then
-        requests[#requests + 1] = wrk.format("GET", path, { ["Authorization"] = "Bearer " .. line })
-        if limit > 0 and #requests >= limit then
-          break
+        if line_number >= first then
+          requests[#requests + 1] = wrk.format("GET", path, { ["Authorization"] = "Bearer " .. line })
+          if limit > 0 and #requests >= limit then
+            break
+          end
         end
+        line_number = line_number + 1
       end
     end
-    if #requests == 0 then
-      error("no tokens in " .. file)
+    if #requests == 0 or #requests < limit then
+      error(string.format("%s holds %d tokens from line %d, %d wanted", file, #requests, first, limit))
     end
   else
     requests[1] = wrk.format("GET", path)
@@ -44,6 +58,10 @@ end
 function response(status, headers, body)
   if status < 200 or status > 299 then
     non2xx = non2xx + 1
+  end
+  answered = answered + 1
+  if stop_after > 0 and answered >= stop_after then
+    wrk.thread:stop()
   end
 end
 
