@@ -19,6 +19,7 @@ pub mod model;
 pub mod path;
 pub mod preset;
 pub mod request;
+pub mod rsa;
 pub mod rules;
 pub mod shared;
 pub mod signature;

@@ -3,12 +3,11 @@
 use ed25519_compact::{PublicKey as Ed25519PublicKey, Signature as Ed25519Signature};
 use p256::ecdsa::signature::hazmat::PrehashVerifier as _;
 use p256::elliptic_curve::point::AffineCoordinates as _;
-use rsa::signature::Verifier as _;
-use rsa::{BigUint, RsaPublicKey};
 
 use crate::config::{normal_token_type, Provider};
 use crate::failure::Failure;
 use crate::jwks::{Alg, Key, KeyMaterial, KeySet};
+use crate::rsa::{self, Hash};
 use crate::token::Token;
 
 /// Checks one signature with one key. The pure-Rust implementation is [`PureRustCrypto`]; the
@@ -19,8 +18,8 @@ pub trait SignatureCheck {
     fn check(&self, alg: Alg, key: &Key, token: &Token<'_>) -> bool;
 }
 
-/// Signature checks in pure Rust: the `rsa`, `p256`, `p384` and `ed25519-compact` crates over the
-/// token's signing input as received.
+/// Signature checks in pure Rust: [`crate::rsa`] and the `p256`, `p384` and `ed25519-compact`
+/// crates over the token's signing input as received.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct PureRustCrypto;
 
@@ -43,12 +42,12 @@ pub const RSA_MODULUS_BITS: std::ops::RangeInclusive<usize> = 2048..=4096;
 pub fn verify_signature(alg: Alg, key: &Key, message: &[u8], signature: &[u8]) -> bool {
     match (&key.material, alg) {
         (KeyMaterial::Rsa { n, e }, _) => rsa_public_key(n, e).is_some_and(|key| match alg {
-            Alg::RS256 => pkcs1v15::<hmac_sha256::Hash>(key, message, signature),
-            Alg::RS384 => pkcs1v15::<hmac_sha512::sha384::Hash>(key, message, signature),
-            Alg::RS512 => pkcs1v15::<hmac_sha512::Hash>(key, message, signature),
-            Alg::PS256 => pss::<hmac_sha256::Hash>(key, message, signature),
-            Alg::PS384 => pss::<hmac_sha512::sha384::Hash>(key, message, signature),
-            Alg::PS512 => pss::<hmac_sha512::Hash>(key, message, signature),
+            Alg::RS256 => key.verify_pkcs1v15(Hash::Sha256, message, signature),
+            Alg::RS384 => key.verify_pkcs1v15(Hash::Sha384, message, signature),
+            Alg::RS512 => key.verify_pkcs1v15(Hash::Sha512, message, signature),
+            Alg::PS256 => key.verify_pss(Hash::Sha256, message, signature),
+            Alg::PS384 => key.verify_pss(Hash::Sha384, message, signature),
+            Alg::PS512 => key.verify_pss(Hash::Sha512, message, signature),
             Alg::ES256 | Alg::ES384 | Alg::EdDSA => false,
         }),
         (KeyMaterial::P256 { point }, Alg::ES256) => {
@@ -84,40 +83,11 @@ pub fn verify_signature(alg: Alg, key: &Key, message: &[u8], signature: &[u8]) -
     }
 }
 
-/// RSASSA-PKCS1-v1_5 with hash `H`.
-fn pkcs1v15<H>(key: RsaPublicKey, message: &[u8], signature: &[u8]) -> bool
-where
-    H: rsa::signature::digest::Digest + rsa::pkcs8::AssociatedOid,
-{
-    rsa::pkcs1v15::Signature::try_from(signature).is_ok_and(|signature| {
-        rsa::pkcs1v15::VerifyingKey::<H>::new(key)
-            .verify(message, &signature)
-            .is_ok()
-    })
-}
-
-/// RSASSA-PSS with hash `H`, MGF1 with `H`, and a salt as long as the hash (RFC 7518 §3.5).
-fn pss<H>(key: RsaPublicKey, message: &[u8], signature: &[u8]) -> bool
-where
-    H: rsa::signature::digest::Digest + rsa::signature::digest::FixedOutputReset,
-{
-    rsa::pss::Signature::try_from(signature).is_ok_and(|signature| {
-        rsa::pss::VerifyingKey::<H>::new(key)
-            .verify(message, &signature)
-            .is_ok()
-    })
-}
-
 /// The RSA public key with big-endian modulus `n` and exponent `e`, when it is one this filter
 /// uses: a modulus in [`RSA_MODULUS_BITS`], odd, and the exponent 65537.
-pub fn rsa_public_key(n: &[u8], e: &[u8]) -> Option<RsaPublicKey> {
-    let n = BigUint::from_bytes_be(n);
-    let e = BigUint::from_bytes_be(e);
-    if !RSA_MODULUS_BITS.contains(&n.bits()) || e != BigUint::from(65_537u32) {
-        return None;
-    }
-    // Refuses an even modulus.
-    RsaPublicKey::new(n, e).ok()
+pub fn rsa_public_key(n: &[u8], e: &[u8]) -> Option<rsa::PublicKey> {
+    let key = rsa::PublicKey::new(n, e)?;
+    RSA_MODULUS_BITS.contains(&key.bits()).then_some(key)
 }
 
 /// The P-256 verifying key of an uncompressed SEC1 point (`04 || x || y`), when the point is on
