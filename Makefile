@@ -2,7 +2,12 @@
 # need into the project (.venv/, demo/op/node_modules/) and Debian's docker-compose / buildah.
 
 WASM_TARGET := wasm32-wasip1
-WASM        := target/$(WASM_TARGET)/release/kserve_auth_filter.wasm
+# rustc's module, and the one shipped: the same after binaryen's wasm-opt -O3, about 70 KB smaller
+# and no slower in Envoy's V8 (README: Binary size).
+CARGO_WASM  := target/$(WASM_TARGET)/release/kserve_auth_filter.wasm
+WASM        := target/kserve_auth_filter.wasm
+WASM_OPT    := wasm-opt -O3 --enable-bulk-memory --enable-sign-ext --enable-nontrapping-float-to-int \
+               --enable-mutable-globals
 VERSION     := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
 
 ENVOY_VERSION := 1.40.0
@@ -21,10 +26,12 @@ OCI_DIR   := target/oci
 OCI_IMAGE := kserve-auth-filter:$(VERSION)
 
 .PHONY: build test lint demo envoy kserve op tools docker-compose buildah oci toolchain clean fuzz\
-        bench bench-smoke wrk
+        bench bench-smoke wrk binaryen
 
-build: toolchain
+build: toolchain binaryen
 	cargo build --release --target $(WASM_TARGET)
+	@if [ ! -f $(WASM) ] || [ $(CARGO_WASM) -nt $(WASM) ]; then \
+	  echo "==> $(WASM) (wasm-opt)"; $(WASM_OPT) $(CARGO_WASM) -o $(WASM); fi
 
 toolchain:
 	@rustup target list --installed | grep -qx $(WASM_TARGET) || rustup target add $(WASM_TARGET)
@@ -130,6 +137,11 @@ bench: build envoy wrk
 # A second per row, status codes only: quick enough for CI, fails on any non-2xx answer.
 bench-smoke: build envoy wrk
 	$(BENCH_RUN) --smoke
+
+binaryen:
+	@command -v wasm-opt >/dev/null 2>&1 || { \
+	  echo "==> wasm-opt (Debian package binaryen)"; \
+	  $(APT_INSTALL) binaryen || { $(SUDO) apt-get update && $(APT_INSTALL) binaryen; }; }
 
 wrk:
 	@command -v wrk >/dev/null 2>&1 || { \

@@ -150,7 +150,7 @@ class Settings:
             pin=get("BENCH_PIN", "1") != "0",
             rows=rows,
             envoy=Path(get("ENVOY", str(ROOT / ".venv/envoy/bin/envoy"))).resolve(),
-            wasm=Path(get("WASM", str(ROOT / "target/wasm32-wasip1/release/kserve_auth_filter.wasm"))).resolve(),
+            wasm=Path(get("WASM", str(ROOT / "target/kserve_auth_filter.wasm"))).resolve(),
             wrk=get("WRK", "wrk"),
             work=Path(get("BENCH_DIR", str(ROOT / "target/bench"))).resolve(),
         )

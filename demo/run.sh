@@ -61,7 +61,7 @@ wait_ready() {
 }
 
 command -v curl >/dev/null || fail "curl is needed"
-for tool in "$ENVOY" "$PYTHON" demo/op/node_modules/oidc-provider/package.json target/wasm32-wasip1/release/kserve_auth_filter.wasm; do
+for tool in "$ENVOY" "$PYTHON" demo/op/node_modules/oidc-provider/package.json target/kserve_auth_filter.wasm; do
   [[ -e $tool ]] || fail "$tool is missing: run \`make demo\`, which installs and builds it"
 done
 for port in "$OP_PORT" "$MODEL_PORT" "$ENVOY_PORT" "$ADMIN_PORT"; do

@@ -19,7 +19,7 @@ use support::*;
 /// The module paths the shipped files use: relative to the repository root, and where
 /// `envoy/docker-compose.yaml` mounts the module in the Envoy container.
 const SHIPPED_MODULES: [&str; 2] = [
-    "target/wasm32-wasip1/release/kserve_auth_filter.wasm",
+    "target/kserve_auth_filter.wasm",
     "/etc/envoy/kserve_auth_filter.wasm",
 ];
 

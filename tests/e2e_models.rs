@@ -402,7 +402,7 @@ fn shipped_kserve_example_enforces_model_roles() {
     let model = EchoUpstream::start();
     let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("envoy/kserve.yaml");
     let mut yaml = fs::read_to_string(&file).unwrap().replace(
-        "target/wasm32-wasip1/release/kserve_auth_filter.wasm",
+        "target/kserve_auth_filter.wasm",
         &filter_wasm().display().to_string(),
     );
     for (from, to) in [

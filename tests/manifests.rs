@@ -311,7 +311,7 @@ fn compose_services_mount_the_checked_files() {
         .collect();
     assert!(volumes.contains(&"./compose/envoy.yaml:/etc/envoy/envoy.yaml:ro"));
     assert!(volumes.contains(
-        &"../target/wasm32-wasip1/release/kserve_auth_filter.wasm:/etc/envoy/kserve_auth_filter.wasm:ro"
+        &"../target/kserve_auth_filter.wasm:/etc/envoy/kserve_auth_filter.wasm:ro"
     ));
     let envoy_yaml = fs::read_to_string(repo().join("envoy/compose/envoy.yaml")).unwrap();
     assert!(envoy_yaml.contains("filename: /etc/envoy/kserve_auth_filter.wasm"));

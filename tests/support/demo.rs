@@ -429,7 +429,7 @@ pub fn demo_bootstrap(op: &OpenIdProvider, model: &ModelServer, cache_duration: 
             format!("\"cache_duration\": \"{cache_duration}\""),
         ),
         (
-            "target/wasm32-wasip1/release/kserve_auth_filter.wasm".into(),
+            "target/kserve_auth_filter.wasm".into(),
             filter_wasm().display().to_string(),
         ),
     ];

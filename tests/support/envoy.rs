@@ -44,7 +44,7 @@ pub fn filter_wasm() -> PathBuf {
     existing(
         "FILTER_WASM",
         Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("target/wasm32-wasip1/release/kserve_auth_filter.wasm"),
+            .join("target/kserve_auth_filter.wasm"),
         "run `make build` (or set FILTER_WASM to the built kserve_auth_filter.wasm)",
     )
 }

@@ -2,7 +2,7 @@
 //! all on loopback ports chosen at run time, so tests run in parallel.
 //!
 //! Paths come from `ENVOY_BIN` and `FILTER_WASM` (set by `make test`), defaulting to
-//! `.venv/envoy/bin/envoy` and `target/wasm32-wasip1/release/kserve_auth_filter.wasm`.
+//! `.venv/envoy/bin/envoy` and `target/kserve_auth_filter.wasm`.
 
 #![allow(dead_code, unused_imports)]
 
