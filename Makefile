@@ -1,5 +1,6 @@
 # kserve-auth-filter: build, demo, test and lint. `make demo` and `make test` install what they
-# need into the project (.venv/, demo/op/node_modules/) and Debian's docker-compose / buildah.
+# need into the project (.venv/, demo/op/node_modules/) and Debian's binaryen / docker-compose /
+# wrk / buildah.
 
 WASM_TARGET := wasm32-wasip1
 # rustc's module, and the one shipped: the same after binaryen's wasm-opt -O3, about 70 KB smaller
