@@ -2,6 +2,7 @@
 
 Usage: python3 fuzz/seed.py  (from the repository root). Output: fuzz/seeds/<target>/.
 """
+import base64
 import hashlib
 import json
 import pathlib
@@ -19,6 +20,21 @@ def write(target, data):
     (folder / hashlib.sha1(data).hexdigest()).write_bytes(data)
 
 
+def unpadded_base64url(text):
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def write_rsa(modulus, signature):
+    """An `rsa` target input: (modulus length - 8) / 2, the modulus, a signature as long."""
+    n = unpadded_base64url(modulus).lstrip(b"\0")
+    try:
+        s = unpadded_base64url(signature)
+    except ValueError:
+        return
+    if len(s) == len(n) and len(n) % 2 == 0 and 8 <= len(n) <= 518:
+        write("rsa", bytes([(len(n) - 8) // 2]) + n + s)
+
+
 def main():
     signatures = json.loads((FIXTURES / "wycheproof" / "json_web_signature_test.json").read_text())
     for group in signatures["testGroups"]:
@@ -26,6 +42,8 @@ def main():
             write("jwks", json.dumps({"keys": [group["public"]]}))
         for test in group["tests"]:
             jws = test["jws"]
+            if isinstance(jws, str) and group.get("public", {}).get("kty") == "RSA":
+                write_rsa(group["public"]["n"], jws.rsplit(".", 1)[-1])
             if isinstance(jws, str):
                 write("token", jws)
                 write("request", f"/v1/models/m:predict\nPOST\nauthorization: Bearer {jws}\nhost: kserve.test")

@@ -196,8 +196,8 @@ impl PublicKey {
     }
 
     /// `s^65537 mod n` as big-endian bytes of the modulus's length, for a signature `s` of
-    /// exactly that length and smaller than `n`.
-    fn encoded_message(&self, signature: &[u8]) -> Option<Vec<u8>> {
+    /// exactly that length and smaller than `n` (RSAVP1, RFC 8017 §5.2.2).
+    pub fn encoded_message(&self, signature: &[u8]) -> Option<Vec<u8>> {
         if signature.len() != self.size() {
             return None;
         }

@@ -56,6 +56,43 @@ fn no_token_is_401_missing() {
     assert_eq!(stack.upstream.count(), 0);
 }
 
+// The plugin logs at Envoy's level for the wasm component, re-read on every tick: at info a
+// refusal leaves no debug line; raised to debug through the admin interface, refusals log one.
+#[test]
+fn log_level_follows_envoy() {
+    let key = rsa_key();
+    let jwks = JwksServer::start(support::jwks(&[&key]));
+    let upstream = EchoUpstream::start();
+    let mut config = EnvoyConfig::with_filter(
+        &plugin_config(remote_provider(&jwks)),
+        jwks.port(),
+        upstream.port(),
+    );
+    config.wasm_log_level = "info";
+    let stack = Stack {
+        envoy: Envoy::start(&config),
+        jwks,
+        upstream,
+    };
+    const DENIED: &str = "request denied (";
+    assert_missing(&stack.get(PROTECTED_PATH, &[]));
+    assert!(!stack.envoy.log().contains(DENIED));
+    let raised = support::http::request(
+        stack.envoy.admin_addr(),
+        "POST",
+        "/logging?wasm=debug",
+        &[],
+        None,
+    )
+    .unwrap();
+    assert_eq!(raised.status, 200);
+    let logged = poll(Duration::from_secs(10), || {
+        assert_missing(&stack.get(PROTECTED_PATH, &[]));
+        stack.envoy.log().contains(DENIED).then_some(())
+    });
+    assert!(logged.is_some(), "no debug line after raising the level");
+}
+
 // A valid RS256 token reaches upstream with the payload and sub headers set and the
 // Authorization header removed; the token is neither echoed nor logged.
 #[test]

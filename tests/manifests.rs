@@ -310,9 +310,8 @@ fn compose_services_mount_the_checked_files() {
         .map(|v| v.as_str().unwrap())
         .collect();
     assert!(volumes.contains(&"./compose/envoy.yaml:/etc/envoy/envoy.yaml:ro"));
-    assert!(volumes.contains(
-        &"../target/kserve_auth_filter.wasm:/etc/envoy/kserve_auth_filter.wasm:ro"
-    ));
+    assert!(volumes
+        .contains(&"../target/kserve_auth_filter.wasm:/etc/envoy/kserve_auth_filter.wasm:ro"));
     let envoy_yaml = fs::read_to_string(repo().join("envoy/compose/envoy.yaml")).unwrap();
     assert!(envoy_yaml.contains("filename: /etc/envoy/kserve_auth_filter.wasm"));
 

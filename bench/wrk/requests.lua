@@ -1,6 +1,6 @@
 -- Requests for one benchmark row, for wrk (`wrk -s bench/wrk/requests.lua <url> -- <args>`).
 --
--- Arguments: <path> [<token file> [<limit> [<first> [once]]]]
+-- Arguments: <path> [<token file> [<limit> [<first> [once [<status>]]]]]
 --   path        request path, e.g. "/" or "/public"
 --   token file  one JWT per line; each request carries the next one as "Authorization: Bearer",
 --               cycling through the file, so with N tokens a token comes back every N requests;
@@ -9,17 +9,21 @@
 --   first       0-based line of the first token used; absent: 0
 --   once        stop the thread once <limit> answers are in, so each token goes about once (run
 --               with one thread; connections asking after the range is used up start it again,
---               so at most connections - 1 tokens go twice)
+--               so at most connections - 1 tokens go twice); "-" to run for wrk's whole -d
+--   status      the status every answer must have, e.g. 401; absent: any 2xx
 --
 -- Every response whose status is not 2xx is counted (a `response` hook, so 3xx counts too, unlike
--- wrk's own "Non-2xx or 3xx" line, which counts only status >= 400). done() prints one line,
--- "wrk-result <json>", that bench/run.py reads.
+-- wrk's own "Non-2xx or 3xx" line, which counts only status >= 400), and so is every response
+-- whose status is not the expected one. done() prints one line, "wrk-result <json>", that
+-- bench/run.py reads.
 
 local requests = {}
 local next_request = 0
 local answered = 0
 local stop_after = 0
+local expected_status = nil
 non2xx = 0
+unexpected = 0
 
 function init(args)
   local path = args[1] or "/"
@@ -29,6 +33,7 @@ function init(args)
   if args[5] == "once" then
     stop_after = limit
   end
+  expected_status = tonumber(args[6] or "")
   if file ~= nil and file ~= "" and file ~= "-" then
     local line_number = 0
     for line in io.lines(file) do
@@ -56,8 +61,12 @@ function request()
 end
 
 function response(status, headers, body)
-  if status < 200 or status > 299 then
+  local is_2xx = status >= 200 and status <= 299
+  if not is_2xx then
     non2xx = non2xx + 1
+  end
+  if (expected_status == nil and not is_2xx) or (expected_status ~= nil and status ~= expected_status) then
+    unexpected = unexpected + 1
   end
   answered = answered + 1
   if stop_after > 0 and answered >= stop_after then
@@ -73,16 +82,17 @@ function setup(thread)
 end
 
 function done(summary, latency, requests)
-  local counted = 0
+  local counted, mismatched = 0, 0
   for _, thread in ipairs(threads) do
     counted = counted + (thread:get("non2xx") or 0)
+    mismatched = mismatched + (thread:get("unexpected") or 0)
   end
   local e = summary.errors
   io.write(string.format(
-    'wrk-result {"requests": %d, "duration_us": %d, "non2xx": %d, "status_errors": %d, ' ..
-    '"connect_errors": %d, "read_errors": %d, "write_errors": %d, "timeouts": %d, ' ..
-    '"p50_us": %d, "p90_us": %d, "p99_us": %d, "max_us": %d, "mean_us": %.1f}\n',
-    summary.requests, summary.duration, counted, e.status,
+    'wrk-result {"requests": %d, "duration_us": %d, "non2xx": %d, "unexpected": %d, ' ..
+    '"status_errors": %d, "connect_errors": %d, "read_errors": %d, "write_errors": %d, ' ..
+    '"timeouts": %d, "p50_us": %d, "p90_us": %d, "p99_us": %d, "max_us": %d, "mean_us": %.1f}\n',
+    summary.requests, summary.duration, counted, mismatched, e.status,
     e.connect, e.read, e.write, e.timeout,
     latency:percentile(50), latency:percentile(90), latency:percentile(99),
     latency.max, latency.mean))

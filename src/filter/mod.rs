@@ -8,9 +8,20 @@ mod root;
 mod shared_data;
 mod worker;
 
+use proxy_wasm::hostcalls;
 use proxy_wasm::types::LogLevel;
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Trace);
     proxy_wasm::set_root_context(|context_id| Box::new(root::Root::new(context_id)));
 }}
+
+/// Sets the `log` crate's level to the host's, so a record the host would discard is neither
+/// formatted nor sent across the ABI: a refused request otherwise pays for a debug line nobody
+/// reads. Called at configure time and on every tick, so a level changed through Envoy's admin
+/// interface takes effect within one.
+pub(crate) fn follow_host_log_level() {
+    if let Ok(level) = hostcalls::get_log_level() {
+        proxy_wasm::set_log_level(level);
+    }
+}

@@ -43,8 +43,7 @@ pub fn envoy_bin() -> PathBuf {
 pub fn filter_wasm() -> PathBuf {
     existing(
         "FILTER_WASM",
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("target/kserve_auth_filter.wasm"),
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("target/kserve_auth_filter.wasm"),
         "run `make build` (or set FILTER_WASM to the built kserve_auth_filter.wasm)",
     )
 }
