@@ -86,7 +86,8 @@ pub struct PublicKey {
 
 impl PublicKey {
     /// The key with big-endian modulus `n` and exponent `e`, when `n` is odd, has no leading zero
-    /// byte and at least two limbs, and `e` is 65537.
+    /// byte and at least two limbs, and `e` is 65537. Preparing it takes time quadratic in the
+    /// modulus's length, so callers bound that first (`verify::rsa_public_key`).
     pub fn new(n: &[u8], e: &[u8]) -> Option<Self> {
         if e != EXPONENT || n.first().is_none_or(|&top| top == 0) {
             return None;

@@ -86,8 +86,14 @@ pub fn verify_signature(alg: Alg, key: &Key, message: &[u8], signature: &[u8]) -
 /// The RSA public key with big-endian modulus `n` and exponent `e`, when it is one this filter
 /// uses: a modulus in [`RSA_MODULUS_BITS`], odd, and the exponent 65537.
 pub fn rsa_public_key(n: &[u8], e: &[u8]) -> Option<rsa::PublicKey> {
-    let key = rsa::PublicKey::new(n, e)?;
-    RSA_MODULUS_BITS.contains(&key.bits()).then_some(key)
+    // The length first: preparing a key takes time quadratic in it.
+    let bits = n
+        .first()
+        .map_or(0, |&top| n.len() * 8 - top.leading_zeros() as usize);
+    if !RSA_MODULUS_BITS.contains(&bits) {
+        return None;
+    }
+    rsa::PublicKey::new(n, e)
 }
 
 /// The P-256 verifying key of an uncompressed SEC1 point (`04 || x || y`), when the point is on
