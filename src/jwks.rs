@@ -347,7 +347,7 @@ fn rsa_material(jwk: &Map<String, Value>) -> Result<KeyMaterial, String> {
     if e != [1, 0, 1] {
         return Err("RSA exponent is not 65537, the only exponent accepted".into());
     }
-    if verify::rsa_public_key(&n, &e).is_none() {
+    if !verify::rsa_key_usable(&n, &e) {
         return Err("RSA key is not valid (even modulus)".into());
     }
     Ok(KeyMaterial::Rsa { n, e })

@@ -85,18 +85,24 @@ pub struct PublicKey {
 }
 
 impl PublicKey {
-    /// The key with big-endian modulus `n` and exponent `e`, when `n` is odd, has no leading zero
-    /// byte and at least two limbs, and `e` is 65537. Preparing it takes time quadratic in the
-    /// modulus's length, so callers bound that first (`verify::rsa_public_key`).
+    /// Whether [`PublicKey::new`] accepts `n` and `e`, found without preparing the key: `n` odd,
+    /// without a leading zero byte and longer than one limb, `e` 65537.
+    pub fn acceptable(n: &[u8], e: &[u8]) -> bool {
+        e == EXPONENT
+            && n.len() > 4
+            && n.first().is_some_and(|&top| top != 0)
+            && n.last().is_some_and(|&low| low & 1 == 1)
+    }
+
+    /// The key with big-endian modulus `n` and exponent `e`, when they are
+    /// [`acceptable`](PublicKey::acceptable). Preparing it takes time quadratic in the modulus's
+    /// length, so callers bound that first (`verify::rsa_public_key`).
     pub fn new(n: &[u8], e: &[u8]) -> Option<Self> {
-        if e != EXPONENT || n.first().is_none_or(|&top| top == 0) {
+        if !PublicKey::acceptable(n, e) {
             return None;
         }
         let modulus = limbs(n);
         let low = *modulus.first()?;
-        if low & 1 == 0 || modulus.len() < 2 {
-            return None;
-        }
         let top = *modulus.last()?;
         let bits = modulus.len() * 32 - top.leading_zeros() as usize;
         let mut key = PublicKey {
@@ -495,7 +501,15 @@ mod tests {
         assert!(PublicKey::new(&[], &EXPONENT).is_none());
         for e in [&[3][..], &[1, 0, 0, 1], &[0, 1, 0, 1], &[]] {
             assert!(PublicKey::new(&n, e).is_none(), "{e:?}");
+            assert!(!PublicKey::acceptable(&n, e), "{e:?}");
         }
+        for refused in [&even, &leading_zero, &vec![0x80, 0, 0, 1], &Vec::new()] {
+            assert!(!PublicKey::acceptable(refused, &EXPONENT), "{refused:?}");
+        }
+        // The shortest modulus accepted: five bytes, two limbs.
+        assert!(PublicKey::acceptable(&[1, 0, 0, 0, 1], &EXPONENT));
+        assert!(PublicKey::new(&[1, 0, 0, 0, 1], &EXPONENT).is_some());
+        assert!(PublicKey::acceptable(&n, &EXPONENT));
     }
 
     // -x⁻¹ mod 2³² is exact for odd x.

@@ -86,14 +86,20 @@ pub fn verify_signature(alg: Alg, key: &Key, message: &[u8], signature: &[u8]) -
 /// The RSA public key with big-endian modulus `n` and exponent `e`, when it is one this filter
 /// uses: a modulus in [`RSA_MODULUS_BITS`], odd, and the exponent 65537.
 pub fn rsa_public_key(n: &[u8], e: &[u8]) -> Option<rsa::PublicKey> {
-    // The length first: preparing a key takes time quadratic in it.
-    let bits = n
-        .first()
-        .map_or(0, |&top| n.len() * 8 - top.leading_zeros() as usize);
-    if !RSA_MODULUS_BITS.contains(&bits) {
+    // Checked first: preparing a key takes time quadratic in its length.
+    if !rsa_key_usable(n, e) {
         return None;
     }
     rsa::PublicKey::new(n, e)
+}
+
+/// Whether [`rsa_public_key`] accepts `n` and `e`, found without preparing the key: what a key
+/// set's loading checks, as most of its keys are then checked by the host.
+pub fn rsa_key_usable(n: &[u8], e: &[u8]) -> bool {
+    let bits = n
+        .first()
+        .map_or(0, |&top| n.len() * 8 - top.leading_zeros() as usize);
+    RSA_MODULUS_BITS.contains(&bits) && rsa::PublicKey::acceptable(n, e)
 }
 
 /// The P-256 verifying key of an uncompressed SEC1 point (`04 || x || y`), when the point is on
