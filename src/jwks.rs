@@ -7,6 +7,7 @@
 use serde_json::{Map, Value};
 
 use crate::json;
+use crate::rsa::PreparedKey;
 use crate::signature;
 use crate::token::decode_base64url;
 use crate::verify::{self, RSA_MODULUS_BITS};
@@ -85,6 +86,8 @@ pub struct Key {
     /// The key as DER SubjectPublicKeyInfo, computed once when the key set is loaded, for
     /// verifiers that import keys in that form. `None` for Ed25519.
     pub spki_der: Option<Vec<u8>>,
+    /// An RSA key in the form the pure-Rust check works with, made on its first use.
+    pub prepared_rsa: PreparedKey,
 }
 
 impl Key {
@@ -283,6 +286,7 @@ fn parse_jwk(entry: &Value) -> Result<Key, String> {
         kid,
         alg: None,
         spki_der: signature::spki_der(&material),
+        prepared_rsa: PreparedKey::default(),
         material,
     };
     if let Some(alg) = alg {

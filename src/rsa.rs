@@ -6,6 +6,8 @@
 //! no constant-time care. 32-bit limbs because WebAssembly multiplies 32×32→64 bits natively,
 //! where 64-bit limbs need a 128-bit product that V8 runs as a function call.
 
+use std::sync::OnceLock;
+
 /// The only public exponent accepted, as in the key-set checks: 65537 = 2^16 + 1.
 const EXPONENT: [u8; 3] = [1, 0, 1];
 
@@ -70,6 +72,30 @@ impl Hash {
         }
     }
 }
+
+/// A [`PublicKey`] made on first use and kept beside the key it derives from, so a key set
+/// prepares each RSA key once, and only if the pure-Rust path ever checks with it. It never
+/// counts when keys are compared: it only mirrors the modulus and exponent it was made from.
+#[derive(Debug, Default, Clone)]
+pub struct PreparedKey(OnceLock<Option<PublicKey>>);
+
+impl PreparedKey {
+    /// The prepared key, made by `prepare` on the first call.
+    pub fn get_or_prepare(
+        &self,
+        prepare: impl FnOnce() -> Option<PublicKey>,
+    ) -> Option<&PublicKey> {
+        self.0.get_or_init(prepare).as_ref()
+    }
+}
+
+impl PartialEq for PreparedKey {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for PreparedKey {}
 
 /// An RSA public key with exponent 65537, prepared for Montgomery multiplication.
 #[derive(Debug, Clone)]
@@ -510,6 +536,24 @@ mod tests {
         assert!(PublicKey::acceptable(&[1, 0, 0, 0, 1], &EXPONENT));
         assert!(PublicKey::new(&[1, 0, 0, 0, 1], &EXPONENT).is_some());
         assert!(PublicKey::acceptable(&n, &EXPONENT));
+    }
+
+    // A key set prepares a key once however often it checks with it, and preparing never makes
+    // two otherwise equal keys differ (an unchanged key set must not look changed on refresh).
+    #[test]
+    fn prepared_key_is_made_once_and_never_compared() {
+        let n = Random(5).odd_modulus(2048);
+        let prepared = PreparedKey::default();
+        let mut made = 0;
+        for _ in 0..3 {
+            let key = prepared.get_or_prepare(|| {
+                made += 1;
+                PublicKey::new(&n, &EXPONENT)
+            });
+            assert_eq!(key.map(PublicKey::bits), Some(2048));
+        }
+        assert_eq!(made, 1);
+        assert_eq!(prepared, PreparedKey::default());
     }
 
     // -x⁻¹ mod 2³² is exact for odd x.

@@ -395,6 +395,7 @@ mod tests {
             kid: None,
             alg: None,
             spki_der: spki_der(&material),
+            prepared_rsa: Default::default(),
             material,
         }
     }

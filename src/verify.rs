@@ -41,15 +41,18 @@ pub const RSA_MODULUS_BITS: std::ops::RangeInclusive<usize> = 2048..=4096;
 /// small-order keys and non-canonical `s`.
 pub fn verify_signature(alg: Alg, key: &Key, message: &[u8], signature: &[u8]) -> bool {
     match (&key.material, alg) {
-        (KeyMaterial::Rsa { n, e }, _) => rsa_public_key(n, e).is_some_and(|key| match alg {
-            Alg::RS256 => key.verify_pkcs1v15(Hash::Sha256, message, signature),
-            Alg::RS384 => key.verify_pkcs1v15(Hash::Sha384, message, signature),
-            Alg::RS512 => key.verify_pkcs1v15(Hash::Sha512, message, signature),
-            Alg::PS256 => key.verify_pss(Hash::Sha256, message, signature),
-            Alg::PS384 => key.verify_pss(Hash::Sha384, message, signature),
-            Alg::PS512 => key.verify_pss(Hash::Sha512, message, signature),
-            Alg::ES256 | Alg::ES384 | Alg::EdDSA => false,
-        }),
+        (KeyMaterial::Rsa { n, e }, _) => key
+            .prepared_rsa
+            .get_or_prepare(|| rsa_public_key(n, e))
+            .is_some_and(|key| match alg {
+                Alg::RS256 => key.verify_pkcs1v15(Hash::Sha256, message, signature),
+                Alg::RS384 => key.verify_pkcs1v15(Hash::Sha384, message, signature),
+                Alg::RS512 => key.verify_pkcs1v15(Hash::Sha512, message, signature),
+                Alg::PS256 => key.verify_pss(Hash::Sha256, message, signature),
+                Alg::PS384 => key.verify_pss(Hash::Sha384, message, signature),
+                Alg::PS512 => key.verify_pss(Hash::Sha512, message, signature),
+                Alg::ES256 | Alg::ES384 | Alg::EdDSA => false,
+            }),
         (KeyMaterial::P256 { point }, Alg::ES256) => {
             let (Some(key), Ok(signature)) = (
                 p256_public_key(point),

@@ -40,6 +40,7 @@ fn key(material: KeyMaterial) -> Key {
         alg: None,
         material,
         spki_der: None,
+        prepared_rsa: Default::default(),
     }
 }
 
