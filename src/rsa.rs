@@ -181,8 +181,8 @@ impl PublicKey {
         let Some(mut encoded) = self.encoded_message(signature) else {
             return false;
         };
-        // emBits = modBits - 1; when modBits is a multiple of 8, EM is one byte shorter than the
-        // modulus and the encoded message's first byte must be zero.
+        // emBits = modBits - 1; when that is a multiple of 8, EM is one byte shorter than the
+        // modulus and the byte before it must be zero.
         let em_bits = self.bits - 1;
         let em_len = em_bits.div_ceil(8);
         let skipped = encoded.len() - em_len;
