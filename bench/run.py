@@ -19,8 +19,7 @@ Settings (environment variables; `make bench` passes its variables of the same n
   BENCH_DIR          working folder (tokens, rendered config, logs)  default target/bench
 
 Exit status: 0 when every row that ran answered only 2xx (or the one status its row expects, the
-401 rows) with no socket error; 1 otherwise; 2
-when the benchmark could not start. A row whose plugin configuration Envoy's VM refused (for
+401 rows) with no socket error; 1 otherwise; 2 when the benchmark could not start. A row whose plugin configuration Envoy's VM refused (for
 example a field this build does not know yet) is reported as "not run" without failing.
 """
 
@@ -423,8 +422,9 @@ def probe(port, path, token):
 
 
 def preflight(settings, row):
-    """Checks that the row answers 200 to its requests and, when a filter is in place, 401 to a
-    request without a token (so a filter that is silently absent cannot pass for a fast one)."""
+    """Checks that the row answers its requests with 200 (or the status it expects) and, when a
+    filter is in place, 401 to a request without a token (so a filter that is silently absent
+    cannot pass for a fast one)."""
     expectations = [(row.path, token, row.expect or 200)
                     for token in first_and_last_token(settings, row)]
     if row.id != "passthrough":
