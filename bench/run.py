@@ -19,8 +19,9 @@ Settings (environment variables; `make bench` passes its variables of the same n
   BENCH_DIR          working folder (tokens, rendered config, logs)  default target/bench
 
 Exit status: 0 when every row that ran answered only 2xx (or the one status its row expects, the
-401 rows) with no socket error; 1 otherwise; 2 when the benchmark could not start. A row whose plugin configuration Envoy's VM refused (for
-example a field this build does not know yet) is reported as "not run" without failing.
+401 rows) with no socket error; 1 otherwise; 2 when the benchmark could not start. A row whose
+plugin configuration Envoy's VM refused (for example a field this build does not know yet) is
+reported as "not run" without failing.
 """
 
 import http.client
