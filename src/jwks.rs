@@ -329,7 +329,8 @@ fn strip_leading_zeros(bytes: &[u8]) -> Vec<u8> {
     bytes.get(first..).unwrap_or_default().to_vec()
 }
 
-fn bit_length(bytes: &[u8]) -> usize {
+/// The number of significant bits in a big-endian unsigned integer.
+pub(crate) fn bit_length(bytes: &[u8]) -> usize {
     match bytes.first() {
         None => 0,
         Some(&top) => (bytes.len() - 1) * 8 + (8 - top.leading_zeros() as usize),

@@ -6,7 +6,7 @@ use p256::elliptic_curve::point::AffineCoordinates as _;
 
 use crate::config::{normal_token_type, Provider};
 use crate::failure::Failure;
-use crate::jwks::{Alg, Key, KeyMaterial, KeySet};
+use crate::jwks::{self, Alg, Key, KeyMaterial, KeySet};
 use crate::rsa::{self, Hash};
 use crate::token::Token;
 
@@ -99,10 +99,7 @@ pub fn rsa_public_key(n: &[u8], e: &[u8]) -> Option<rsa::PublicKey> {
 /// Whether [`rsa_public_key`] accepts `n` and `e`, found without preparing the key: what a key
 /// set's loading checks, as most of its keys are then checked by the host.
 pub fn rsa_key_usable(n: &[u8], e: &[u8]) -> bool {
-    let bits = n
-        .first()
-        .map_or(0, |&top| n.len() * 8 - top.leading_zeros() as usize);
-    RSA_MODULUS_BITS.contains(&bits) && rsa::PublicKey::acceptable(n, e)
+    RSA_MODULUS_BITS.contains(&jwks::bit_length(n)) && rsa::PublicKey::acceptable(n, e)
 }
 
 /// The P-256 verifying key of an uncompressed SEC1 point (`04 || x || y`), when the point is on
