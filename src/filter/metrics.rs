@@ -38,17 +38,13 @@ fn define(kind: MetricType, name: &str) -> Option<u32> {
 fn add(id: Option<u32>, change: Option<i64>) {
     if let (Some(id), Some(change)) = (id, change) {
         if let Err(status) = hostcalls::increment_metric(id, change) {
-            log::debug!("cannot move gauge {id}: {status:?}");
+            log::debug!("cannot move metric {id}: {status:?}");
         }
     }
 }
 
 fn bump(id: Option<u32>) {
-    if let Some(id) = id {
-        if let Err(status) = hostcalls::increment_metric(id, 1) {
-            log::debug!("cannot increment metric {id}: {status:?}");
-        }
-    }
+    add(id, Some(1));
 }
 
 impl Metrics {
