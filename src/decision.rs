@@ -12,7 +12,7 @@ use crate::metadata;
 use crate::path;
 use crate::request::Request;
 use crate::rules;
-use crate::token;
+use crate::token::{self, NumericDate};
 use crate::token_cache::{self, CacheKey, TokenCache};
 use crate::verify::{self, SignatureCheck};
 use std::rc::Rc;
@@ -283,8 +283,8 @@ impl Evaluation<'_> {
             Ok(()) => {
                 let entry = token_cache::Entry {
                     generation,
-                    exp: parsed.registered.exp,
-                    nbf: parsed.registered.nbf,
+                    exp: parsed.registered.exp.map(NumericDate::floor),
+                    nbf: parsed.registered.nbf.map(NumericDate::ceil),
                     header_segment: parsed.header_segment.into(),
                     payload_segment: Rc::from(parsed.payload_segment),
                     claims: Rc::new(parsed.claims),

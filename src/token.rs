@@ -44,7 +44,7 @@ pub struct Header {
     pub typ: Option<String>,
 }
 
-/// The registered claims, type-checked. Times are seconds since the epoch.
+/// The registered claims, type-checked.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RegisteredClaims {
     /// `iss`
@@ -52,11 +52,47 @@ pub struct RegisteredClaims {
     /// `aud`, a string or an array of strings, as a list.
     pub aud: Vec<String>,
     /// `exp`
-    pub exp: Option<u64>,
+    pub exp: Option<NumericDate>,
     /// `nbf`
-    pub nbf: Option<u64>,
+    pub nbf: Option<NumericDate>,
     /// `iat`
-    pub iat: Option<u64>,
+    pub iat: Option<NumericDate>,
+}
+
+/// An RFC 7519 NumericDate: seconds since the epoch, which may have a fraction. The fraction is
+/// kept to the nanosecond, rounded up, so a fraction never reads as zero.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct NumericDate {
+    /// Whole seconds.
+    pub seconds: u64,
+    /// Fraction of a second in nanoseconds, below 1,000,000,000.
+    pub nanos: u32,
+}
+
+impl NumericDate {
+    /// A whole-second date.
+    pub fn whole(seconds: u64) -> NumericDate {
+        NumericDate { seconds, nanos: 0 }
+    }
+
+    /// The last whole second not after this instant. "Expired once `now > exp`" judged on whole
+    /// seconds is exact with it: `now > s + f` holds for an integer `now` exactly when `now > s`.
+    pub fn floor(self) -> u64 {
+        self.seconds
+    }
+
+    /// The first whole second not before this instant. "Not valid while `nbf > now`" judged on
+    /// whole seconds is exact with it: `s + f > now` holds exactly when `ceil > now`.
+    pub fn ceil(self) -> u64 {
+        self.seconds.saturating_add(u64::from(self.nanos > 0))
+    }
+
+    /// Whether `self - start` is more than `max` seconds, exactly.
+    pub fn exceeds_after(self, start: NumericDate, max: u64) -> bool {
+        let nanos =
+            |date: NumericDate| u128::from(date.seconds) * 1_000_000_000 + u128::from(date.nanos);
+        nanos(self).saturating_sub(nanos(start)) > u128::from(max) * 1_000_000_000
+    }
 }
 
 /// A parsed, not yet verified token.
@@ -246,24 +282,51 @@ fn string_claim(claims: &Map<String, Value>, name: &str) -> Result<Option<String
     }
 }
 
-/// A NumericDate as whole seconds. Fractions are refused rather than rounded, so the value the
-/// filter checks is the value that was signed.
-fn time_claim(claims: &Map<String, Value>, name: &str) -> Result<Option<u64>, Failure> {
+/// A NumericDate claim. RFC 7519 allows a fraction (`1767225600.5`), as jwt_authn does.
+fn time_claim(claims: &Map<String, Value>, name: &str) -> Result<Option<NumericDate>, Failure> {
     match claims.get(name) {
         None => Ok(None),
         Some(Value::Number(number)) => {
             // Capped at i64::MAX, as jwt_authn does: a time no signed 64-bit clock can hold
             // is a malformed claim, not a token that never expires.
-            if let Some(seconds) = number.as_u64().filter(|s| i64::try_from(*s).is_ok()) {
-                Ok(Some(seconds))
-            } else if number.is_i64() {
-                Err(Failure::NegativeTime)
-            } else {
-                Err(Failure::BadClaimType)
+            if let Some(seconds) = number.as_u64() {
+                if i64::try_from(seconds).is_err() {
+                    return Err(Failure::BadClaimType);
+                }
+                return Ok(Some(NumericDate::whole(seconds)));
             }
+            if number.is_i64() {
+                return Err(Failure::NegativeTime);
+            }
+            fractional_date(number.as_f64().ok_or(Failure::BadClaimType)?).map(Some)
         }
         Some(_) => Err(Failure::BadClaimType),
     }
+}
+
+/// A NumericDate that JSON wrote with a fraction or an exponent. The f64 holds the written value
+/// as closely as any parser does; its fractional part is exact.
+fn fractional_date(value: f64) -> Result<NumericDate, Failure> {
+    // 2^63: the first value past i64::MAX that an f64 can hold.
+    const LIMIT: f64 = 9_223_372_036_854_775_808.0;
+    if value < 0.0 {
+        return Err(Failure::NegativeTime);
+    }
+    if !value.is_finite() || value >= LIMIT {
+        return Err(Failure::BadClaimType);
+    }
+    let whole = value.trunc();
+    let fraction = value - whole;
+    // In range by the checks above; `as` saturates and is exact for an integral f64 below 2^63.
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let seconds = whole as u64;
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let nanos = if fraction > 0.0 {
+        ((fraction * 1e9).ceil() as u32).clamp(1, 999_999_999)
+    } else {
+        0
+    };
+    Ok(NumericDate { seconds, nanos })
 }
 
 #[cfg(test)]
@@ -325,9 +388,9 @@ mod tests {
             RegisteredClaims {
                 iss: Some("https://issuer".into()),
                 aud: vec!["a".into(), "b".into()],
-                exp: Some(2000),
-                nbf: Some(1000),
-                iat: Some(1000),
+                exp: Some(NumericDate::whole(2000)),
+                nbf: Some(NumericDate::whole(1000)),
+                iat: Some(NumericDate::whole(1000)),
             }
         );
         assert_eq!(parsed.claims["scope"], "x");
@@ -663,7 +726,7 @@ mod tests {
     #[test]
     fn time_claims() {
         for name in ["exp", "nbf", "iat"] {
-            for value in ["-1", "-9223372036854775808"] {
+            for value in ["-1", "-9223372036854775808", "-1.5", "-0.5", "-1e3"] {
                 let payload = format!(r#"{{"{name}":{value}}}"#);
                 assert_eq!(
                     failure(&with_payload(&payload)),
@@ -672,9 +735,6 @@ mod tests {
                 );
             }
             for value in [
-                "1.5",
-                "1.0",
-                "1e3",
                 r#""1000""#,
                 "null",
                 "true",
@@ -682,7 +742,7 @@ mod tests {
                 "18446744073709551616",
                 "18446744073709551615",
                 "9223372036854775808",
-                "-1.5",
+                "9.3e18",
             ] {
                 let payload = format!(r#"{{"{name}":{value}}}"#);
                 assert_eq!(
@@ -696,7 +756,32 @@ mod tests {
             assert!(parse(&with_payload(&payload)).is_ok());
         }
         let registered = claims_of(r#"{"exp":0,"nbf":0,"iat":0}"#);
-        assert_eq!(registered.exp, Some(0));
+        assert_eq!(registered.exp, Some(NumericDate::whole(0)));
+    }
+
+    // RFC 7519 NumericDates may have a fraction or an exponent: kept to the nanosecond, with the
+    // whole-second floor and ceiling that the time checks use.
+    #[test]
+    fn fractional_times() {
+        let date = |text: &str| claims_of(&format!(r#"{{"exp":{text}}}"#)).exp.unwrap();
+        let half = date("1767225600.5");
+        assert_eq!(
+            half,
+            NumericDate {
+                seconds: 1_767_225_600,
+                nanos: 500_000_000
+            }
+        );
+        assert_eq!((half.floor(), half.ceil()), (1_767_225_600, 1_767_225_601));
+        assert_eq!(date("1.0"), NumericDate::whole(1));
+        assert_eq!(date("1e3"), NumericDate::whole(1000));
+        assert_eq!(date("1.5e3"), NumericDate::whole(1500));
+        // A fraction too small for a nanosecond still counts: never rounded to a whole second.
+        let tiny = date("1000.0000000001");
+        assert_eq!((tiny.floor(), tiny.ceil()), (1000, 1001));
+        assert!(date("100.5").exceeds_after(NumericDate::whole(0), 100));
+        assert!(!date("100.5").exceeds_after(date("0.5"), 100));
+        assert!(!date("100").exceeds_after(NumericDate::whole(0), 100));
     }
 
     // The signing input is the raw received text, byte for byte.

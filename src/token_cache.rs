@@ -46,9 +46,9 @@ impl CacheKey<'_> {
 pub struct Entry {
     /// Key-set generation the signature was checked against.
     pub generation: u64,
-    /// `exp`, re-checked on every hit.
+    /// `exp` (its whole-second floor), re-checked on every hit.
     pub exp: Option<u64>,
-    /// `nbf`, re-checked on every hit.
+    /// `nbf` (its whole-second ceiling), re-checked on every hit.
     pub nbf: Option<u64>,
     /// The header segment as received; with the payload segment, what a hit must match.
     pub header_segment: Box<str>,

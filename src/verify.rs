@@ -8,7 +8,7 @@ use crate::config::{normal_token_type, Provider};
 use crate::failure::Failure;
 use crate::jwks::{self, Alg, Key, KeyMaterial, KeySet};
 use crate::rsa::{self, Hash};
-use crate::token::Token;
+use crate::token::{NumericDate, Token};
 
 /// Checks one signature with one key. The pure-Rust implementation is [`PureRustCrypto`]; the
 /// filter may supply one backed by the host.
@@ -174,27 +174,32 @@ pub fn check_claims(token: &Token<'_>, provider: &Provider, now: u64) -> Result<
 
     let skew = provider.clock_skew_seconds;
     let registered = &token.registered;
+    // `now` is whole seconds: a fractional `exp` is compared by its floor and `nbf`/`iat` by
+    // their ceiling, which is exact (see NumericDate).
     match registered.exp {
         None if provider.require_expiration => return Err(Failure::ExpirationMissing),
-        Some(exp) if now > exp.saturating_add(skew) => return Err(Failure::Expired),
+        Some(exp) if now > exp.floor().saturating_add(skew) => return Err(Failure::Expired),
         _ => {}
     }
     let latest_acceptable_start = now.saturating_add(skew);
     if registered
         .nbf
-        .is_some_and(|nbf| nbf > latest_acceptable_start)
+        .is_some_and(|nbf| nbf.ceil() > latest_acceptable_start)
     {
         return Err(Failure::NotYetValid);
     }
     if registered
         .iat
-        .is_some_and(|iat| iat > latest_acceptable_start)
+        .is_some_and(|iat| iat.ceil() > latest_acceptable_start)
     {
         return Err(Failure::IssuedInFuture);
     }
     if let (Some(max), Some(exp)) = (provider.max_lifetime_seconds, registered.exp) {
-        let start = registered.iat.or(registered.nbf).unwrap_or(now);
-        if exp.saturating_sub(start) > max {
+        let start = registered
+            .iat
+            .or(registered.nbf)
+            .unwrap_or(NumericDate::whole(now));
+        if exp.exceeds_after(start, max) {
             return Err(Failure::LifetimeTooLong);
         }
     }
@@ -541,6 +546,31 @@ mod tests {
         assert_eq!(claims(payload.clone(), &no_skew, 1999), Ok(()));
         assert_eq!(claims(payload.clone(), &no_skew, 2000), Ok(()));
         assert_eq!(claims(payload, &no_skew, 2001), Err(Failure::Expired));
+    }
+
+    // Fractional times are judged exactly against the whole-second clock: exp 2000.5 is valid at
+    // 2000 + skew and expired one second later; nbf 1500.5 is valid only from 1501 - skew.
+    #[test]
+    fn fractional_time_boundaries() {
+        let lenient = Provider {
+            clock_skew_seconds: 0,
+            ..provider()
+        };
+        let payload = with(good_payload(), "exp", json!(2000.5));
+        assert_eq!(claims(payload.clone(), &lenient, 2000), Ok(()));
+        assert_eq!(claims(payload, &lenient, 2001), Err(Failure::Expired));
+        let payload = without(with(good_payload(), "nbf", json!(1500.5)), "iat");
+        assert_eq!(
+            claims(payload.clone(), &lenient, 1500),
+            Err(Failure::NotYetValid)
+        );
+        assert_eq!(claims(payload, &lenient, 1501), Ok(()));
+        let payload = without(with(good_payload(), "iat", json!(1500.25)), "nbf");
+        assert_eq!(
+            claims(payload.clone(), &lenient, 1500),
+            Err(Failure::IssuedInFuture)
+        );
+        assert_eq!(claims(payload, &lenient, 1501), Ok(()));
     }
 
     // Not yet valid iff nbf > now + skew: refused at nbf - skew - 1, valid from nbf - skew.
@@ -1005,7 +1035,7 @@ mod tests {
             claims.issued_at = None;
             let raw = pair.sign(claims).unwrap();
             let token = parse(&raw).unwrap();
-            assert_eq!(token.registered.exp, Some(exp));
+            assert_eq!(token.registered.exp, Some(NumericDate::whole(exp)));
             assert_eq!(
                 check_signature(&token, &keys, &PureRustCrypto),
                 Ok(()),
