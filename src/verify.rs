@@ -206,6 +206,12 @@ pub fn check_claims(token: &Token<'_>, provider: &Provider, now: u64) -> Result<
     Ok(())
 }
 
+/// The most signature checks one token may cost. A token that names no `kid` (or a key set whose
+/// keys name none) is tried against the fitting keys in key-set order, the first this many only,
+/// so a forged token costs at most this many checks whatever the key set's size. Issuers that
+/// publish more keys than this for one algorithm put `kid` in their tokens.
+pub const MAX_SIGNATURE_CHECKS: usize = 4;
+
 /// Selects the key by `kid` (or tries each fitting key when the token has none) and checks the
 /// signature. [`Failure::UnknownKid`] tells the caller a key refetch may help.
 ///
@@ -233,9 +239,18 @@ pub fn check_signature(
             if named.peek().is_none() && anonymous.clone().next().is_none() {
                 return Err(Failure::UnknownKid);
             }
-            named.filter(|key| key.fits(alg)).chain(anonymous).collect()
+            named
+                .filter(|key| key.fits(alg))
+                .chain(anonymous)
+                .take(MAX_SIGNATURE_CHECKS)
+                .collect()
         }
-        None => keys.keys.iter().filter(|key| key.fits(alg)).collect(),
+        None => keys
+            .keys
+            .iter()
+            .filter(|key| key.fits(alg))
+            .take(MAX_SIGNATURE_CHECKS)
+            .collect(),
     };
     if candidates.is_empty() {
         return Err(Failure::NoFittingKey);
@@ -985,6 +1000,29 @@ mod tests {
             Err(Failure::BadSignature)
         );
         assert_eq!(*crypto.checked.borrow(), [Some("ec".to_string())]);
+    }
+
+    // A forged token costs at most MAX_SIGNATURE_CHECKS checks, with or without a kid, whatever
+    // the number of keys that fit it: 21 fitting P-256 keys without kid, none of which signed it.
+    #[test]
+    fn signature_checks_per_token_are_bounded() {
+        let many: Vec<Value> = (0..21)
+            .map(|_| p256_jwk(&ES256KeyPair::generate(), json!({})))
+            .collect();
+        let keys = key_set(many);
+        let forged_kidless = ES256KeyPair::generate().sign(test_claims()).unwrap();
+        let forged_with_kid = ES256KeyPair::generate()
+            .with_key_id("anything")
+            .sign(test_claims())
+            .unwrap();
+        for forged in [forged_kidless, forged_with_kid] {
+            let crypto = RecordingCrypto::default();
+            assert_eq!(
+                check_signature(&parse(&forged).unwrap(), &keys, &crypto),
+                Err(Failure::BadSignature)
+            );
+            assert_eq!(crypto.checked.borrow().len(), MAX_SIGNATURE_CHECKS);
+        }
     }
 
     // A JWK that pins alg only verifies tokens of that alg.
