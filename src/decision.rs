@@ -303,6 +303,13 @@ impl Evaluation<'_> {
             Err(Failure::UnknownKid) if self.keys.request_refetch(id, self.now.ms) => {
                 Err(Verdict::Wait(vec![id]))
             }
+            Err(Failure::UnknownKid) => match self.keys.failing_retry_after(id, self.now.ms) {
+                Some(retry_after_seconds) => {
+                    self.retry_after_seconds = self.retry_after_seconds.max(retry_after_seconds);
+                    Err(Verdict::Failed(Failure::KeysUnavailable))
+                }
+                None => Err(Verdict::Failed(Failure::UnknownKid)),
+            },
             Err(failure) => Err(Verdict::Failed(failure)),
         }
     }
@@ -1018,6 +1025,37 @@ mod tests {
         allowed(&f.bearer(&token));
         let stranger = sign(&Ed25519KeyPair::generate().with_key_id("k3"), claims());
         assert_eq!(denied(&f.bearer(&stranger)).failure, Failure::UnknownKid);
+    }
+
+    #[test]
+    fn unknown_kid_while_the_key_server_fails_is_503_not_401() {
+        // The refetch for a rotated key fails: the filter cannot tell a rotated key from a forged
+        // one, so the token gets 503 with Retry-After, also while the 30-second refetch limit
+        // holds, and passes once the next retry brings the new key.
+        let mut f = remote_fixture();
+        let rotated = Ed25519KeyPair::generate().with_key_id("k2");
+        let old_set = json!({"keys": [jwk(&f.pair, "k1")]}).to_string();
+        answer(&mut f, NOW, Some(old_set));
+        let token = sign(&rotated, claims());
+        assert_eq!(f.bearer(&token), Decision::Wait { providers: vec![0] });
+        answer(&mut f, NOW, None);
+        let d = f.bearer(&token);
+        let denial = denied(&d);
+        assert_eq!(
+            (denial.status, denial.failure),
+            (503, Failure::KeysUnavailable)
+        );
+        assert_eq!(header(denial, "retry-after"), Some("1"));
+        // The old key still verifies its own tokens meanwhile.
+        allowed(&f.bearer(&sign(&f.pair, claims())));
+        let retry = Now { ms: NOW.ms + 1000 };
+        let both = json!({"keys": [jwk(&f.pair, "k1"), jwk(&rotated, "k2")]}).to_string();
+        answer(&mut f, retry, Some(both));
+        let auth = format!("Bearer {token}");
+        allowed(&f.decide(
+            &request("/v1/models/m:predict", &[("authorization", &auth)]),
+            retry,
+        ));
     }
 
     #[test]

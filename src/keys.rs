@@ -206,6 +206,15 @@ impl ProviderKeys {
                 .is_none_or(|last| now_ms.saturating_sub(last) >= UNKNOWN_KID_REFETCH_INTERVAL_MS)
     }
 
+    fn failing_retry_after(&self, now_ms: u64) -> Option<u64> {
+        (self.failures > 0).then(|| {
+            self.next_fetch_at_ms
+                .map_or(FIRST_RETRY_MS, |at| at.saturating_sub(now_ms))
+                .div_ceil(1000)
+                .max(1)
+        })
+    }
+
     fn request_refetch(&mut self, now_ms: u64) -> bool {
         if !self.may_refetch(now_ms) {
             return false;
@@ -500,6 +509,15 @@ impl KeyStore {
         self.providers
             .get_mut(provider)
             .is_some_and(|keys| keys.request_refetch(now_ms))
+    }
+
+    /// While the provider's last fetch failed: the seconds until the next attempt, for
+    /// `Retry-After`. A `kid` the last good key set lacks cannot be judged then: it may be a
+    /// rotated key the failed fetch would have brought.
+    pub fn failing_retry_after(&self, provider: ProviderId, now_ms: u64) -> Option<u64> {
+        self.providers
+            .get(provider)
+            .and_then(|keys| keys.failing_retry_after(now_ms))
     }
 
     /// Every fetch due at `now_ms`; each is marked in flight.
