@@ -15,6 +15,7 @@ use crate::jwks::Alg;
 use crate::metadata;
 use crate::model::ModelPattern;
 use crate::preset;
+use crate::request::{header_name_has_prefix, same_header_name};
 use crate::uri;
 
 /// Index of a provider in [`Config::providers`].
@@ -539,7 +540,7 @@ fn compile_header_prefixes(providers: &[Provider]) -> Result<Vec<String>, Config
     let prefix = identity::IAP_HEADER_PREFIX;
     for provider in providers {
         let erased = provider.token_sources.iter().any(
-            |source| matches!(source, TokenSource::Header { name, .. } if name.starts_with(prefix)),
+            |source| matches!(source, TokenSource::Header { name, .. } if header_name_has_prefix(name, prefix)),
         );
         if erased {
             return Err(ConfigError::new(
@@ -580,7 +581,7 @@ fn compile_providers(node: &Node<'_>) -> Result<(Vec<Provider>, Vec<String>), Co
     for header in compiled.iter().flat_map(|(_, headers)| headers) {
         let token_owner = compiled.iter().find(|(provider, _)| {
             provider.token_sources.iter().any(
-                |source| matches!(source, TokenSource::Header { name, .. } if *name == header.name),
+                |source| matches!(source, TokenSource::Header { name, .. } if same_header_name(name, &header.name)),
             )
         });
         if let Some((owner, _)) = token_owner {
@@ -1289,11 +1290,12 @@ fn compile_requirement(
                 .iter()
                 .map(|item| compile_requirement(item, providers, depth + 1))
                 .collect::<Result<Vec<_>, _>>()?;
-            Ok(if kind == "requires_any" {
-                Requirement::Any(requirements)
-            } else {
-                Requirement::All(requirements)
-            })
+            if kind == "requires_any" {
+                return Ok(Requirement::Any(requirements));
+            }
+            let all = Requirement::All(requirements);
+            check_headers_disjoint(&all, providers).map_err(|message| value.error(message))?;
+            Ok(all)
         }
         "allow_missing" => {
             value.object(&[])?;
@@ -1304,6 +1306,76 @@ fn compile_requirement(
             Ok(Requirement::AllowMissingOrFailed)
         }
     }
+}
+
+impl Provider {
+    /// Every header this provider sets upstream from a verified token.
+    pub fn set_header_names(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = self
+            .claim_to_headers
+            .iter()
+            .map(|mapping| mapping.header_name.as_str())
+            .collect();
+        names.extend(self.forward_payload_header.as_deref());
+        if self.identity.iap_identity_headers {
+            names.extend([identity::IAP_EMAIL_HEADER, identity::IAP_ID_HEADER]);
+        }
+        names
+    }
+}
+
+/// Under `requires_all` several tokens are accepted together, one from each branch, each setting
+/// its own provider's headers. No header may be set from two branches: the model server would see
+/// one identity's value under a name it reads as the other's. (Alternatives inside one branch,
+/// `requires_any`, are never accepted together and may share header names.)
+fn check_headers_disjoint(requirement: &Requirement, providers: &[Provider]) -> Result<(), String> {
+    fn collect(requirement: &Requirement, into: &mut Vec<ProviderId>) {
+        match requirement {
+            Requirement::Provider(id) => into.push(*id),
+            Requirement::Any(children) | Requirement::All(children) => {
+                children.iter().for_each(|child| collect(child, into));
+            }
+            Requirement::AllowMissing | Requirement::AllowMissingOrFailed => {}
+        }
+    }
+    let Requirement::All(branches) = requirement else {
+        return Ok(());
+    };
+    let per_branch: Vec<Vec<ProviderId>> = branches
+        .iter()
+        .map(|branch| {
+            let mut ids = Vec::new();
+            collect(branch, &mut ids);
+            ids
+        })
+        .collect();
+    for (i, left) in per_branch.iter().enumerate() {
+        for right in per_branch.get(i + 1..).unwrap_or_default() {
+            for (first, second) in left
+                .iter()
+                .flat_map(|a| right.iter().map(move |b| (*a, *b)))
+            {
+                let (Some(first), Some(second)) = (providers.get(first), providers.get(second))
+                else {
+                    continue;
+                };
+                let second_names = second.set_header_names();
+                if let Some(name) = first.set_header_names().into_iter().find(|name| {
+                    second_names
+                        .iter()
+                        .any(|other| same_header_name(name, other))
+                }) {
+                    return Err(format!(
+                        "providers {} and {} are accepted together here and both set header \
+                         \"{name}\"; give one of them another header name",
+                        quoted(&first.name),
+                        quoted(&second.name)
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -2856,6 +2928,33 @@ mod tests {
             "rules[0].requires.provider_and_audiences",
             "expected one of: provider_name, requires_any, requires_all, allow_missing",
         );
+    }
+
+    // Two providers accepted together under requires_all may not set the same header, in any
+    // spelling; alternatives under requires_any may.
+    #[test]
+    fn requires_all_branches_set_disjoint_headers() {
+        let provider = |issuer: &str, header: &str| {
+            json!({"issuer": issuer, "audiences": ["a"],
+                   "local_jwks": {"inline_string": "{\"keys\": []}"},
+                   "from_headers": [{"name": format!("x-token-{header}")}],
+                   "claim_to_headers": [{"header_name": header, "claim_name": "sub"}]})
+        };
+        let config = |requires: Value| {
+            json!({"providers": {"a": provider("https://a", "x-user"),
+                                 "b": provider("https://b", "X_User"),
+                                 "c": provider("https://c", "x-other")},
+                   "rules": [{"match": {"prefix": "/"}, "requires": requires}]})
+        };
+        let both = json!({"requires_all": {"requirements": [
+            {"provider_name": "a"}, {"provider_name": "b"}]}});
+        let err = Config::from_json(config(both).to_string().as_bytes()).unwrap_err();
+        assert_eq!(err.field, "rules[0].requires.requires_all");
+        assert!(err.message.contains("\"x-user\""), "{}", err.message);
+        let nested = json!({"requires_all": {"requirements": [
+            {"provider_name": "c"},
+            {"requires_any": {"requirements": [{"provider_name": "a"}, {"provider_name": "b"}]}}]}});
+        assert!(Config::from_json(config(nested).to_string().as_bytes()).is_ok());
     }
 
     // requires_any and requires_all need at least one requirement.

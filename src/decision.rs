@@ -10,7 +10,7 @@ use crate::identity;
 use crate::keys::{KeyStore, Lookup};
 use crate::metadata;
 use crate::path;
-use crate::request::Request;
+use crate::request::{header_name_has_prefix, same_header_name, Request};
 use crate::rules;
 use crate::token::{self, NumericDate};
 use crate::token_cache::{self, CacheKey, TokenCache};
@@ -66,6 +66,8 @@ pub struct Denial {
     pub headers: Vec<(String, String)>,
     /// JSON body; empty for a gRPC denial, which is all headers (trailers-only).
     pub body: String,
+    /// What the log line names besides the reason (a header), never token material.
+    pub detail: Option<String>,
 }
 
 /// What the form of a denial depends on besides its reason: who asked, and how.
@@ -131,8 +133,8 @@ impl Now {
 #[derive(Debug, Clone)]
 struct Verified {
     provider: ProviderId,
-    /// Header that carried it, when it came from a header.
-    header: Option<String>,
+    /// Where it was found.
+    source: TokenSource,
     payload_segment: Rc<str>,
     claims: Rc<serde_json::Map<String, serde_json::Value>>,
 }
@@ -213,25 +215,15 @@ impl Evaluation<'_> {
         let Some(provider) = config.providers.get(id) else {
             return Verdict::Failed(Failure::KeysUnavailable);
         };
-        let found = match extract::find_tokens(&provider.token_sources, self.request) {
-            Ok(found) => found,
+        let found = match extract::find_token(&provider.token_sources, self.request) {
+            Ok(Some(found)) => found,
+            Ok(None) => return Verdict::Failed(Failure::Missing),
             Err(failure) => return Verdict::Failed(failure),
         };
-        if found.is_empty() {
-            return Verdict::Failed(Failure::Missing);
+        match self.token(id, provider, &found.value, found.source) {
+            Ok(verified) => Verdict::Allowed(vec![verified]),
+            Err(verdict) => verdict,
         }
-        let mut verified = Vec::with_capacity(found.len());
-        for token in &found {
-            let header = match token.source {
-                TokenSource::Header { name, .. } => Some(name.clone()),
-                TokenSource::Param { .. } => None,
-            };
-            match self.token(id, provider, &token.value, header) {
-                Ok(v) => verified.push(v),
-                Err(verdict) => return verdict,
-            }
-        }
-        Verdict::Allowed(verified)
     }
 
     fn token(
@@ -239,7 +231,7 @@ impl Evaluation<'_> {
         id: ProviderId,
         provider: &Provider,
         raw: &str,
-        header: Option<String>,
+        source: &TokenSource,
     ) -> Result<Verified, Verdict> {
         // No key to compute when the cache is off: the digest is most of a hit's cost.
         let cache_key = match self.tokens.get(id) {
@@ -258,7 +250,7 @@ impl Evaluation<'_> {
             {
                 return Ok(Verified {
                     provider: id,
-                    header,
+                    source: source.clone(),
                     payload_segment: Rc::clone(&entry.payload_segment),
                     claims: Rc::clone(&entry.claims),
                 });
@@ -291,7 +283,7 @@ impl Evaluation<'_> {
                 };
                 let verified = Verified {
                     provider: id,
-                    header,
+                    source: source.clone(),
                     payload_segment: Rc::clone(&entry.payload_segment),
                     claims: Rc::clone(&entry.claims),
                 };
@@ -345,6 +337,15 @@ pub fn decide(
     crypto: &dyn SignatureCheck,
     now: Now,
 ) -> Decision {
+    if let Some(name) = undecodable_read_header(config, request) {
+        let mut denial = deny(
+            Failure::UndecodableHeader,
+            &Recipient::of(config, request),
+            0,
+        );
+        denial.detail = Some(format!("header {name}"));
+        return Decision::Deny(denial);
+    }
     let mut allow = Allow {
         public: false,
         remove_headers: present_managed_headers(config, request),
@@ -355,26 +356,21 @@ pub fn decide(
         Ok(path) => path,
         Err(_) => return refuse(config, request, Failure::AmbiguousPath, 0),
     };
-    if path != request.path_only() {
-        let rewritten = match request.query() {
-            Some(query) => format!("{path}?{query}"),
-            None => path.clone(),
-        };
-        allow.set_headers.push((":path".to_owned(), rewritten));
-    }
     if config.bypass_cors_preflight && is_cors_preflight(request) {
         allow.public = true;
+        set_upstream_path(request, &path.upstream, &[], &mut allow);
         return Decision::Allow(allow);
     }
-    if let Some(reply) = metadata_reply(config, request, &path) {
+    if let Some(reply) = metadata_reply(config, request, &path.decoded) {
         return Decision::Respond(reply);
     }
     // The configuration guarantees a final catch-all rule; a miss would be a bug, so fail closed.
-    let Some(rule) = rules::find_rule(&config.rules, &request.method, &path) else {
+    let Some(rule) = rules::find_rule(&config.rules, &request.method, &path.decoded) else {
         return refuse(config, request, Failure::Missing, 0);
     };
     let Some(requirement) = &rule.requirement else {
         allow.public = true;
+        set_upstream_path(request, &path.upstream, &[], &mut allow);
         return Decision::Allow(allow);
     };
     let mut evaluation = Evaluation {
@@ -388,7 +384,7 @@ pub fn decide(
     };
     match evaluation.requirement(requirement) {
         Verdict::Allowed(tokens) => {
-            if let Some(failure) = unmet_claims(rule, &tokens) {
+            if let Err(failure) = claims_holder(rule, &tokens) {
                 let mut recipient = Recipient::of(config, request);
                 recipient.scopes = rule
                     .require_claims
@@ -397,7 +393,8 @@ pub fn decide(
                     .collect();
                 return Decision::Deny(deny(failure, &recipient, 0));
             }
-            add_token_headers(config, &tokens, &mut allow);
+            let removed_params = add_token_headers(config, &tokens, &mut allow);
+            set_upstream_path(request, &path.upstream, &removed_params, &mut allow);
             Decision::Allow(allow)
         }
         Verdict::Wait(mut providers) => {
@@ -426,20 +423,66 @@ fn refuse(
     ))
 }
 
-/// Why the verified tokens do not meet the rule's `require_claims`, if they do not. Each
-/// condition must be met by one of the tokens. Without any token (a requirement that allowed a
-/// missing one) the answer is a 401 challenge: authenticating may still help.
-fn unmet_claims(rule: &Rule, tokens: &[Verified]) -> Option<Failure> {
+/// The token that meets every one of the rule's `require_claims` (`None` when the rule has
+/// none), or why no token does. All conditions must hold for one and the same token: under
+/// `requires_all` a role in one token and an e-mail in another do not add up. Without any token
+/// (a requirement that allowed a missing one) the answer is a 401 challenge: authenticating may
+/// still help.
+fn claims_holder<'t>(rule: &Rule, tokens: &'t [Verified]) -> Result<Option<&'t Verified>, Failure> {
     if rule.require_claims.is_empty() {
-        return None;
+        return Ok(None);
     }
     if tokens.is_empty() {
-        return Some(Failure::Missing);
+        return Err(Failure::Missing);
     }
-    rule.require_claims
+    tokens
         .iter()
-        .any(|condition| !tokens.iter().any(|token| condition.holds(&token.claims)))
-        .then_some(Failure::ClaimRequirementFailed)
+        .find(|token| {
+            rule.require_claims
+                .iter()
+                .all(|condition| condition.holds(&token.claims))
+        })
+        .map(Some)
+        .ok_or(Failure::ClaimRequirementFailed)
+}
+
+/// The first header the filter reads whose value is not UTF-8: a pseudo-header, or a header some
+/// provider takes tokens from. Such a request cannot be judged, so it is refused; an undecodable
+/// header the filter does not read is left alone (or removed, if it is a managed one).
+fn undecodable_read_header<'r>(config: &Config, request: &'r Request) -> Option<&'r str> {
+    request.undecodable.iter().map(String::as_str).find(|name| {
+        name.starts_with(':')
+            || config.providers.iter().any(|provider| {
+                provider.token_sources.iter().any(|source| {
+                        matches!(source, TokenSource::Header { name: read, .. } if read == name)
+                    })
+            })
+    })
+}
+
+/// Sets `:path` for the upstream when it differs from what was received: the normalized path,
+/// and the query without the parameters that carried a token that is not forwarded. Every other
+/// query byte is kept as it was.
+fn set_upstream_path(request: &Request, path: &str, removed_params: &[&str], allow: &mut Allow) {
+    let query = request.query();
+    let kept = match query {
+        Some(query) if !removed_params.is_empty() => {
+            Some(extract::without_params(query, removed_params))
+        }
+        _ => None,
+    };
+    if kept.is_none() && path == request.path_only() {
+        return;
+    }
+    let query = match &kept {
+        Some(kept) => Some(kept.as_str()).filter(|kept| !kept.is_empty()),
+        None => query,
+    };
+    let rewritten = match query {
+        Some(query) => format!("{path}?{query}"),
+        None => path.to_owned(),
+    };
+    allow.set_headers.push((":path".to_owned(), rewritten));
 }
 
 /// The answer to a request for the protected resource metadata document, if it is one.
@@ -465,32 +508,49 @@ fn metadata_reply(config: &Config, request: &Request, path: &str) -> Option<Loca
     })
 }
 
-/// The managed headers this request carries, by exact name (a managed prefix becomes the names
-/// of the request's headers that start with it). Only those need removing: asking the host to
-/// remove an absent header costs a call and, in Envoy, a recomputed route.
+/// The managed headers this request carries, by the name it used (a managed prefix becomes the
+/// names of the request's headers that start with it). Names match ignoring case and with `_`
+/// equal to `-`, because WSGI and CGI servers read `x_jwt_sub` as `x-jwt-sub`. Only present
+/// headers are removed: asking the host to remove an absent header costs a call and, in Envoy, a
+/// recomputed route.
 fn present_managed_headers(config: &Config, request: &Request) -> Vec<String> {
     let mut present: Vec<String> = Vec::new();
-    for (name, _) in &request.headers {
-        let managed = config.managed_headers.contains(name)
+    for name in request.header_names() {
+        let managed = config
+            .managed_headers
+            .iter()
+            .any(|managed| same_header_name(name, managed))
             || config
                 .managed_header_prefixes
                 .iter()
-                .any(|prefix| name.starts_with(prefix.as_str()));
-        if managed && !present.contains(name) {
-            present.push(name.clone());
+                .any(|prefix| header_name_has_prefix(name, prefix));
+        if managed && !present.iter().any(|seen| seen == name) {
+            present.push(name.to_owned());
         }
     }
     present
 }
 
-fn add_token_headers(config: &Config, tokens: &[Verified], allow: &mut Allow) {
+/// Adds the header changes of every accepted token, and returns the query parameters whose token
+/// must not go upstream.
+fn add_token_headers<'c>(
+    config: &'c Config,
+    tokens: &'c [Verified],
+    allow: &mut Allow,
+) -> Vec<&'c str> {
+    let mut removed_params = Vec::new();
     for token in tokens {
         let Some(provider) = config.providers.get(token.provider) else {
             continue;
         };
-        if let (false, Some(header)) = (provider.forward, &token.header) {
-            if !allow.remove_headers.contains(header) {
-                allow.remove_headers.push(header.clone());
+        if !provider.forward {
+            match &token.source {
+                TokenSource::Header { name, .. } => {
+                    if !allow.remove_headers.contains(name) {
+                        allow.remove_headers.push(name.clone());
+                    }
+                }
+                TokenSource::Param { name } => removed_params.push(name.as_str()),
             }
         }
         if let Some(name) = &provider.forward_payload_header {
@@ -507,10 +567,14 @@ fn add_token_headers(config: &Config, tokens: &[Verified], allow: &mut Allow) {
             .set_headers
             .extend(identity::headers(&provider.identity, &token.claims));
     }
+    removed_params
 }
 
-/// A claim rendered as a header value: strings as they are, arrays joined with commas, other
-/// values as JSON. Values that cannot be a header value (control characters) are left out.
+/// A claim rendered as a header value: strings as they are, other scalars and objects as JSON,
+/// arrays joined with commas. An array whose elements would lose their boundaries that way (an
+/// element with a comma or a double quote, or a first element that starts with `[`) is sent as a
+/// JSON array instead: `["a,b","c"]`, never `a,b,c`. Values that cannot be a header value
+/// (control characters) are left out.
 fn claim_header_value(
     claims: &serde_json::Map<String, serde_json::Value>,
     path: &[String],
@@ -522,7 +586,16 @@ fn claim_header_value(
         }
     }
     let value = match claim_at(claims, path)? {
-        serde_json::Value::Array(items) => items.iter().map(scalar).collect::<Vec<_>>().join(","),
+        serde_json::Value::Array(items) => {
+            let elements: Vec<String> = items.iter().map(scalar).collect();
+            let ambiguous = elements.iter().any(|e| e.contains([',', '"']))
+                || elements.first().is_some_and(|e| e.starts_with('['));
+            if ambiguous {
+                serde_json::Value::Array(items.clone()).to_string()
+            } else {
+                elements.join(",")
+            }
+        }
         serde_json::Value::Null => return None,
         other => scalar(other),
     };
@@ -613,6 +686,7 @@ pub fn deny(failure: Failure, recipient: &Recipient, retry_after_seconds: u64) -
         status,
         headers,
         body,
+        detail: None,
     }
 }
 
@@ -763,6 +837,7 @@ mod tests {
                 .iter()
                 .map(|(n, v)| (n.to_string(), v.to_string()))
                 .collect(),
+            ..Request::default()
         }
     }
 
@@ -899,8 +974,9 @@ mod tests {
     }
 
     #[test]
-    fn every_token_sent_must_verify() {
-        // A valid header token does not excuse an invalid one in the query.
+    fn one_token_per_provider() {
+        // A header token and a query token for the same provider are two identities: 400,
+        // whichever of them is valid. One token alone passes.
         let mut f = fixture_with(
             json!({"from_headers": [{"name": "authorization", "value_prefix": "Bearer "}],
                    "from_params": ["access_token"]}),
@@ -909,11 +985,134 @@ mod tests {
         let good = sign(&f.pair, claims());
         let auth = format!("Bearer {good}");
         let bad = sign(&f.pair, claims().with_audience("other"));
-        let path = format!("/v1/models/m:predict?access_token={bad}");
-        let d = f.decide(&request(&path, &[("authorization", &auth)]), NOW);
-        assert_eq!(denied(&d).failure, Failure::AudienceNotAllowed);
-        let path = format!("/v1/models/m:predict?access_token={good}");
-        allowed(&f.decide(&request(&path, &[("authorization", &auth)]), NOW));
+        for query_token in [&bad, &good] {
+            let path = format!("/v1/models/m:predict?access_token={query_token}");
+            let d = f.decide(&request(&path, &[("authorization", &auth)]), NOW);
+            assert_eq!(denied(&d).status, 400);
+            assert_eq!(denied(&d).failure, Failure::RepeatedCredential);
+        }
+        let joined = format!("Bearer {good},Bearer {good}");
+        let d = f.decide(
+            &request("/v1/models/m:predict", &[("authorization", &joined)]),
+            NOW,
+        );
+        assert_eq!(denied(&d).failure, Failure::RepeatedCredential);
+        let basic_and_bearer = format!("Basic dXNlcjpwYXNz,Bearer {good}");
+        allowed(&f.decide(
+            &request(
+                "/v1/models/m:predict",
+                &[("authorization", &basic_and_bearer)],
+            ),
+            NOW,
+        ));
+    }
+
+    #[test]
+    fn a_query_token_never_goes_upstream() {
+        // forward: false removes the parameter that carried the token from :path and keeps the
+        // rest of the query byte for byte; forward: true keeps it.
+        let rules = json!([{"match": {"prefix": "/"}, "requires": {"provider_name": "idp"}}]);
+        let mut f = fixture_with(json!({"from_params": ["access_token"]}), rules.clone());
+        let token = sign(&f.pair, claims());
+        let path = format!("/v1/models/m:predict?a=%2F1&access_token={token}&b");
+        let d = f.decide(&request(&path, &[]), NOW);
+        let set = &allowed(&d).set_headers;
+        assert!(set.contains(&(":path".into(), "/v1/models/m:predict?a=%2F1&b".into())));
+        let path = format!("/v1/models/m:predict?access_token={token}");
+        let d = f.decide(&request(&path, &[]), NOW);
+        assert!(allowed(&d)
+            .set_headers
+            .contains(&(":path".into(), "/v1/models/m:predict".into())));
+        let mut forwarding = fixture_with(
+            json!({"from_params": ["access_token"], "forward": true}),
+            rules,
+        );
+        let token = sign(&forwarding.pair, claims());
+        let path = format!("/v1/models/m:predict?access_token={token}");
+        let d = forwarding.decide(&request(&path, &[]), NOW);
+        assert!(!allowed(&d)
+            .set_headers
+            .iter()
+            .any(|(name, _)| name == ":path"));
+    }
+
+    #[test]
+    fn managed_headers_are_removed_in_every_spelling() {
+        // WSGI servers read x_jwt_sub as x-jwt-sub: underscore and case variants of a managed
+        // header are removed on protected and public paths, by the name the client used.
+        let mut f = fixture();
+        let spoofed = [
+            ("x_jwt_sub", "admin"),
+            ("X-JWT_Sub", "admin"),
+            ("x-jwt-payload", "e30"),
+        ];
+        let d = f.decide(&request("/v2/health/ready", &spoofed), NOW);
+        let removed = &allowed(&d).remove_headers;
+        for (name, _) in spoofed {
+            assert!(
+                removed.contains(&name.to_string()),
+                "{name} kept: {removed:?}"
+            );
+        }
+        let auth = format!("Bearer {}", sign(&f.pair, claims()));
+        let mut headers = spoofed.to_vec();
+        headers.push(("authorization", &auth));
+        let d = f.decide(&request("/v1/models/m:predict", &headers), NOW);
+        let allow = allowed(&d);
+        assert!(allow.remove_headers.contains(&"x_jwt_sub".to_string()));
+        assert!(allow
+            .set_headers
+            .contains(&("x-jwt-sub".into(), "svc-1".into())));
+    }
+
+    #[test]
+    fn an_undecodable_header_the_filter_reads_is_a_400() {
+        // A token header or a pseudo-header that is not UTF-8 cannot be judged; any other
+        // undecodable header is ignored, or removed when it is a managed one.
+        let mut f = fixture();
+        for name in ["authorization", ":path"] {
+            let mut req = request("/v2/health/ready", &[]);
+            req.undecodable.push(name.into());
+            let d = f.decide(&req, NOW);
+            let denial = denied(&d);
+            assert_eq!(
+                (denial.status, denial.failure),
+                (400, Failure::UndecodableHeader)
+            );
+            assert_eq!(
+                denial.detail.as_deref(),
+                Some(format!("header {name}").as_str())
+            );
+        }
+        let mut req = request("/v2/health/ready", &[]);
+        req.undecodable
+            .extend(["x-other".to_string(), "x_jwt_sub".to_string()]);
+        let d = f.decide(&req, NOW);
+        assert_eq!(allowed(&d).remove_headers, ["x_jwt_sub"]);
+    }
+
+    #[test]
+    fn array_claims_keep_their_boundaries() {
+        // Joined with commas while that is unambiguous, a JSON array otherwise.
+        let value = |claim: serde_json::Value| {
+            let claims = json!({"c": claim}).as_object().unwrap().clone();
+            claim_header_value(&claims, &["c".to_string()])
+        };
+        assert_eq!(value(json!(["a", "b"])).as_deref(), Some("a,b"));
+        assert_eq!(
+            value(json!(["a,b", "c"])).as_deref(),
+            Some(r#"["a,b","c"]"#)
+        );
+        assert_eq!(
+            value(json!(["say \"hi\""])).as_deref(),
+            Some(r#"["say \"hi\""]"#)
+        );
+        assert_eq!(value(json!(["[x", "y"])).as_deref(), Some(r#"["[x","y"]"#));
+        assert_eq!(
+            value(json!([1, {"k": 2}])).as_deref(),
+            Some(r#"[1,{"k":2}]"#)
+        );
+        assert_eq!(value(json!([])).as_deref(), Some(""));
     }
 
     #[test]
@@ -1181,6 +1380,58 @@ mod tests {
         f.tokens = vec![TokenCache::new(10), TokenCache::new(10)];
         f.config = config;
         (f, other)
+    }
+
+    #[test]
+    fn claim_conditions_are_met_by_one_token() {
+        // requires_all accepts two tokens; a role in one and a subject in the other do not add
+        // up. The token that meets every condition alone is accepted.
+        let mut f = fixture();
+        let other = Ed25519KeyPair::generate().with_key_id("g1");
+        let config = Config::from_json(
+            json!({"providers": {
+                "idp": {"issuer": "https://idp.test", "audiences": ["kserve"],
+                        "local_jwks": {"inline_string": json!({"keys": [jwk(&f.pair, "k1")]}).to_string()},
+                        "claim_to_headers": [{"header_name": "x-idp-sub", "claim_name": "sub"}]},
+                "google": {"issuer": "https://accounts.google.com", "audiences": ["kserve"],
+                        "from_headers": [{"name": "x-goog-token"}],
+                        "local_jwks": {"inline_string": json!({"keys": [jwk(&other, "g1")]}).to_string()},
+                        "claim_to_headers": [{"header_name": "x-google-sub", "claim_name": "sub"}]}},
+               "rules": [{"match": {"prefix": "/"},
+                          "requires": {"requires_all": {"requirements": [
+                              {"provider_name": "idp"}, {"provider_name": "google"}]}},
+                          "require_claims": [{"claim": "realm_access.roles", "has": "fraud"},
+                                             {"claim": "sub", "equals": "svc-2"}]}]})
+            .to_string()
+            .as_bytes(),
+        )
+        .unwrap();
+        f.keys = KeyStore::new(&config).unwrap();
+        f.tokens = vec![TokenCache::new(10), TokenCache::new(10)];
+        f.config = config;
+        let role_only = sign(&f.pair, claims());
+        let google = |sub: &str, roles: serde_json::Value| {
+            let mut c = claims()
+                .with_issuer("https://accounts.google.com")
+                .with_subject(sub);
+            c.custom = json!({"realm_access": {"roles": roles}});
+            sign(&other, c)
+        };
+        let auth = format!("Bearer {role_only}");
+        let split = google("svc-2", json!([]));
+        let d = f.decide(
+            &request("/", &[("authorization", &auth), ("x-goog-token", &split)]),
+            NOW,
+        );
+        assert_eq!(denied(&d).failure, Failure::ClaimRequirementFailed);
+        let whole = google("svc-2", json!(["fraud"]));
+        let d = f.decide(
+            &request("/", &[("authorization", &auth), ("x-goog-token", &whole)]),
+            NOW,
+        );
+        let set = &allowed(&d).set_headers;
+        assert!(set.contains(&("x-google-sub".into(), "svc-2".into())));
+        assert!(set.contains(&("x-idp-sub".into(), "svc-1".into())));
     }
 
     #[test]

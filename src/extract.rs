@@ -31,12 +31,16 @@ pub struct FoundToken<'r> {
     pub value: std::borrow::Cow<'r, str>,
 }
 
-/// Finds every token sent in `sources`. An empty list means none was sent.
-pub fn find_tokens<'r>(
+/// The one token sent in any of `sources`, or `None` when none was sent. A provider judges one
+/// credential per request: two tokens in any mix of its sources (two headers, a header and a query
+/// parameter, one header repeated) are refused with [`Failure::RepeatedCredential`], so that no
+/// rule can be met by two identities together.
+pub fn find_token<'r>(
     sources: &'r [TokenSource],
     request: &'r Request,
-) -> Result<Vec<FoundToken<'r>>, Failure> {
-    let mut found = Vec::new();
+) -> Result<Option<FoundToken<'r>>, Failure> {
+    let mut found = None;
+    let mut repeated = false;
     for source in sources {
         let value = match source {
             TokenSource::Header { name, value_prefix } => {
@@ -45,8 +49,13 @@ pub fn find_tokens<'r>(
             TokenSource::Param { name } => param_token(request, name)?,
         };
         if let Some(value) = value {
-            found.push(FoundToken { source, value });
+            repeated |= found.is_some();
+            found = Some(FoundToken { source, value });
         }
+    }
+    // Checked after every source, so a malformed credential anywhere is reported as such.
+    if repeated {
+        return Err(Failure::RepeatedCredential);
     }
     Ok(found)
 }
@@ -55,8 +64,10 @@ fn is_blank(c: char) -> bool {
     c == ' ' || c == '\t'
 }
 
-/// The token in header `name` after `prefix`. Values without the prefix belong to some other
-/// scheme (`Basic ...` next to a `Bearer ` source) and are skipped.
+/// The token in header `name` after `prefix`. Every value of the header counts, and so does every
+/// element of a comma-separated value: Envoy joins a repeated `Authorization` into one value with
+/// commas (`Bearer a,Bearer b`), and no JWT contains a comma. Elements without the prefix belong
+/// to some other scheme (`Basic ...` next to a `Bearer ` source) and are skipped.
 fn header_token<'r>(
     request: &'r Request,
     name: &'r str,
@@ -64,13 +75,21 @@ fn header_token<'r>(
 ) -> Result<Option<&'r str>, Failure> {
     let mut token = None;
     for value in request.header_values(name) {
-        let Some(rest) = strip_prefix_ignore_case(value, prefix) else {
-            continue;
-        };
-        if token.is_some() {
-            return Err(Failure::RepeatedCredential);
+        let list = value.contains(',');
+        for element in value.split(',') {
+            // Empty list elements are allowed (RFC 9110 §5.6.1); a lone empty value is not.
+            if list && element.trim_matches(is_blank).is_empty() {
+                continue;
+            }
+            let Some(rest) = strip_prefix_ignore_case(element.trim_start_matches(is_blank), prefix)
+            else {
+                continue;
+            };
+            if token.is_some() {
+                return Err(Failure::RepeatedCredential);
+            }
+            token = Some(rest.trim_matches(is_blank));
         }
-        token = Some(rest.trim_matches(is_blank));
     }
     match token {
         Some("") => Err(Failure::MalformedAuthorization),
@@ -115,6 +134,19 @@ fn param_token<'r>(request: &'r Request, name: &str) -> Result<Option<Cow<'r, st
         Some(value) if value.is_empty() => Err(Failure::MalformedAuthorization),
         other => Ok(other),
     }
+}
+
+/// `query` without the pairs whose decoded name is one of `names`; every other pair is kept byte
+/// for byte and in order. Used to keep a token taken from a query parameter from going upstream.
+pub fn without_params(query: &str, names: &[&str]) -> String {
+    query
+        .split('&')
+        .filter(|pair| {
+            let raw_name = pair.split_once('=').map_or(*pair, |(name, _)| name);
+            !percent_decode(raw_name).is_some_and(|name| names.contains(&name.as_ref()))
+        })
+        .collect::<Vec<_>>()
+        .join("&")
 }
 
 /// Decodes `%XX` escapes; `+` is kept as is. `None` for a broken escape or invalid UTF-8.
@@ -178,10 +210,11 @@ mod tests {
                 .iter()
                 .map(|(n, v)| (n.to_string(), v.to_string()))
                 .collect(),
+            ..Request::default()
         }
     }
 
-    fn values(found: &[FoundToken<'_>]) -> Vec<String> {
+    fn value(found: &Option<FoundToken<'_>>) -> Vec<String> {
         found.iter().map(|t| t.value.to_string()).collect()
     }
 
@@ -193,10 +226,10 @@ mod tests {
             "/v1/models/m:predict",
             &[("authorization", "Bearer abc.def.ghi")],
         );
-        let found = find_tokens(&sources, &req).unwrap();
-        assert_eq!(values(&found), ["abc.def.ghi"]);
-        assert!(matches!(found[0].value, Cow::Borrowed(_)));
-        assert_eq!(found[0].source, &sources[0]);
+        let found = find_token(&sources, &req).unwrap().unwrap();
+        assert_eq!(found.value, "abc.def.ghi");
+        assert!(matches!(found.value, Cow::Borrowed(_)));
+        assert_eq!(found.source, &sources[0]);
     }
 
     // The prefix is compared case-insensitively, and blanks around the token are removed.
@@ -204,9 +237,9 @@ mod tests {
     fn prefix_is_case_insensitive_and_token_trimmed() {
         let sources = [bearer()];
         let req = request("/", &[("authorization", "bearer \t a.b.c \t")]);
-        assert_eq!(values(&find_tokens(&sources, &req).unwrap()), ["a.b.c"]);
+        assert_eq!(value(&find_token(&sources, &req).unwrap()), ["a.b.c"]);
         let req = request("/", &[("authorization", "BEARER a.b.c")]);
-        assert_eq!(values(&find_tokens(&sources, &req).unwrap()), ["a.b.c"]);
+        assert_eq!(value(&find_token(&sources, &req).unwrap()), ["a.b.c"]);
     }
 
     // The prefix with nothing after it is a malformed credential.
@@ -216,7 +249,7 @@ mod tests {
         for value in ["Bearer ", "Bearer    ", "Bearer", "bearer\t"] {
             let req = request("/", &[("authorization", value)]);
             assert_eq!(
-                find_tokens(&sources, &req),
+                find_token(&sources, &req),
                 Err(Failure::MalformedAuthorization),
                 "{value:?}"
             );
@@ -228,9 +261,9 @@ mod tests {
     fn other_scheme_is_skipped() {
         let sources = [bearer()];
         let req = request("/", &[("authorization", "Basic dXNlcjpwYXNz")]);
-        assert_eq!(find_tokens(&sources, &req), Ok(vec![]));
+        assert_eq!(find_token(&sources, &req), Ok(None));
         let req = request("/", &[("authorization", "Bearertoken")]);
-        assert_eq!(find_tokens(&sources, &req), Ok(vec![]));
+        assert_eq!(find_token(&sources, &req), Ok(None));
     }
 
     // A Basic value next to a Bearer value leaves the Bearer token as the only credential.
@@ -244,7 +277,7 @@ mod tests {
                 ("authorization", "Bearer t.o.k"),
             ],
         );
-        assert_eq!(values(&find_tokens(&sources, &req).unwrap()), ["t.o.k"]);
+        assert_eq!(value(&find_token(&sources, &req).unwrap()), ["t.o.k"]);
     }
 
     // Two prefixed values of the same header are refused, even when equal.
@@ -258,10 +291,7 @@ mod tests {
                 ("authorization", "Bearer a.b.c"),
             ],
         );
-        assert_eq!(
-            find_tokens(&sources, &req),
-            Err(Failure::RepeatedCredential)
-        );
+        assert_eq!(find_token(&sources, &req), Err(Failure::RepeatedCredential));
     }
 
     // With an empty prefix the whole value is the token; an empty value is malformed.
@@ -269,10 +299,10 @@ mod tests {
     fn empty_prefix_takes_whole_value() {
         let sources = [header("x-goog-iap-jwt-assertion", "")];
         let req = request("/", &[("x-goog-iap-jwt-assertion", "h.p.s")]);
-        assert_eq!(values(&find_tokens(&sources, &req).unwrap()), ["h.p.s"]);
+        assert_eq!(value(&find_token(&sources, &req).unwrap()), ["h.p.s"]);
         let req = request("/", &[("x-goog-iap-jwt-assertion", " ")]);
         assert_eq!(
-            find_tokens(&sources, &req),
+            find_token(&sources, &req),
             Err(Failure::MalformedAuthorization)
         );
     }
@@ -282,7 +312,7 @@ mod tests {
     fn nothing_sent() {
         let sources = [bearer(), param("access_token")];
         let req = request("/v2/models?x=1", &[("content-type", "application/json")]);
-        assert_eq!(find_tokens(&sources, &req), Ok(vec![]));
+        assert_eq!(find_token(&sources, &req), Ok(None));
     }
 
     // A query parameter is found; names and values are percent-decoded, '+' stays '+'.
@@ -290,14 +320,14 @@ mod tests {
     fn param_is_decoded() {
         let sources = [param("access_token")];
         let req = request("/p?a=1&access_token=a.b.c&z", &[]);
-        let found = find_tokens(&sources, &req).unwrap();
-        assert_eq!(values(&found), ["a.b.c"]);
-        assert!(matches!(found[0].value, Cow::Borrowed(_)));
+        let found = find_token(&sources, &req).unwrap().unwrap();
+        assert_eq!(found.value, "a.b.c");
+        assert!(matches!(found.value, Cow::Borrowed(_)));
 
         let req = request("/p?access%5Ftoken=a%2Eb+c%2e", &[]);
-        let found = find_tokens(&sources, &req).unwrap();
-        assert_eq!(values(&found), ["a.b+c."]);
-        assert!(matches!(found[0].value, Cow::Owned(_)));
+        let found = find_token(&sources, &req).unwrap().unwrap();
+        assert_eq!(found.value, "a.b+c.");
+        assert!(matches!(found.value, Cow::Owned(_)));
     }
 
     // A pair whose escapes do not decode does not match the source.
@@ -312,7 +342,7 @@ mod tests {
             "/p?access%zztoken=abc",
         ] {
             let req = request(path, &[]);
-            assert_eq!(find_tokens(&sources, &req), Ok(vec![]), "{path}");
+            assert_eq!(find_token(&sources, &req), Ok(None), "{path}");
         }
     }
 
@@ -321,10 +351,7 @@ mod tests {
     fn repeated_param_is_refused() {
         let sources = [param("access_token")];
         let req = request("/p?access_token=a&access%5Ftoken=b", &[]);
-        assert_eq!(
-            find_tokens(&sources, &req),
-            Err(Failure::RepeatedCredential)
-        );
+        assert_eq!(find_token(&sources, &req), Err(Failure::RepeatedCredential));
     }
 
     // A parameter with an empty value (or no '=') is malformed.
@@ -338,7 +365,7 @@ mod tests {
         ] {
             let req = request(path, &[]);
             assert_eq!(
-                find_tokens(&sources, &req),
+                find_token(&sources, &req),
                 Err(Failure::MalformedAuthorization),
                 "{path}"
             );
@@ -350,23 +377,65 @@ mod tests {
     fn fragment_is_ignored() {
         let sources = [param("access_token")];
         let req = request("/p?x=1#access_token=a.b.c", &[]);
-        assert_eq!(find_tokens(&sources, &req), Ok(vec![]));
+        assert_eq!(find_token(&sources, &req), Ok(None));
         let req = request("/p?access_token=a.b.c#frag", &[]);
-        assert_eq!(values(&find_tokens(&sources, &req).unwrap()), ["a.b.c"]);
+        assert_eq!(value(&find_token(&sources, &req).unwrap()), ["a.b.c"]);
     }
 
-    // Tokens from several sources come back in source order.
+    // One token per provider: two sources that each carry one, in any mix, are refused, even when
+    // the tokens are equal; the token's source is reported with it.
     #[test]
-    fn tokens_in_source_order() {
-        let sources = [param("access_token"), bearer()];
+    fn tokens_in_two_sources_are_refused() {
+        let sources = [param("access_token"), bearer(), header("x-token", "")];
+        for headers in [
+            vec![("authorization", "Bearer from.the.header")],
+            vec![("x-token", "from.the.query")],
+        ] {
+            let req = request("/p?access_token=from.the.query", &headers);
+            assert_eq!(find_token(&sources, &req), Err(Failure::RepeatedCredential));
+        }
         let req = request(
-            "/p?access_token=from.the.query",
-            &[("authorization", "Bearer from.the.header")],
+            "/p",
+            &[("authorization", "Bearer a.b.c"), ("x-token", "d.e.f")],
         );
-        let found = find_tokens(&sources, &req).unwrap();
-        assert_eq!(values(&found), ["from.the.query", "from.the.header"]);
-        assert_eq!(found[0].source, &sources[0]);
-        assert_eq!(found[1].source, &sources[1]);
+        assert_eq!(find_token(&sources, &req), Err(Failure::RepeatedCredential));
+        let req = request("/p", &[("x-token", "d.e.f")]);
+        let found = find_token(&sources, &req).unwrap().unwrap();
+        assert_eq!(found.source, &sources[2]);
+    }
+
+    // Envoy joins a repeated Authorization header with commas: two Bearer tokens are two
+    // credentials; another scheme beside one Bearer token leaves the Bearer token; empty list
+    // elements are skipped.
+    #[test]
+    fn comma_joined_authorization() {
+        let sources = [bearer()];
+        for joined in ["Bearer a.b.c,Bearer d.e.f", "Bearer a.b.c, bearer a.b.c"] {
+            let req = request("/", &[("authorization", joined)]);
+            assert_eq!(
+                find_token(&sources, &req),
+                Err(Failure::RepeatedCredential),
+                "{joined}"
+            );
+        }
+        for joined in [
+            "Basic dXNlcjpwYXNz,Bearer t.o.k",
+            "Bearer t.o.k, Basic dXNlcjpwYXNz",
+            "Digest username=\"u\", realm=\"r\",Bearer t.o.k",
+            ",Bearer t.o.k,,",
+        ] {
+            let req = request("/", &[("authorization", joined)]);
+            assert_eq!(
+                value(&find_token(&sources, &req).unwrap()),
+                ["t.o.k"],
+                "{joined}"
+            );
+        }
+        let req = request("/", &[("authorization", "Basic dXNlcjpwYXNz,Bearer")]);
+        assert_eq!(
+            find_token(&sources, &req),
+            Err(Failure::MalformedAuthorization)
+        );
     }
 
     // An error in a later source is reported even if an earlier source found a token.
@@ -375,8 +444,24 @@ mod tests {
         let sources = [bearer(), param("access_token")];
         let req = request("/p?access_token=", &[("authorization", "Bearer a.b.c")]);
         assert_eq!(
-            find_tokens(&sources, &req),
+            find_token(&sources, &req),
             Err(Failure::MalformedAuthorization)
+        );
+    }
+
+    // Only the named parameters go, however their names are spelled; the rest stay byte for byte.
+    #[test]
+    fn token_params_are_removed_from_the_query() {
+        let names = ["access_token"];
+        assert_eq!(without_params("access_token=a.b.c", &names), "");
+        assert_eq!(
+            without_params("x=%2F1&access_token=a.b.c&y=2&&z", &names),
+            "x=%2F1&y=2&&z"
+        );
+        assert_eq!(without_params("access%5Ftoken=a&b=c", &names), "b=c");
+        assert_eq!(
+            without_params("access_tokens=a&b=c", &names),
+            "access_tokens=a&b=c"
         );
     }
 
@@ -385,8 +470,8 @@ mod tests {
     fn non_ascii_value_does_not_panic() {
         let sources = [bearer()];
         let req = request("/", &[("authorization", "Beare\u{e9}x")]);
-        assert_eq!(find_tokens(&sources, &req), Ok(vec![]));
+        assert_eq!(find_token(&sources, &req), Ok(None));
         let req = request("/", &[("authorization", "\u{e9}")]);
-        assert_eq!(find_tokens(&sources, &req), Ok(vec![]));
+        assert_eq!(find_token(&sources, &req), Ok(None));
     }
 }

@@ -55,6 +55,8 @@ pub enum Failure {
     /// The host refused to remove or set a request header the decision depends on (a managed
     /// identity header, the normalized path): the request cannot go upstream as judged.
     HeaderRewriteFailed,
+    /// A header the filter reads (`:path`, a token header) is not valid UTF-8.
+    UndecodableHeader,
 }
 
 impl Failure {
@@ -64,7 +66,8 @@ impl Failure {
             Failure::Missing => FailureClass::Missing,
             Failure::MalformedAuthorization
             | Failure::RepeatedCredential
-            | Failure::AmbiguousPath => FailureClass::InvalidRequest,
+            | Failure::AmbiguousPath
+            | Failure::UndecodableHeader => FailureClass::InvalidRequest,
             Failure::KeysUnavailable | Failure::TooManyWaiting | Failure::HeaderRewriteFailed => {
                 FailureClass::Unavailable
             }
@@ -80,7 +83,7 @@ impl Failure {
         match self {
             Failure::Missing => "Jwt is missing",
             Failure::MalformedAuthorization => "Authorization header is not a Bearer token",
-            Failure::RepeatedCredential => "Jwt is sent more than once in the same place",
+            Failure::RepeatedCredential => "Jwt is sent more than once",
             Failure::TooLong => "Jwt is too long",
             Failure::BadFormat => "Jwt is not in the form of Header.Payload.Signature",
             Failure::BadHeaderJson => "Jwt header is not valid base64url JSON",
@@ -113,6 +116,7 @@ impl Failure {
             Failure::HostedDomainNotAllowed => "Jwt hosted domain is not allowed",
             Failure::EmailNotAllowed => "Jwt email is not allowed",
             Failure::HeaderRewriteFailed => "Request headers could not be rewritten",
+            Failure::UndecodableHeader => "Request header is not valid UTF-8",
         }
     }
 
@@ -154,11 +158,12 @@ impl Failure {
             Failure::HostedDomainNotAllowed => "hosted_domain_not_allowed",
             Failure::EmailNotAllowed => "email_not_allowed",
             Failure::HeaderRewriteFailed => "header_rewrite_failed",
+            Failure::UndecodableHeader => "undecodable_header",
         }
     }
 
     /// Every variant, for metric registration and exhaustive tests.
-    pub const ALL: [Failure; 35] = [
+    pub const ALL: [Failure; 36] = [
         Failure::Missing,
         Failure::MalformedAuthorization,
         Failure::RepeatedCredential,
@@ -194,6 +199,7 @@ impl Failure {
         Failure::HostedDomainNotAllowed,
         Failure::EmailNotAllowed,
         Failure::HeaderRewriteFailed,
+        Failure::UndecodableHeader,
     ];
 }
 

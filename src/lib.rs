@@ -10,6 +10,7 @@ pub mod decision;
 pub mod extract;
 pub mod failure;
 pub mod gauges;
+pub mod header_map;
 pub mod identity;
 pub mod json;
 pub mod jwks;

@@ -2,9 +2,12 @@
 //! trick cannot reach a protected path through a public prefix (CVE-2020-8595, CVE-2021-29492).
 //!
 //! Unreserved characters are percent-decoded, repeated slashes merged and dot segments removed
-//! (RFC 3986 §6.2.2, §5.2.4). What stays ambiguous after that is refused rather than guessed:
-//! an encoded `/` or `\`, a double-encoded octet, a raw `\`, NUL and other control characters, and
-//! `..` that climbs above the root. The query and fragment never take part.
+//! (RFC 3986 §6.2.2, §5.2.4): that is the path sent upstream. Rules match the same path with every
+//! escape decoded, as KServe's server (Starlette) decodes it before routing, so `fraud%3Apredict`
+//! is `fraud:predict` to a rule too. What stays ambiguous is refused rather than guessed: an
+//! encoded `/` or `\`, a double-encoded octet, a raw `\`, NUL and other control characters, `..`
+//! that climbs above the root, escapes that decode to invalid UTF-8, and `.;` or `..;` segments,
+//! which servlet-style servers read as `.` and `..`. The query and fragment never take part.
 
 /// Longest path accepted, in bytes, before normalization.
 pub const MAX_PATH_BYTES: usize = 8192;
@@ -26,10 +29,66 @@ pub enum PathError {
     ForbiddenCharacter,
     /// `..` above the root.
     ClimbsAboveRoot,
+    /// Escapes that decode to bytes that are not UTF-8: servers disagree on what they mean.
+    NotUtf8,
+    /// A segment `.;…` or `..;…`: `.` and `..` to servers that cut path parameters first.
+    DotSegmentParameters,
+}
+
+/// A request path in the two spellings the filter uses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NormalizedPath {
+    /// What goes upstream: unreserved escapes decoded, other escapes kept (upper-cased), dot
+    /// segments removed, slashes merged.
+    pub upstream: String,
+    /// What rules match: `upstream` with every escape decoded, as the model server reads it.
+    pub decoded: String,
 }
 
 /// The normalized path (no query, no fragment), or why the path is refused.
-pub fn normalize(raw: &str) -> Result<String, PathError> {
+pub fn normalize(raw: &str) -> Result<NormalizedPath, PathError> {
+    let upstream = normalize_upstream(raw)?;
+    let decoded = decode_all(&upstream)?;
+    if decoded
+        .split('/')
+        .any(|segment| segment.starts_with(".;") || segment.starts_with("..;"))
+    {
+        return Err(PathError::DotSegmentParameters);
+    }
+    Ok(NormalizedPath { upstream, decoded })
+}
+
+/// Decodes every `%XX` of a path whose escapes [`decode_unreserved`] already checked.
+fn decode_all(path: &str) -> Result<String, PathError> {
+    if !path.contains('%') {
+        return Ok(path.to_owned());
+    }
+    let bytes = path.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while let Some(&byte) = bytes.get(i) {
+        let escape = (byte == b'%')
+            .then(|| {
+                let high = bytes.get(i + 1).copied().and_then(hex_value)?;
+                let low = bytes.get(i + 2).copied().and_then(hex_value)?;
+                Some(high * 16 + low)
+            })
+            .flatten();
+        match escape {
+            Some(decoded) => {
+                out.push(decoded);
+                i += 3;
+            }
+            None => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).map_err(|_| PathError::NotUtf8)
+}
+
+fn normalize_upstream(raw: &str) -> Result<String, PathError> {
     if raw.len() > MAX_PATH_BYTES {
         return Err(PathError::TooLong);
     }
@@ -141,7 +200,66 @@ mod tests {
     use super::*;
 
     fn ok(raw: &str) -> String {
-        normalize(raw).unwrap_or_else(|e| panic!("{raw}: {e:?}"))
+        normalize(raw)
+            .unwrap_or_else(|e| panic!("{raw}: {e:?}"))
+            .upstream
+    }
+
+    fn decoded(raw: &str) -> String {
+        normalize(raw)
+            .unwrap_or_else(|e| panic!("{raw}: {e:?}"))
+            .decoded
+    }
+
+    // Rules see every escape decoded, as Starlette does before routing: `%3A` is `:`, so a rule
+    // for `/v1/models/fraud:predict` covers `fraud%3Apredict`; the upstream keeps the escape.
+    #[test]
+    fn rules_see_every_escape_decoded() {
+        assert_eq!(
+            decoded("/v1/models/fraud%3Apredict"),
+            "/v1/models/fraud:predict"
+        );
+        assert_eq!(
+            ok("/v1/models/fraud%3apredict"),
+            "/v1/models/fraud%3Apredict"
+        );
+        assert_eq!(decoded("/v2/models/a%2bb"), "/v2/models/a+b");
+        assert_eq!(decoded("/v2/models/%e2%82%ac"), "/v2/models/\u{20ac}");
+        assert_eq!(decoded("/v2/models/100%25"), "/v2/models/100%");
+        assert_eq!(decoded("/v2/models/m%3Finfer"), "/v2/models/m?infer");
+        assert_eq!(
+            decoded("/v1/models/fraud:predict"),
+            "/v1/models/fraud:predict"
+        );
+    }
+
+    // `..;` and `.;` segments are `..` and `.` to servlet-style servers: refused, also encoded.
+    // Path parameters elsewhere in a segment are ordinary text.
+    #[test]
+    fn dot_segments_with_parameters_are_refused() {
+        for raw in [
+            "/v2/health/..;/v1/models/x:predict",
+            "/v2/health/..;x=1/v1/models/x:predict",
+            "/v2/health/.;/v1/models/x:predict",
+            "/v2/health/..%3B/v1/models/x:predict",
+            "/v2/health/%2e%2e%3b/v1/models/x:predict",
+        ] {
+            assert_eq!(
+                normalize(raw),
+                Err(PathError::DotSegmentParameters),
+                "{raw}"
+            );
+        }
+        assert_eq!(decoded("/v2/models/m;v=1/infer"), "/v2/models/m;v=1/infer");
+        assert_eq!(decoded("/v2/models/...;/infer"), "/v2/models/...;/infer");
+    }
+
+    // Escapes that decode to invalid UTF-8 mean different paths to different servers.
+    #[test]
+    fn escapes_that_are_not_utf8_are_refused() {
+        for raw in ["/v2/models/%ff", "/v2/models/caf%e9", "/v2/models/%e2%82"] {
+            assert_eq!(normalize(raw), Err(PathError::NotUtf8), "{raw}");
+        }
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The proxy-wasm glue: the only module that talks to the host. It reads what the core needs,
 //! calls it, and turns its outcomes into host actions.
 
+mod host;
 mod host_crypto;
 mod http;
 mod metrics;
@@ -8,7 +9,6 @@ mod root;
 mod shared_data;
 mod worker;
 
-use proxy_wasm::hostcalls;
 use proxy_wasm::types::LogLevel;
 
 proxy_wasm::main! {{
@@ -21,7 +21,7 @@ proxy_wasm::main! {{
 /// reads. Called at configure time and on every tick, so a level changed through Envoy's admin
 /// interface takes effect within one.
 pub(crate) fn follow_host_log_level() {
-    if let Ok(level) = hostcalls::get_log_level() {
-        proxy_wasm::set_log_level(level);
+    if let Ok(level) = host::log_level() {
+        log::set_max_level(level);
     }
 }

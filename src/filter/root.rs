@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{BufferType, ContextType, MapType};
+use proxy_wasm::types::ContextType;
 
+use super::host;
 use super::host_crypto::HostCrypto;
 use super::http::Http;
 use super::metrics::{Gauges, Metrics};
@@ -51,9 +52,8 @@ impl Root {
     }
 
     fn configure(&mut self) -> Result<SharedWorker, String> {
-        let bytes = hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX)
-            .map_err(|status| format!("cannot read plugin configuration: {status:?}"))?
-            .unwrap_or_default();
+        let bytes = host::buffer(host::PLUGIN_CONFIGURATION, usize::MAX)
+            .map_err(|error| format!("cannot read plugin configuration: {error}"))?;
         let config = Config::from_json(&bytes).map_err(|err| err.to_string())?;
         let keys = KeyStore::new(&config).map_err(|err| {
             let name = config
@@ -329,20 +329,19 @@ impl Context for Root {
         else {
             return;
         };
+        // Any byte may come back from a key server or a proxy on the way: headers and body are
+        // read as bytes, and only `:status` is looked at.
         let status = if num_headers == 0 {
             None
         } else {
-            hostcalls::get_map(MapType::HttpCallResponseHeaders)
+            host::header_pairs(host::CALLOUT_RESPONSE_HEADERS)
                 .unwrap_or_default()
                 .into_iter()
-                .find(|(name, _)| name == ":status")
-                .and_then(|(_, value)| value.parse::<u16>().ok())
+                .find(|(name, _)| name == b":status")
+                .and_then(|(_, value)| std::str::from_utf8(&value).ok()?.parse::<u16>().ok())
         };
         let body = if body_size <= MAX_DOCUMENT_BYTES {
-            hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size)
-                .ok()
-                .flatten()
-                .unwrap_or_default()
+            host::buffer(host::CALLOUT_RESPONSE_BODY, body_size).unwrap_or_default()
         } else {
             Vec::new()
         };

@@ -1,8 +1,7 @@
 //! Host shared data for key fetches: the lease that lets one VM fetch a key source while the
 //! others wait, and the published result they adopt.
 
-use proxy_wasm::hostcalls;
-use proxy_wasm::types::Status;
+use super::host;
 
 use crate::shared::{self, FetchRecord};
 
@@ -19,10 +18,10 @@ pub enum Lease {
 pub fn acquire(result_key: &str, now_ms: u64, deadline_ms: u64) -> Lease {
     let key = shared::lease_key(result_key);
     for _ in 0..3 {
-        let (value, cas) = match hostcalls::get_shared_data(&key) {
+        let (value, cas) = match host::shared_data(&key) {
             Ok(found) => found,
-            Err(status) => {
-                log::warn!("shared data unavailable ({status:?}); fetching without a lease");
+            Err(error) => {
+                log::warn!("shared data unavailable ({error}); fetching without a lease");
                 return Lease::Acquired;
             }
         };
@@ -30,12 +29,12 @@ pub fn acquire(result_key: &str, now_ms: u64, deadline_ms: u64) -> Lease {
         if held_until > now_ms {
             return Lease::HeldUntil(held_until);
         }
-        match hostcalls::set_shared_data(&key, Some(&shared::encode_lease(deadline_ms)), cas) {
+        match host::set_shared_data(&key, &shared::encode_lease(deadline_ms), cas) {
             Ok(()) => return Lease::Acquired,
             // Another VM changed the lease between our read and write: read it again.
-            Err(Status::CasMismatch) => continue,
-            Err(status) => {
-                log::warn!("cannot take the fetch lease ({status:?}); fetching without it");
+            Err(error) if error.is_cas_mismatch() => continue,
+            Err(error) => {
+                log::warn!("cannot take the fetch lease ({error}); fetching without it");
                 return Lease::Acquired;
             }
         }
@@ -46,7 +45,7 @@ pub fn acquire(result_key: &str, now_ms: u64, deadline_ms: u64) -> Lease {
 /// Whether nobody holds the lease of `result_key` at `now_ms`: released or lapsed. `false`
 /// when shared data cannot be read, so a waiting VM keeps waiting until its own deadline.
 pub fn lease_free(result_key: &str, now_ms: u64) -> bool {
-    match hostcalls::get_shared_data(&shared::lease_key(result_key)) {
+    match host::shared_data(&shared::lease_key(result_key)) {
         Ok((value, _)) => value.as_deref().map_or(0, shared::decode_lease) <= now_ms,
         Err(_) => false,
     }
@@ -55,24 +54,22 @@ pub fn lease_free(result_key: &str, now_ms: u64) -> bool {
 /// Extends a lease this VM holds (a discovery fetch is followed by the JWKS fetch).
 pub fn extend(result_key: &str, deadline_ms: u64) {
     let key = shared::lease_key(result_key);
-    if let Err(status) =
-        hostcalls::set_shared_data(&key, Some(&shared::encode_lease(deadline_ms)), None)
-    {
-        log::debug!("cannot extend the fetch lease: {status:?}");
+    if let Err(error) = host::set_shared_data(&key, &shared::encode_lease(deadline_ms), None) {
+        log::debug!("cannot extend the fetch lease: {error}");
     }
 }
 
 /// Frees a lease so the next due fetch, by any VM, can start at once.
 pub fn release(result_key: &str) {
     let key = shared::lease_key(result_key);
-    if let Err(status) = hostcalls::set_shared_data(&key, Some(&shared::encode_lease(0)), None) {
-        log::debug!("cannot release the fetch lease: {status:?}");
+    if let Err(error) = host::set_shared_data(&key, &shared::encode_lease(0), None) {
+        log::debug!("cannot release the fetch lease: {error}");
     }
 }
 
 /// The last published result of `result_key`, with its sequence number (0 when none).
 pub fn read(result_key: &str) -> Option<FetchRecord> {
-    let (value, _) = hostcalls::get_shared_data(result_key).ok()?;
+    let (value, _) = host::shared_data(result_key).ok()?;
     FetchRecord::decode(&value?)
 }
 
@@ -80,10 +77,10 @@ pub fn read(result_key: &str) -> Option<FetchRecord> {
 /// published, so concurrent publishers never reuse a number.
 pub fn publish(result_key: &str, mut make: impl FnMut(u64) -> Option<FetchRecord>) {
     for _ in 0..3 {
-        let (value, cas) = match hostcalls::get_shared_data(result_key) {
+        let (value, cas) = match host::shared_data(result_key) {
             Ok(found) => found,
-            Err(status) => {
-                log::warn!("cannot publish keys to other workers: {status:?}");
+            Err(error) => {
+                log::warn!("cannot publish keys to other workers: {error}");
                 return;
             }
         };
@@ -94,11 +91,11 @@ pub fn publish(result_key: &str, mut make: impl FnMut(u64) -> Option<FetchRecord
         let Some(record) = make(last) else {
             return;
         };
-        match hostcalls::set_shared_data(result_key, Some(&record.encode()), cas) {
+        match host::set_shared_data(result_key, &record.encode(), cas) {
             Ok(()) => return,
-            Err(Status::CasMismatch) => continue,
-            Err(status) => {
-                log::warn!("cannot publish keys to other workers: {status:?}");
+            Err(error) if error.is_cas_mismatch() => continue,
+            Err(error) => {
+                log::warn!("cannot publish keys to other workers: {error}");
                 return;
             }
         }

@@ -1,14 +1,13 @@
 //! State one wasm VM (one Envoy worker) shares between its root context and its streams, and the
 //! request handling both of them run.
 
+use proxy_wasm::hostcalls;
+use proxy_wasm::types::Action;
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::rc::Rc;
-use std::time::UNIX_EPOCH;
 
-use proxy_wasm::hostcalls;
-use proxy_wasm::types::{Action, MapType};
-
+use super::host;
 use super::host_crypto::HostCrypto;
 use super::metrics::Metrics;
 use crate::config::{Config, ProviderId};
@@ -40,26 +39,22 @@ pub type SharedWorker = Rc<RefCell<Worker>>;
 /// The host clock, read once per request. `None` when the host cannot tell the time, in which
 /// case nothing time-dependent can be judged.
 pub fn now() -> Option<Now> {
-    let time = hostcalls::get_current_time().ok()?;
-    let ms = time.duration_since(UNIX_EPOCH).ok()?.as_millis();
+    let nanos = host::time_nanos().ok()?;
     Some(Now {
-        ms: u64::try_from(ms).ok()?,
+        ms: nanos / 1_000_000,
     })
 }
 
+/// The current stream's request headers, as bytes made safe for the core. A header map the host
+/// cannot hand over leaves the request without a path, which no rule matches: it is refused.
 fn read_request() -> Request {
-    let headers = hostcalls::get_map(MapType::HttpRequestHeaders).unwrap_or_default();
-    let mut request = Request::default();
-    for (name, value) in &headers {
-        match name.as_str() {
-            ":method" => request.method.clone_from(value),
-            ":path" => request.path.clone_from(value),
-            ":authority" => request.authority.clone_from(value),
-            _ => {}
+    match host::header_pairs(host::REQUEST_HEADERS) {
+        Ok(pairs) => Request::from_header_pairs(pairs),
+        Err(error) => {
+            log::warn!("cannot read the request headers: {error}");
+            Request::default()
         }
     }
-    request.headers = headers;
-    request
 }
 
 /// Decides on the request of the current (effective) stream context and applies the outcome.
@@ -124,16 +119,14 @@ pub fn handle_request(worker: &SharedWorker, context_id: u32) -> Action {
 /// identity or an unjudged path through, so any refusal by the host refuses the request.
 fn rewrite_headers(allow: &Allow) -> Result<(), Failure> {
     for name in &allow.remove_headers {
-        if let Err(status) = hostcalls::remove_map_value(MapType::HttpRequestHeaders, name) {
-            log::warn!("request refused: cannot remove header {name}: {status:?}");
+        if let Err(error) = host::remove_request_header(name) {
+            log::warn!("request refused: cannot remove header {name}: {error}");
             return Err(Failure::HeaderRewriteFailed);
         }
     }
     for (name, value) in &allow.set_headers {
-        if let Err(status) =
-            hostcalls::set_map_value(MapType::HttpRequestHeaders, name, Some(value))
-        {
-            log::warn!("request refused: cannot set header {name}: {status:?}");
+        if let Err(error) = host::replace_request_header(name, value) {
+            log::warn!("request refused: cannot set header {name}: {error}");
             return Err(Failure::HeaderRewriteFailed);
         }
     }
@@ -141,11 +134,18 @@ fn rewrite_headers(allow: &Allow) -> Result<(), Failure> {
 }
 
 fn respond(worker: &SharedWorker, denial: &Denial) -> Action {
-    log::debug!(
-        "request denied ({}): {}",
-        denial.failure.metric_name(),
-        denial.failure.description()
-    );
+    match &denial.detail {
+        Some(detail) => log::debug!(
+            "request denied ({}): {}: {detail}",
+            denial.failure.metric_name(),
+            denial.failure.description()
+        ),
+        None => log::debug!(
+            "request denied ({}): {}",
+            denial.failure.metric_name(),
+            denial.failure.description()
+        ),
+    }
     worker.borrow().metrics.denied(denial.failure);
     send(denial.status, &denial.headers, &denial.body)
 }
@@ -158,13 +158,8 @@ fn send_reply(reply: &LocalReply) -> Action {
 /// `grpc-message` among its headers and no body; Envoy keeps those headers as they are and
 /// sends them as a trailers-only response.
 fn send(status: u32, headers: &[(String, String)], body: &str) -> Action {
-    let headers: Vec<(&str, &str)> = headers
-        .iter()
-        .map(|(n, v)| (n.as_str(), v.as_str()))
-        .collect();
-    let body = (!body.is_empty()).then_some(body.as_bytes());
-    if let Err(status) = hostcalls::send_http_response(status, headers, body) {
-        log::warn!("cannot send local response: {status:?}");
+    if let Err(error) = host::send_local_response(status, headers, body.as_bytes()) {
+        log::warn!("cannot send local response: {error}");
     }
     Action::Pause
 }
@@ -191,8 +186,8 @@ pub fn resume_waiting(worker: &SharedWorker, provider: ProviderId, root_context_
             continue;
         }
         if let Action::Continue = handle_request(worker, context_id) {
-            if let Err(status) = hostcalls::resume_http_request() {
-                log::debug!("cannot resume stream {context_id}: {status:?}");
+            if let Err(error) = host::resume_request() {
+                log::debug!("cannot resume stream {context_id}: {error}");
             }
         }
     }
