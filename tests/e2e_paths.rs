@@ -66,6 +66,13 @@ fn no_path_trick_reaches_a_protected_model_without_a_token() {
         ("/v2/health/%25%32%65%25%32%65/models/m/infer", 400),
         ("/v2/models/m/infer%00/../../health/ready", 400),
         ("/v2/health/../../../models/m/infer", 400),
+        // Servlet-style servers read `..;` and `.;` as `..` and `.`: ambiguous, refused.
+        ("/v2/health/..;/models/m/infer", 400),
+        ("/v2/health/..;jsessionid=1/models/m/infer", 400),
+        ("/v2/health/.;/../models/m/infer", 400),
+        // Every escape is decoded before rules match, as KServe's server decodes it.
+        ("/v2/health/..%3B/models/m/infer", 400),
+        ("/v2/health/%ff/../models/m/infer", 400),
         ("/v2/models/m/infer?/v2/health/ready", 401),
         // Envoy's HTTP/1 codec refuses a fragment in the request line before the filter runs.
         ("/v2/models/m/infer#/v2/health/ready", 400),

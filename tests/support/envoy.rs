@@ -182,6 +182,9 @@ impl WasmFilter {
                 "config": {
                     "name": PLUGIN_NAME,
                     "root_id": PLUGIN_NAME,
+                    // As the shipped configurations: a VM that fails is reloaded, and the reload
+                    // is counted in `wasm.<plugin>.vm_reload*`, which every teardown checks.
+                    "failure_policy": "FAIL_RELOAD",
                     "configuration": {
                         "@type": "type.googleapis.com/google.protobuf.StringValue",
                         "value": self.configuration,
@@ -271,6 +274,8 @@ pub struct Envoy {
     /// The watched listener file and the version last written to it, for Envoys started with
     /// [`Envoy::start_with_listener_file`].
     listener_file: Option<(PathBuf, AtomicU64)>,
+    /// Set by a test that makes a VM fail on purpose; the teardown check is skipped then.
+    pub expect_vm_failure: bool,
 }
 
 static INSTANCE: AtomicUsize = AtomicUsize::new(0);
@@ -460,6 +465,7 @@ impl Envoy {
             admin: SocketAddr::from(([127, 0, 0, 1], 0)),
             listener: SocketAddr::from(([127, 0, 0, 1], 0)),
             listener_file,
+            expect_vm_failure: false,
         };
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
@@ -606,8 +612,43 @@ impl Envoy {
     }
 }
 
+/// Log lines a wasm VM failure leaves: the panic message the SDK logs, and V8's report of a
+/// trapped callback. (A refused configuration is not a VM failure: tests expect some.)
+const VM_FAILURE_MARKS: [&str; 2] = ["panicked at", "Uncaught RuntimeError"];
+
+impl Envoy {
+    /// Why a wasm VM of this Envoy failed, if one did: a non-zero `wasm.*.vm_reload*` statistic
+    /// (configurations with `failure_policy: FAIL_RELOAD` count every reload there) or a failure
+    /// line in the log. Checked at every teardown, so no test passes while a VM crashed.
+    pub fn vm_failure(&self) -> Option<String> {
+        if let Ok(response) = http::request(self.admin, "GET", "/stats?filter=vm_reload", &[], None)
+        {
+            let moved: Vec<String> = response
+                .text()
+                .lines()
+                .filter(|line| line.starts_with("wasm.") && !line.ends_with(": 0"))
+                .map(str::to_string)
+                .collect();
+            if !moved.is_empty() {
+                return Some(format!("VM reload statistics moved: {moved:?}"));
+            }
+        }
+        let log = self.log();
+        VM_FAILURE_MARKS.iter().find_map(|mark| {
+            log.lines()
+                .find(|line| line.contains(mark))
+                .map(|line| format!("VM failure in Envoy's log: {line}"))
+        })
+    }
+}
+
 impl Drop for Envoy {
     fn drop(&mut self) {
+        let failure = if thread::panicking() || self.expect_vm_failure {
+            None
+        } else {
+            self.vm_failure()
+        };
         let _ = self.child.kill();
         let _ = self.child.wait();
         if thread::panicking() {
@@ -615,8 +656,11 @@ impl Drop for Envoy {
             eprintln!("Envoy log tail:\n{}", tail(&self.log(), 30));
         } else if std::env::var_os(KEEP_VAR).is_some() {
             eprintln!("Envoy files kept in {}", self.dir.display());
-        } else {
+        } else if failure.is_none() {
             let _ = fs::remove_dir_all(&self.dir);
+        }
+        if let Some(failure) = failure {
+            panic!("{failure} (Envoy files kept in {})", self.dir.display());
         }
     }
 }

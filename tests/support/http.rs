@@ -322,14 +322,17 @@ pub fn write_response(
     stream.flush()
 }
 
+/// One line, without its line ending. Bytes that are not UTF-8 (a header value may hold any
+/// byte from 0x80 up) are read as U+FFFD rather than failing the message.
 fn read_line(reader: &mut impl BufRead) -> io::Result<String> {
-    let mut line = String::new();
-    if reader.read_line(&mut line)? == 0 {
+    let mut line = Vec::new();
+    if reader.read_until(b'\n', &mut line)? == 0 {
         return Err(io::Error::new(
             io::ErrorKind::UnexpectedEof,
             "connection closed before a complete message",
         ));
     }
+    let line = String::from_utf8_lossy(&line);
     Ok(line.trim_end_matches(['\r', '\n']).to_string())
 }
 
