@@ -6,7 +6,7 @@ use std::rc::Rc;
 
 use crate::config::{Config, HttpFetch, KeySource, ProviderId};
 use crate::jwks::{self, KeySet, SkippedKey};
-use crate::shared::FetchRecord;
+use crate::shared::{FetchRecord, MAX_SEQUENCE};
 
 /// Largest JWKS or discovery document accepted, in bytes.
 pub const MAX_DOCUMENT_BYTES: usize = 256 * 1024;
@@ -592,7 +592,11 @@ impl KeyStore {
         now_ms: u64,
     ) -> Option<FetchRecord> {
         let keys = self.providers.get_mut(provider)?;
-        let sequence = last_published.max(keys.shared_sequence).saturating_add(1);
+        // Never saturates: records past MAX_SEQUENCE read as absent, so none is published.
+        let sequence = last_published
+            .max(keys.shared_sequence)
+            .checked_add(1)
+            .filter(|sequence| *sequence <= MAX_SEQUENCE)?;
         keys.shared_sequence = sequence;
         Some(FetchRecord {
             sequence,

@@ -563,3 +563,75 @@ fn fractional_times_and_array_claims() {
         "Jwt is expired",
     );
 }
+
+fn static_cluster(name: &str, port: u16) -> Value {
+    json!({
+        "name": name,
+        "type": "STATIC",
+        "connect_timeout": "1s",
+        "load_assignment": {"cluster_name": name, "endpoints": [{"lb_endpoints": [{"endpoint":
+            {"address": {"socket_address": {"address": "127.0.0.1", "port_value": port}}}}]}]},
+    })
+}
+
+// Two configurations in one VM id (as every Istio WasmPlugin is) whose key sources used to get
+// one shared-data name: cluster `jwks` with host `a.b`, and cluster `jwks.a` with host `b`. Each
+// must keep its own keys: a token signed for one listener's issuer keys never passes the other.
+#[test]
+fn configurations_sharing_a_vm_never_share_keys() {
+    let key_a = TestKey::es256("same-kid");
+    let key_b = TestKey::es256("same-kid");
+    let server_a = JwksServer::start(jwks(&[&key_a]));
+    let server_b = JwksServer::start(jwks(&[&key_b]));
+    let upstream = EchoUpstream::start();
+    let provider = |cluster: &str, uri: &str| {
+        json!({
+            "issuer": ISSUER,
+            "audiences": [AUDIENCE],
+            "remote_jwks": {"http_uri": {"uri": uri, "cluster": cluster, "timeout": "2s"},
+                            "cache_duration": "600s"},
+            "claim_to_headers": [{"header_name": SUB_HEADER, "claim_name": "sub"}],
+        })
+    };
+    let filter =
+        |provider: Value| support::envoy::WasmFilter::new(&plugin_config(provider)).http_filter();
+    let bootstrap = json!({
+        "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}}},
+        "static_resources": {
+            "listeners": [
+                support::envoy::upstream_listener("a", vec![filter(provider("jwks", "http://a.b/jwks"))]),
+                support::envoy::upstream_listener("b", vec![filter(provider("jwks.a", "http://b/jwks"))]),
+            ],
+            "clusters": [
+                static_cluster("jwks", server_a.port()),
+                static_cluster("jwks.a", server_b.port()),
+                static_cluster("kserve", upstream.port()),
+            ],
+        },
+    });
+    let envoy = Envoy::start_bootstrap("two.json", &bootstrap.to_string(), 2, "debug");
+    let (a, b) = (envoy.listener_addr("a"), envoy.listener_addr("b"));
+    let token_a = format!("Bearer {}", key_a.sign(&good_claims("alice")));
+    let token_b = format!("Bearer {}", key_b.sign(&good_claims("bob")));
+    let get = |addr: SocketAddr, token: &str| {
+        support::http::get(addr, PROTECTED_PATH, &[("authorization", token)])
+    };
+    // Several rounds, so every worker has adopted whatever the others published.
+    for _ in 0..10 {
+        assert_eq!(
+            Echo::from_response(&get(a, &token_a))
+                .header(SUB_HEADER)
+                .as_deref(),
+            Some("alice")
+        );
+        assert_eq!(
+            Echo::from_response(&get(b, &token_b))
+                .header(SUB_HEADER)
+                .as_deref(),
+            Some("bob")
+        );
+        assert_eq!(get(a, &token_b).status, 401);
+        assert_eq!(get(b, &token_a).status, 401);
+        thread::sleep(Duration::from_millis(150));
+    }
+}

@@ -18,7 +18,7 @@ use super::worker::{self, SharedWorker, Worker};
 use crate::config::{Config, ProviderId};
 use crate::gauges;
 use crate::keys::{Fetch, KeyStore, Outcome, Response, MAX_DOCUMENT_BYTES};
-use crate::shared;
+use crate::shared::{self, Channel};
 use crate::token_cache::TokenCache;
 
 /// How often the timer checks for due key fetches. Short, because the first fetch of a new
@@ -31,8 +31,8 @@ const LEASE_MARGIN_MS: u64 = 1_000;
 pub struct Root {
     context_id: u32,
     worker: Option<SharedWorker>,
-    /// Shared-data key of each provider's key source; `None` for inline keys.
-    result_keys: Vec<Option<String>>,
+    /// Shared-data channel of each provider's key source; `None` for inline keys.
+    channels: Vec<Option<Channel>>,
     /// Key fetches in flight, by callout token.
     pending: HashMap<u32, Fetch>,
     /// Gauges this root context reports on every tick; `None` until configured.
@@ -45,7 +45,7 @@ impl Root {
         Root {
             context_id,
             worker: None,
-            result_keys: Vec::new(),
+            channels: Vec::new(),
             pending: HashMap::new(),
             gauges: None,
         }
@@ -55,6 +55,14 @@ impl Root {
         let bytes = host::buffer(host::PLUGIN_CONFIGURATION, usize::MAX)
             .map_err(|error| format!("cannot read plugin configuration: {error}"))?;
         let config = Config::from_json(&bytes).map_err(|err| err.to_string())?;
+        // Every VM of this configuration reads the same bytes, so they agree on the channels;
+        // another configuration, or another plugin, never shares them.
+        let digest = hmac_sha256::Hash::hash(&bytes);
+        let channels = config
+            .providers
+            .iter()
+            .map(|provider| shared::channel(&digest, &provider.keys))
+            .collect();
         let keys = KeyStore::new(&config).map_err(|err| {
             let name = config
                 .providers
@@ -72,6 +80,7 @@ impl Root {
             .map(|p| TokenCache::new(p.jwt_cache_size))
             .collect();
         let crypto = HostCrypto::detect(config.host_crypto);
+        self.channels = channels;
         Ok(Rc::new(RefCell::new(Worker {
             config,
             keys,
@@ -96,12 +105,15 @@ impl Root {
             .waiting_for_peer()
             .into_iter()
             .filter(|&provider| {
-                self.result_key(provider)
-                    .is_some_and(|key| shared_data::lease_free(key, now.ms))
+                self.channel(provider)
+                    .is_some_and(|channel| shared_data::lease_free(channel, now.ms))
             })
             .collect();
-        for (provider, key) in self.result_keys.iter().enumerate() {
-            let Some(record) = key.as_deref().and_then(shared_data::read) else {
+        for (provider, channel) in self.channels.iter().enumerate() {
+            let Some(record) = channel
+                .as_ref()
+                .and_then(|channel| shared_data::read(channel, now.ms))
+            else {
                 continue;
             };
             let outcome = update_keys(&worker, provider, |keys| {
@@ -118,11 +130,11 @@ impl Root {
         }
         let due = worker.borrow_mut().keys.due_fetches(now.ms);
         for fetch in due {
-            match self.result_key(fetch.provider) {
+            match self.channel(fetch.provider) {
                 None => self.dispatch(&worker, fetch),
-                Some(key) => {
+                Some(channel) => {
                     let deadline = lease_deadline(&fetch, now.ms);
-                    match shared_data::acquire(key, now.ms, deadline) {
+                    match shared_data::acquire(channel, now.ms, deadline) {
                         Lease::Acquired => self.dispatch(&worker, fetch),
                         Lease::HeldUntil(until) => {
                             worker.borrow_mut().keys.wait_for_peer(&fetch, until);
@@ -148,8 +160,8 @@ impl Root {
         gauges.report(entries, waiting, memory);
     }
 
-    fn result_key(&self, provider: ProviderId) -> Option<&str> {
-        self.result_keys.get(provider)?.as_deref()
+    fn channel(&self, provider: ProviderId) -> Option<&Channel> {
+        self.channels.get(provider)?.as_ref()
     }
 
     fn dispatch(&mut self, worker: &SharedWorker, fetch: Fetch) {
@@ -196,8 +208,8 @@ impl Root {
         });
         let result = match &outcome {
             Outcome::Next(next) => {
-                if let Some(key) = self.result_key(provider) {
-                    shared_data::extend(key, lease_deadline(next, now.ms));
+                if let Some(channel) = self.channel(provider) {
+                    shared_data::extend(channel, lease_deadline(next, now.ms));
                 }
                 let next = next.clone();
                 self.dispatch(worker, next);
@@ -207,14 +219,14 @@ impl Root {
             Outcome::Updated { .. } => Ok(response.body.to_vec()),
             Outcome::Failed { reason } => Err(reason.clone()),
         };
-        if let Some(key) = self.result_key(provider) {
-            shared_data::publish(key, |last| {
+        if let Some(channel) = self.channel(provider) {
+            shared_data::publish(channel, now.ms, |last| {
                 worker
                     .borrow_mut()
                     .keys
                     .record(provider, last, result.clone(), now.ms)
             });
-            shared_data::release(key);
+            shared_data::release(channel);
         }
         worker
             .borrow()
@@ -304,8 +316,8 @@ impl Context for Root {
     /// hold are freed for the VMs (or the next configuration) waiting on the same key source.
     fn on_done(&mut self) -> bool {
         for fetch in self.pending.values() {
-            if let Some(key) = self.result_key(fetch.provider) {
-                shared_data::release(key);
+            if let Some(channel) = self.channel(fetch.provider) {
+                shared_data::release(channel);
             }
         }
         if !self.pending.is_empty() {
@@ -359,13 +371,6 @@ impl RootContext for Root {
         super::follow_host_log_level();
         match self.configure() {
             Ok(worker) => {
-                self.result_keys = worker
-                    .borrow()
-                    .config
-                    .providers
-                    .iter()
-                    .map(|p| shared::result_key(&p.keys))
-                    .collect();
                 self.worker = Some(worker);
                 self.pending.clear();
                 if self.gauges.is_none() {
