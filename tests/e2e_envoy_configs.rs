@@ -142,6 +142,30 @@ fn shipped_listeners_normalize_paths() {
     }
 }
 
+// Defence in depth in every shipped listener: a wasm VM that fails is reloaded (never failed
+// open), header names with underscores are refused before any filter, and the plugin runs in a
+// VM id of its own.
+#[test]
+fn shipped_configs_reload_failed_vms_and_refuse_underscores() {
+    for file in shipped_files() {
+        let yaml = fs::read_to_string(&file).unwrap();
+        for setting in [
+            "failure_policy: FAIL_RELOAD",
+            "headers_with_underscores_action: REJECT_REQUEST",
+            "vm_id: kserve_auth",
+        ] {
+            assert!(
+                yaml.contains(setting),
+                "{}: missing {setting}",
+                file.display()
+            );
+        }
+        for never in ["fail_open", "FAIL_OPEN"] {
+            assert!(!yaml.contains(never), "{}: ships {never}", file.display());
+        }
+    }
+}
+
 // `envoy/envoy.yaml` run as shipped (ports moved to free ones): health is public, inference
 // needs a token from the Keycloak realm, and a valid one reaches the model server.
 #[test]
@@ -167,6 +191,14 @@ fn shipped_envoy_yaml_protects_inference() {
 
     assert_eq!(envoy.get("/v2/health/ready", &[]).status, 200);
     assert_missing(&envoy.get("/v2/models/m/infer", &[]));
+    // An underscore spelling of an identity header is refused by Envoy itself.
+    assert_eq!(
+        envoy
+            .get("/v2/health/ready", &[("x_jwt_sub", "admin")])
+            .status,
+        400
+    );
+    assert_eq!(model.count(), 1);
 
     let now = support::keys::now();
     let claims = json!({"iss": "http://127.0.0.1:8081/realms/kserve", "aud": "kserve-client",

@@ -120,7 +120,7 @@ fn schema_check_refuses_unknown_fields_enums_and_types() {
     let broken = [
         (
             "typo.yaml",
-            plugin.replace("failStrategy: FAIL_CLOSE", "failstrategy: FAIL_CLOSE"),
+            plugin.replace("failStrategy: FAIL_RELOAD", "failstrategy: FAIL_RELOAD"),
             "spec: Additional properties are not allowed ('failstrategy' was unexpected)",
         ),
         (
@@ -172,7 +172,7 @@ fn wasm_plugin_config_is_valid_and_uses_istio_cluster_names() {
     assert_eq!(plugins.len(), 1);
     let spec = &plugins[0]["spec"];
     assert_eq!(spec["phase"], "AUTHN");
-    assert_eq!(spec["failStrategy"], "FAIL_CLOSE");
+    assert_eq!(spec["failStrategy"], "FAIL_RELOAD");
     assert!(spec["url"].as_str().unwrap().starts_with("oci://"));
 
     let plugin_config = spec["pluginConfig"].to_string();
