@@ -113,7 +113,7 @@ oci: build buildah
 # Coverage-guided fuzzing (cargo-fuzz, nightly toolchain), FUZZ_SECONDS per target. Crashes land
 # in fuzz/artifacts/<target>/ and become regression tests.
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS := token jwks config request signature rsa
+FUZZ_TARGETS := token jwks config request signature rsa path
 
 fuzz:
 	@command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked

@@ -24,6 +24,7 @@ plugin configuration Envoy's VM refused (for example a field this build does not
 reported as "not run" without failing.
 """
 
+import base64
 import http.client
 import json
 import os
@@ -44,6 +45,8 @@ AUDIENCE = "kserve-bench"
 TOKEN_HOURS = 12
 MIN_VALIDITY_S = 3600
 BASELINE = "jwt_authn"
+# Keys in the set the kid-less rows verify against.
+KEY_SET_SIZE = 20
 
 
 @dataclass
@@ -54,7 +57,7 @@ class Row:
     label: str
     listener: str
     path: str = "/"
-    tokens: str | None = None  # "rs256" / "es256" / "rs256-forged": the token file wrk cycles
+    tokens: str | None = None  # "rs256" / "es256" / "rs256-forged" / ...: the token file wrk cycles
     hot: bool = False  # only the first token, reused on every request
     expect: int | None = None  # the status every answer must have; None: any 2xx
     port: int | None = None
@@ -101,6 +104,13 @@ ROWS = [
         expect=401),
     Row("jwt_authn_forged_rs256", "jwt_authn, forged RS256 (401)", "jwt_authn_hot",
         tokens="rs256-forged", expect=401),
+    # Forged RS256 tokens without a `kid` against a key set of KEY_SET_SIZE RSA keys: ours tries
+    # at most four fitting keys per token (verify::MAX_SIGNATURE_CHECKS), jwt_authn every one.
+    Row("wasm_forged_kidless_20", f"ours, forged kid-less RS256, {KEY_SET_SIZE} keys (401)",
+        "wasm_keys20", tokens="rs256-kidless-forged", expect=401),
+    Row("jwt_authn_forged_kidless_20",
+        f"jwt_authn, forged kid-less RS256, {KEY_SET_SIZE} keys (401)", "jwt_authn_keys20",
+        tokens="rs256-kidless-forged", expect=401),
 ]
 
 
@@ -212,6 +222,18 @@ def write_forged_tokens(work):
         replacement = "B" if signature[middle] == "A" else "A"
         forged.append(f"{signing_input}.{signature[:middle]}{replacement}{signature[middle + 1:]}")
     (work / "tokens-rs256-forged.txt").write_text("\n".join(forged) + "\n")
+    # The same forgeries with a header that names no key: a verifier must pick keys itself.
+    kidless_header = base64.urlsafe_b64encode(b'{"alg":"RS256","typ":"JWT"}').rstrip(b"=").decode()
+    kidless = [kidless_header + token[token.index("."):] for token in forged]
+    (work / "tokens-rs256-kidless-forged.txt").write_text("\n".join(kidless) + "\n")
+
+
+def many_keys_jwks(jwks):
+    """A JWKS of KEY_SET_SIZE RSA keys that fit RS256: the bench's RSA key under as many kids
+    (none of which signed the forged tokens)."""
+    rsa = next(key for key in json.loads(jwks)["keys"] if key["kty"] == "RSA")
+    keys = [dict(rsa, kid=f"bench-{index}") for index in range(KEY_SET_SIZE)]
+    return json.dumps({"keys": keys})
 
 
 def yaml_string(text):
@@ -259,6 +281,8 @@ def render_config(settings, dropped=()):
         # check, as jwt_authn without a cache does.
         PLUGIN_CONFIG_COLD=yaml_string(plugin_config(jwks, cache_size=0)),
         PLUGIN_CONFIG_NO_HOST_CRYPTO=yaml_string(plugin_config(jwks, host_crypto=False, cache_size=0)),
+        JWKS_20=yaml_string(many_keys_jwks(jwks)),
+        PLUGIN_CONFIG_20=yaml_string(plugin_config(many_keys_jwks(jwks))),
     )
     for name in dropped:
         rendered = without_listener(rendered, name)

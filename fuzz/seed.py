@@ -60,6 +60,9 @@ def main():
     for path in ("/v2/health/ready", "/optional", "/v1/models/m:explain", "//v2/health/../models/x"):
         write("request", f"{path}\nGET\nhost: kserve.test")
     write("request", "/v1/models/m:predict\nPOST\nauthorization: Bearer \nhost: kserve.test")
+    for path in ("/v1/models/fraud%3Apredict", "/v2/health/..;/v1/models/x:predict", "/a/%2e%2E/b%25",
+                 "/v2/%6dodels/m%3b/infer?x", "/caf%C3%A9/./x/../y"):
+        write("path", path)
     write("signature", b"\x08\x01\x12\x02ok")
     write("signature", bytes(64))
     write("signature", bytes(range(96)))
