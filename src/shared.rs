@@ -57,7 +57,13 @@ pub fn channel(configuration_digest: &[u8; 32], source: &KeySource) -> Option<Ch
         hash.update(part.as_bytes());
     }
     let scope = hash.finalize();
-    let name: String = scope.iter().take(16).map(|b| format!("{b:02x}")).collect();
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let name: String = scope
+        .iter()
+        .take(16)
+        .flat_map(|b| [HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]])
+        .map(char::from)
+        .collect();
     let result_key = format!("kserve_auth.v2.{kind}.{name}");
     Some(Channel {
         lease_key: format!("{result_key}.lease"),

@@ -43,19 +43,10 @@ impl HostError {
 }
 
 impl std::fmt::Display for HostError {
+    /// The ABI's number: 1 NotFound, 2 BadArgument, 3 SerializationFailure, 4 ParseFailure,
+    /// 7 Empty, 8 CasMismatch, 10 InternalFailure, 12 Unimplemented.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let name = match self.0 {
-            1 => "NotFound",
-            2 => "BadArgument",
-            3 => "SerializationFailure",
-            4 => "ParseFailure",
-            7 => "Empty",
-            8 => "CasMismatch",
-            10 => "InternalFailure",
-            12 => "Unimplemented",
-            _ => "unknown status",
-        };
-        write!(f, "{name} ({})", self.0)
+        write!(f, "host status {}", self.0)
     }
 }
 

@@ -134,18 +134,13 @@ fn rewrite_headers(allow: &Allow) -> Result<(), Failure> {
 }
 
 fn respond(worker: &SharedWorker, denial: &Denial) -> Action {
-    match &denial.detail {
-        Some(detail) => log::debug!(
-            "request denied ({}): {}: {detail}",
-            denial.failure.metric_name(),
-            denial.failure.description()
-        ),
-        None => log::debug!(
-            "request denied ({}): {}",
-            denial.failure.metric_name(),
-            denial.failure.description()
-        ),
-    }
+    log::debug!(
+        "request denied ({}): {}{}{}",
+        denial.failure.metric_name(),
+        denial.failure.description(),
+        if denial.detail.is_some() { ": " } else { "" },
+        denial.detail.as_deref().unwrap_or_default()
+    );
     worker.borrow().metrics.denied(denial.failure);
     send(denial.status, &denial.headers, &denial.body)
 }
