@@ -49,13 +49,20 @@ pub struct NormalizedPath {
 pub fn normalize(raw: &str) -> Result<NormalizedPath, PathError> {
     let upstream = normalize_upstream(raw)?;
     let decoded = decode_all(&upstream)?;
-    if decoded
-        .split('/')
-        .any(|segment| segment.starts_with(".;") || segment.starts_with("..;"))
-    {
-        return Err(PathError::DotSegmentParameters);
-    }
     Ok(NormalizedPath { upstream, decoded })
+}
+
+/// `.;…` or `..;…`, with the `;` raw or escaped (`%3B`, unreserved escapes already decoded).
+fn is_dot_with_parameters(segment: &str) -> bool {
+    let rest = segment
+        .strip_prefix("..")
+        .or_else(|| segment.strip_prefix('.'))
+        .unwrap_or(segment);
+    rest.len() < segment.len()
+        && (rest.starts_with(';')
+            || rest
+                .get(..3)
+                .is_some_and(|escape| escape.eq_ignore_ascii_case("%3B")))
 }
 
 /// Decodes every `%XX` of a path whose escapes [`decode_unreserved`] already checked.
@@ -98,6 +105,10 @@ fn normalize_upstream(raw: &str) -> Result<String, PathError> {
         return Err(PathError::NotOriginForm);
     }
     let decoded = decode_unreserved(path)?;
+    // Before dot segments are removed: `/.;/..` would otherwise lose its `.;` to the `..`.
+    if decoded.split('/').any(is_dot_with_parameters) {
+        return Err(PathError::DotSegmentParameters);
+    }
     let mut segments: Vec<&str> = Vec::new();
     for segment in decoded.split('/') {
         match segment {
@@ -243,6 +254,8 @@ mod tests {
             "/v2/health/.;/v1/models/x:predict",
             "/v2/health/..%3B/v1/models/x:predict",
             "/v2/health/%2e%2e%3b/v1/models/x:predict",
+            "/v2/health/.;/../v1/models/x:predict",
+            "/v2/health/..;/../x",
         ] {
             assert_eq!(
                 normalize(raw),
