@@ -3,7 +3,7 @@
 //! each reporter adds the difference to what it added before, and the stat holds the sum over
 //! reporters. A reporter that stops withdraws what it added.
 
-use crate::token_cache::TokenCache;
+use crate::decision::token_cache::TokenCache;
 
 /// Bytes in one page of wasm linear memory.
 pub const WASM_PAGE_BYTES: u64 = 65_536;
@@ -91,7 +91,7 @@ pub fn memory_bytes(pages: usize) -> u64 {
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
     use super::*;
-    use crate::token_cache::{CacheKey, Entry};
+    use crate::decision::token_cache::{CacheKey, Entry};
     use serde_json::Map;
     use std::rc::Rc;
 

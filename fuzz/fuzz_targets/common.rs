@@ -15,8 +15,14 @@ const RSA_PEM: &str = include_str!("../../tests/fixtures/keys/rsa-2048-a.pem");
 pub fn jwks() -> String {
     let rsa = RS256KeyPair::from_pem(RSA_PEM).expect("fixture key");
     let components = rsa.public_key().to_components();
-    let p256 = ES256KeyPair::generate().public_key().public_key().to_bytes_uncompressed();
-    let p384 = ES384KeyPair::generate().public_key().public_key().to_bytes_uncompressed();
+    let p256 = ES256KeyPair::generate()
+        .public_key()
+        .public_key()
+        .to_bytes_uncompressed();
+    let p384 = ES384KeyPair::generate()
+        .public_key()
+        .public_key()
+        .to_bytes_uncompressed();
     let ed = Ed25519KeyPair::generate().public_key().to_bytes();
     let b64 = |bytes: &[u8]| URL_SAFE_NO_PAD.encode(bytes);
     json!({"keys": [

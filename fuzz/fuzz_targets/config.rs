@@ -3,7 +3,7 @@
 #![no_main]
 
 use kserve_auth_filter::config::Config;
-use kserve_auth_filter::keys::KeyStore;
+use kserve_auth_filter::keys::store::KeyStore;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

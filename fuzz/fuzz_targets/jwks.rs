@@ -2,14 +2,14 @@
 
 #![no_main]
 
-use kserve_auth_filter::jwks;
-use kserve_auth_filter::signature;
+use kserve_auth_filter::crypto::host_wire;
+use kserve_auth_filter::keys::jwks;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok((set, _skipped)) = jwks::parse_jwks(data) {
         for key in &set.keys {
-            let _ = signature::spki_der(&key.material);
+            let _ = host_wire::spki_der(&key.material);
         }
     }
 });

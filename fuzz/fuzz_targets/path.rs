@@ -5,7 +5,7 @@
 
 #![no_main]
 
-use kserve_auth_filter::path;
+use kserve_auth_filter::request::path;
 use libfuzzer_sys::fuzz_target;
 
 /// Every `%XX` decoded, as Starlette (`unquote`) and most servers do; other bytes as they are.
@@ -75,9 +75,15 @@ fuzz_target!(|data: &[u8]| {
     );
     for segment in normalized.decoded.split('/') {
         assert!(
-            segment != "." && segment != ".." && !segment.starts_with(".;") && !segment.starts_with("..;"),
+            segment != "."
+                && segment != ".."
+                && !segment.starts_with(".;")
+                && !segment.starts_with("..;"),
             "a dot segment survived in {raw:?}"
         );
     }
-    assert!(!normalized.decoded.contains('\\'), "a backslash survived in {raw:?}");
+    assert!(
+        !normalized.decoded.contains('\\'),
+        "a backslash survived in {raw:?}"
+    );
 });

@@ -11,17 +11,19 @@ mod common;
 use std::sync::OnceLock;
 
 use kserve_auth_filter::config::Config;
+use kserve_auth_filter::crypto::verify::PureRustCrypto;
+use kserve_auth_filter::decision::token_cache::TokenCache;
 use kserve_auth_filter::decision::{self, Decision, Now};
-use kserve_auth_filter::keys::KeyStore;
-use kserve_auth_filter::path;
+use kserve_auth_filter::keys::store::KeyStore;
+use kserve_auth_filter::request::path;
 use kserve_auth_filter::request::Request;
-use kserve_auth_filter::token_cache::TokenCache;
-use kserve_auth_filter::verify::PureRustCrypto;
 use libfuzzer_sys::fuzz_target;
 
 fn config() -> &'static Config {
     static CONFIG: OnceLock<Config> = OnceLock::new();
-    CONFIG.get_or_init(|| Config::from_json(common::config_json().as_bytes()).expect("fuzz configuration"))
+    CONFIG.get_or_init(|| {
+        Config::from_json(common::config_json().as_bytes()).expect("fuzz configuration")
+    })
 }
 
 fn request(text: &str) -> Request {
@@ -42,6 +44,7 @@ fn request(text: &str) -> Request {
         path,
         authority,
         headers,
+        undecodable: Vec::new(),
     }
 }
 
@@ -58,14 +61,24 @@ fuzz_target!(|data: &[u8]| {
     let now = Now {
         ms: common::NOW_SECONDS * 1000,
     };
-    let decision = decision::decide(config, &request, &mut keys, &mut tokens, &PureRustCrypto, now);
+    let decision = decision::decide(
+        config,
+        &request,
+        &mut keys,
+        &mut tokens,
+        &PureRustCrypto,
+        now,
+    );
     if let Decision::Allow(allow) = &decision {
         // `/optional` is the one rule that allows a missing token; judge it as the filter does,
         // by the normalized path.
         let optional = path::normalize(&request.path).is_ok_and(|p| p.decoded == "/optional");
         if !allow.public && !optional {
             // Fuzzed input cannot carry a valid signature, so a protected path must not pass.
-            panic!("protected path {:?} allowed without a valid token", request.path);
+            panic!(
+                "protected path {:?} allowed without a valid token",
+                request.path
+            );
         }
     }
 });

@@ -5,7 +5,7 @@
 
 #![no_main]
 
-use kserve_auth_filter::rsa::PublicKey;
+use kserve_auth_filter::crypto::rsa::PublicKey;
 use libfuzzer_sys::fuzz_target;
 use rsa::BigUint;
 
@@ -34,6 +34,10 @@ fuzz_target!(|data: &[u8]| {
         let ours = ours.expect("signature below the modulus refused");
         let (padding, value) = ours.split_at(length - expected.len());
         assert!(padding.iter().all(|&byte| byte == 0));
-        assert_eq!(value, &expected[..], "s^65537 mod n differs from the reference");
+        assert_eq!(
+            value,
+            &expected[..],
+            "s^65537 mod n differs from the reference"
+        );
     }
 });

@@ -3,14 +3,17 @@
 
 #![no_main]
 
-use kserve_auth_filter::signature;
+use kserve_auth_filter::crypto::host_wire;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let _ = signature::decode_result(data);
+    let _ = host_wire::decode_result(data);
     for scalar_bytes in [32, 48] {
-        if let Some(der) = signature::ecdsa_signature_der(data, scalar_bytes) {
-            assert!(der.len() <= 2 * scalar_bytes + 9, "DER signature longer than possible");
+        if let Some(der) = host_wire::ecdsa_signature_der(data, scalar_bytes) {
+            assert!(
+                der.len() <= 2 * scalar_bytes + 9,
+                "DER signature longer than possible"
+            );
         }
     }
 });

@@ -8,9 +8,10 @@ mod common;
 use std::sync::OnceLock;
 
 use kserve_auth_filter::config::Config;
-use kserve_auth_filter::jwks::{self, KeySet};
-use kserve_auth_filter::verify::{self, PureRustCrypto};
-use kserve_auth_filter::{signature, token};
+use kserve_auth_filter::crypto::host_wire;
+use kserve_auth_filter::crypto::verify::{self, PureRustCrypto};
+use kserve_auth_filter::jose::token;
+use kserve_auth_filter::keys::jwks::{self, KeySet};
 use libfuzzer_sys::fuzz_target;
 
 struct Fixture {
@@ -22,7 +23,9 @@ fn fixture() -> &'static Fixture {
     static FIXTURE: OnceLock<Fixture> = OnceLock::new();
     FIXTURE.get_or_init(|| Fixture {
         config: Config::from_json(common::config_json().as_bytes()).expect("fuzz configuration"),
-        keys: jwks::parse_jwks(common::jwks().as_bytes()).expect("fuzz keys").0,
+        keys: jwks::parse_jwks(common::jwks().as_bytes())
+            .expect("fuzz keys")
+            .0,
     })
 }
 
@@ -40,6 +43,6 @@ fuzz_target!(|data: &[u8]| {
     // The signature check runs whatever the claims said, to reach the crypto with odd input.
     let _ = verify::check_signature(&parsed, &fixture.keys, &PureRustCrypto);
     for key in &fixture.keys.keys {
-        let _ = signature::host_request(parsed.header.alg, key, &parsed);
+        let _ = host_wire::host_request(parsed.header.alg, key, &parsed);
     }
 });

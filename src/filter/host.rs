@@ -6,14 +6,14 @@
 //! `panic!("unexpected status")`. With `panic = "abort"` a panic traps the VM, and every later
 //! request on that worker fails until Envoy restarts it, so one odd byte from a client or a key
 //! server would take a worker down. Here every answer is bytes, every map is parsed with bounds
-//! checks ([`crate::header_map`]), and every status the host returns is an `Err`, never a panic.
+//! checks ([`crate::request::header_map`]), and every status the host returns is an `Err`, never a panic.
 //!
 //! The SDK calls the glue still makes, and why each cannot panic on what a client or a key
 //! server sends, are listed in docs/hardening.md ("Host calls").
 
 use std::ptr::{null, null_mut};
 
-use crate::header_map::{self, HeaderPairs};
+use crate::request::header_map::{self, HeaderPairs};
 
 /// `proxy_wasm::types::MapType::HttpRequestHeaders`.
 pub const REQUEST_HEADERS: u32 = 0;

@@ -7,10 +7,10 @@ use std::cell::Cell;
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::Status;
 
-use crate::jwks::{Alg, Key};
-use crate::signature::{self, HostRequest, FOREIGN_FUNCTION};
-use crate::token::Token;
-use crate::verify::{PureRustCrypto, SignatureCheck};
+use crate::crypto::host_wire::{self, HostRequest, FOREIGN_FUNCTION};
+use crate::crypto::verify::{PureRustCrypto, SignatureCheck};
+use crate::jose::token::Token;
+use crate::keys::jwks::{Alg, Key};
 
 /// The signature checker of one worker.
 #[derive(Debug)]
@@ -54,7 +54,7 @@ impl SignatureCheck for HostCrypto {
         if !self.host {
             return PureRustCrypto.check(alg, key, token);
         }
-        match signature::host_request(alg, key, token) {
+        match host_wire::host_request(alg, key, token) {
             HostRequest::NotForHost => PureRustCrypto.check(alg, key, token),
             HostRequest::Invalid => false,
             // An answer that does not decode counts as "not verified": fail closed. A failed call
@@ -73,7 +73,7 @@ impl SignatureCheck for HostCrypto {
 /// Calls `verify_signature` with a genuine and a forged ES256 signature; the host is used only
 /// when it accepts the first and refuses the second.
 fn host_passes_self_test() -> bool {
-    let Some(test) = signature::self_test_arguments() else {
+    let Some(test) = host_wire::self_test_arguments() else {
         log::warn!("signature checks: pure Rust (self-test arguments unavailable)");
         return false;
     };
@@ -119,7 +119,7 @@ fn host_passes_self_test() -> bool {
 fn host_verifies(arguments: &[u8]) -> Result<bool, Status> {
     let answer = hostcalls::call_foreign_function(FOREIGN_FUNCTION, Some(arguments))?;
     Ok(
-        signature::decode_result(answer.as_deref().unwrap_or_default())
+        host_wire::decode_result(answer.as_deref().unwrap_or_default())
             .is_some_and(|result| result.verified),
     )
 }

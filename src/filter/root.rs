@@ -16,10 +16,10 @@ use super::metrics::{Gauges, Metrics};
 use super::shared_data::{self, Lease};
 use super::worker::{self, SharedWorker, Worker};
 use crate::config::{Config, ProviderId};
+use crate::decision::token_cache::TokenCache;
 use crate::gauges;
-use crate::keys::{Fetch, KeyStore, Outcome, Response, MAX_DOCUMENT_BYTES};
-use crate::shared::{self, Channel};
-use crate::token_cache::TokenCache;
+use crate::keys::shared::{self, Channel};
+use crate::keys::store::{Fetch, KeyStore, Outcome, Response, MAX_DOCUMENT_BYTES};
 
 /// How often the timer checks for due key fetches. Short, because the first fetch of a new
 /// configuration and unknown-`kid` refetches start on the next tick while requests wait.

@@ -2,7 +2,7 @@
 //! others wait, and the published result they adopt.
 
 use super::host;
-use crate::shared::{self, Channel, FetchRecord};
+use crate::keys::shared::{self, Channel, FetchRecord};
 
 /// Who fetches a key source now.
 pub enum Lease {

@@ -11,11 +11,11 @@ use super::host;
 use super::host_crypto::HostCrypto;
 use super::metrics::Metrics;
 use crate::config::{Config, ProviderId};
+use crate::decision::token_cache::TokenCache;
 use crate::decision::{self, Allow, Decision, Denial, LocalReply, Now, Recipient};
 use crate::failure::Failure;
-use crate::keys::KeyStore;
+use crate::keys::store::KeyStore;
 use crate::request::Request;
-use crate::token_cache::TokenCache;
 
 /// Per-VM state behind one configuration.
 pub struct Worker {

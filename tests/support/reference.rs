@@ -8,7 +8,7 @@ use jwt_simple::prelude::{
     RSAPublicKeyLike as _, UnixTimeStamp, VerificationOptions,
 };
 use jwt_simple::JWTError;
-use kserve_auth_filter::jwks::{Alg, Key, KeyMaterial};
+use kserve_auth_filter::keys::jwks::{Alg, Key, KeyMaterial};
 
 /// jwt-simple's `verify_token` of the compact token `raw` with `key` as `alg`. Its claim checks
 /// are neutralised (times, issuer, audience and the like belong to `verify::check_claims`), so an
@@ -82,7 +82,7 @@ fn neutral_options() -> VerificationOptions {
         time_tolerance: Some(Duration::from_secs(0)),
         artificial_time: Some(UnixTimeStamp::from_secs(0)),
         max_validity: None,
-        max_token_length: Some(kserve_auth_filter::token::MAX_TOKEN_BYTES),
-        max_header_length: Some(kserve_auth_filter::token::MAX_TOKEN_BYTES),
+        max_token_length: Some(kserve_auth_filter::jose::token::MAX_TOKEN_BYTES),
+        max_header_length: Some(kserve_auth_filter::jose::token::MAX_TOKEN_BYTES),
     }
 }

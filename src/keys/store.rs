@@ -5,8 +5,8 @@
 use std::rc::Rc;
 
 use crate::config::{Config, HttpFetch, KeySource, ProviderId};
-use crate::jwks::{self, KeySet, SkippedKey};
-use crate::shared::{FetchRecord, MAX_SEQUENCE};
+use crate::keys::jwks::{self, KeySet, SkippedKey};
+use crate::keys::shared::{FetchRecord, MAX_SEQUENCE};
 
 /// Largest JWKS or discovery document accepted, in bytes.
 pub const MAX_DOCUMENT_BYTES: usize = 256 * 1024;
@@ -430,7 +430,7 @@ impl ProviderKeys {
             .get("jwks_uri")
             .and_then(|v| v.as_str())
             .ok_or("discovery document has no jwks_uri string")?;
-        let (authority, path) = crate::uri::split_http_uri(uri)
+        let (authority, path) = crate::config::uri::split_http_uri(uri)
             .map_err(|err| format!("discovery document's jwks_uri is unusable: {err}"))?;
         let jwks = HttpFetch {
             cluster: discovery.cluster.clone(),
@@ -634,7 +634,7 @@ mod tests {
                 name: "idp".into(),
                 issuer: "https://idp.test".into(),
                 audiences: vec!["aud".into()],
-                algorithms: crate::jwks::Alg::ALL.to_vec(),
+                algorithms: crate::keys::jwks::Alg::ALL.to_vec(),
                 keys,
                 token_sources: vec![],
                 forward: false,

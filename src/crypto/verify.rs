@@ -5,10 +5,10 @@ use p256::ecdsa::signature::hazmat::PrehashVerifier as _;
 use p256::elliptic_curve::point::AffineCoordinates as _;
 
 use crate::config::{normal_token_type, Provider};
+use crate::crypto::rsa::{self, Hash};
 use crate::failure::Failure;
-use crate::jwks::{self, Alg, Key, KeyMaterial, KeySet};
-use crate::rsa::{self, Hash};
-use crate::token::{NumericDate, Token};
+use crate::jose::token::{NumericDate, Token};
+use crate::keys::jwks::{self, Alg, Key, KeyMaterial, KeySet};
 
 /// Checks one signature with one key. The pure-Rust implementation is [`PureRustCrypto`]; the
 /// filter may supply one backed by the host.
@@ -18,7 +18,7 @@ pub trait SignatureCheck {
     fn check(&self, alg: Alg, key: &Key, token: &Token<'_>) -> bool;
 }
 
-/// Signature checks in pure Rust: [`crate::rsa`] and the `p256`, `p384` and `ed25519-compact`
+/// Signature checks in pure Rust: [`crate::crypto::rsa`] and the `p256`, `p384` and `ed25519-compact`
 /// crates over the token's signing input as received.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct PureRustCrypto;
@@ -274,9 +274,9 @@ mod tests {
 
     use super::*;
     use crate::config::KeySource;
-    use crate::jwks::parse_jwks;
-    use crate::jwks::test_support::*;
-    use crate::token::parse;
+    use crate::jose::token::parse;
+    use crate::keys::jwks::parse_jwks;
+    use crate::keys::jwks::test_support::*;
 
     const ISSUER: &str = "https://issuer.example";
 
@@ -704,7 +704,7 @@ mod tests {
     }
 
     impl SignatureCheck for RecordingCrypto {
-        fn check(&self, alg: Alg, key: &Key, token: &crate::token::Token<'_>) -> bool {
+        fn check(&self, alg: Alg, key: &Key, token: &crate::jose::token::Token<'_>) -> bool {
             assert!(key.fits(alg), "a key that does not fit reached the crypto");
             self.checked.borrow_mut().push(key.kid.clone());
             PureRustCrypto.check(alg, key, token)
@@ -712,7 +712,7 @@ mod tests {
     }
 
     fn key_set(jwks: Vec<Value>) -> KeySet {
-        let (set, skipped) = parse_jwks(&crate::jwks::test_support::jwks(jwks)).unwrap();
+        let (set, skipped) = parse_jwks(&crate::keys::jwks::test_support::jwks(jwks)).unwrap();
         assert!(skipped.is_empty(), "{skipped:?}");
         set
     }

@@ -6,9 +6,9 @@
 
 use serde_json::{json, Value};
 
+use crate::config::uri;
 use crate::config::Config;
-use crate::extract::TokenSource;
-use crate::uri;
+use crate::request::extract::TokenSource;
 
 /// The well-known path suffix RFC 9728 registers.
 pub const WELL_KNOWN: &str = "/.well-known/oauth-protected-resource";
@@ -66,7 +66,7 @@ pub fn locate(resource: &str) -> Result<Location, String> {
 ///   when one reads query parameters;
 /// - `scopes_supported`: the scopes rules require (see [`ClaimCondition::scope`]), when any.
 ///
-/// [`ClaimCondition::scope`]: crate::claims::ClaimCondition::scope
+/// [`ClaimCondition::scope`]: crate::policy::claims::ClaimCondition::scope
 pub fn document(config: &Config) -> Option<String> {
     let resource = config.protected_resource.as_ref()?;
     let mut issuers: Vec<&str> = Vec::new();

@@ -11,8 +11,8 @@
 //! Everything here is plain data in, plain data out, so it is tested natively; the filter does
 //! the call.
 
-use crate::jwks::{Alg, Key, KeyMaterial};
-use crate::token::Token;
+use crate::jose::token::Token;
+use crate::keys::jwks::{Alg, Key, KeyMaterial};
 
 /// The name under which Envoy registers the foreign function.
 pub const FOREIGN_FUNCTION: &str = "verify_signature";
@@ -379,9 +379,9 @@ mod tests {
     use jwt_simple::prelude::*;
 
     use super::*;
-    use crate::jwks::test_support::{RSA_3072_PEM, RSA_A_PEM, RSA_B_PEM};
-    use crate::token::parse;
-    use crate::verify::verify_signature;
+    use crate::crypto::verify::verify_signature;
+    use crate::jose::token::parse;
+    use crate::keys::jwks::test_support::{RSA_3072_PEM, RSA_A_PEM, RSA_B_PEM};
 
     fn rsa(n: &[u8], e: &[u8]) -> KeyMaterial {
         KeyMaterial::Rsa {
@@ -808,7 +808,7 @@ mod tests {
     fn self_test_vector_is_genuine() {
         let raw = format!(
             "{SELF_TEST_SIGNING_INPUT}.{}",
-            crate::jwks::test_support::b64(&SELF_TEST_SIGNATURE)
+            crate::keys::jwks::test_support::b64(&SELF_TEST_SIGNATURE)
         );
         let key = key(KeyMaterial::P256 {
             point: SELF_TEST_POINT.to_vec(),

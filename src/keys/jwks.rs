@@ -6,11 +6,11 @@
 
 use serde_json::{Map, Value};
 
-use crate::json;
-use crate::rsa::PreparedKey;
-use crate::signature;
-use crate::token::decode_base64url;
-use crate::verify::{self, RSA_MODULUS_BITS};
+use crate::crypto::host_wire;
+use crate::crypto::rsa::PreparedKey;
+use crate::crypto::verify::{self, RSA_MODULUS_BITS};
+use crate::jose::json;
+use crate::jose::token::decode_base64url;
 
 /// A JWS algorithm this filter can verify. `none` and HMAC are deliberately absent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -285,7 +285,7 @@ fn parse_jwk(entry: &Value) -> Result<Key, String> {
     let key = Key {
         kid,
         alg: None,
-        spki_der: signature::spki_der(&material),
+        spki_der: host_wire::spki_der(&material),
         prepared_rsa: PreparedKey::default(),
         material,
     };
@@ -414,11 +414,11 @@ pub(crate) mod test_support {
     use serde_json::{json, Value};
 
     /// The first 2048-bit RSA test key.
-    pub(crate) const RSA_A_PEM: &str = include_str!("../tests/fixtures/keys/rsa-2048-a.pem");
+    pub(crate) const RSA_A_PEM: &str = include_str!("../../tests/fixtures/keys/rsa-2048-a.pem");
     /// The second 2048-bit RSA test key.
-    pub(crate) const RSA_B_PEM: &str = include_str!("../tests/fixtures/keys/rsa-2048-b.pem");
+    pub(crate) const RSA_B_PEM: &str = include_str!("../../tests/fixtures/keys/rsa-2048-b.pem");
     /// A 3072-bit RSA test key.
-    pub(crate) const RSA_3072_PEM: &str = include_str!("../tests/fixtures/keys/rsa-3072.pem");
+    pub(crate) const RSA_3072_PEM: &str = include_str!("../../tests/fixtures/keys/rsa-3072.pem");
 
     pub(crate) fn b64(bytes: &[u8]) -> String {
         URL_SAFE_NO_PAD.encode(bytes)

@@ -3,20 +3,21 @@
 //! Field names follow Envoy's jwt_authn v3 API in its JSON form. Every error names the field it
 //! is about, as a dotted path (`providers.keycloak.audiences`).
 
+pub mod preset;
+pub mod protected_resource;
+pub mod uri;
+
 use std::time::Duration;
 
 use serde_json::{Map, Value};
 
-use crate::claims::{self, ClaimCondition, ClaimTest};
-use crate::extract::TokenSource;
-use crate::identity::{self, IdentityPolicy};
-use crate::json::{self, StrictJsonError};
-use crate::jwks::Alg;
-use crate::metadata;
-use crate::model::ModelPattern;
-use crate::preset;
+use crate::jose::json::{self, StrictJsonError};
+use crate::keys::jwks::Alg;
+use crate::policy::claims::{self, ClaimCondition, ClaimTest};
+use crate::policy::identity::{self, IdentityPolicy};
+use crate::request::extract::TokenSource;
+use crate::request::model::ModelPattern;
 use crate::request::{header_name_has_prefix, same_header_name};
-use crate::uri;
 
 /// Index of a provider in [`Config::providers`].
 pub type ProviderId = usize;
@@ -523,7 +524,8 @@ fn compile_protected_resource(node: &Node<'_>) -> Result<ProtectedResource, Conf
     let object = node.object(&["resource"])?;
     let resource_node = object.required("resource")?;
     let resource = resource_node.non_empty_string()?;
-    let location = metadata::locate(resource).map_err(|message| resource_node.error(message))?;
+    let location =
+        protected_resource::locate(resource).map_err(|message| resource_node.error(message))?;
     Ok(ProtectedResource {
         resource: resource.to_owned(),
         metadata_path: location.path,
@@ -1384,7 +1386,7 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    const EXAMPLE: &str = include_str!("../tests/fixtures/config/keycloak.json");
+    const EXAMPLE: &str = include_str!("../../tests/fixtures/config/keycloak.json");
 
     /// The smallest valid configuration: one provider with inline keys, one protected rule.
     fn minimal() -> Value {

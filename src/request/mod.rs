@@ -1,6 +1,11 @@
 //! The parts of an HTTP request the core looks at, copied once from the host.
 
-use crate::header_map::HeaderPairs;
+pub mod extract;
+pub mod header_map;
+pub mod model;
+pub mod path;
+
+use crate::request::header_map::HeaderPairs;
 
 /// A request as the core sees it. Header names are lower-case, as HTTP/2 and Envoy give them.
 #[derive(Debug, Clone, Default)]

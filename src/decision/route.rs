@@ -1,7 +1,7 @@
 //! Which rule covers a request: its method and path.
 
 use crate::config::{PathMatch, Rule};
-use crate::model;
+use crate::request::model;
 
 /// The first rule whose match fits `method` and `path` (query and fragment already removed).
 ///
@@ -28,7 +28,7 @@ pub fn find_rule<'c>(rules: &'c [Rule], method: &str, path: &str) -> Option<&'c 
 mod tests {
     use super::*;
     use crate::config::Requirement;
-    use crate::model::ModelPattern;
+    use crate::request::model::ModelPattern;
 
     fn rule(path_match: PathMatch, requirement: Option<Requirement>) -> Rule {
         Rule {

@@ -2,20 +2,21 @@
 //! answer, or its gRPC equivalent), answer locally (protected resource metadata), or wait for
 //! signing keys.
 
-pub use crate::claims::claim_at;
-use crate::config::{Config, Provider, ProviderId, Requirement, Rule};
-use crate::extract::{self, TokenSource};
+pub mod route;
+pub mod token_cache;
+
+use crate::config::{protected_resource, Config, Provider, ProviderId, Requirement, Rule};
+use crate::crypto::verify::{self, SignatureCheck};
 use crate::failure::{Failure, FailureClass};
-use crate::identity;
-use crate::keys::{KeyStore, Lookup};
-use crate::metadata;
-use crate::path;
+use crate::jose::token::{self, NumericDate};
+use crate::keys::store::{KeyStore, Lookup};
+pub use crate::policy::claims::claim_at;
+use crate::policy::identity;
+use crate::request::extract::{self, TokenSource};
+use crate::request::path;
 use crate::request::{header_name_has_prefix, same_header_name, Request};
-use crate::rules;
-use crate::token::{self, NumericDate};
-use crate::token_cache::{self, CacheKey, TokenCache};
-use crate::verify::{self, SignatureCheck};
 use std::rc::Rc;
+use token_cache::{CacheKey, TokenCache};
 
 /// What the filter does with a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -365,7 +366,7 @@ pub fn decide(
         return Decision::Respond(reply);
     }
     // The configuration guarantees a final catch-all rule; a miss would be a bug, so fail closed.
-    let Some(rule) = rules::find_rule(&config.rules, &request.method, &path.decoded) else {
+    let Some(rule) = route::find_rule(&config.rules, &request.method, &path.decoded) else {
         return refuse(config, request, Failure::Missing, 0);
     };
     let Some(requirement) = &rule.requirement else {
@@ -504,7 +505,7 @@ fn metadata_reply(config: &Config, request: &Request, path: &str) -> Option<Loca
             ("content-type".to_owned(), "application/json".to_owned()),
             ("cache-control".to_owned(), "max-age=300".to_owned()),
         ],
-        body: metadata::document(config).unwrap_or_default(),
+        body: protected_resource::document(config).unwrap_or_default(),
     })
 }
 
@@ -733,10 +734,10 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::jwks::{Alg, Key};
-    use crate::keys::Response;
-    use crate::token::Token;
-    use crate::verify::PureRustCrypto;
+    use crate::crypto::verify::PureRustCrypto;
+    use crate::jose::token::Token;
+    use crate::keys::jwks::{Alg, Key};
+    use crate::keys::store::Response;
 
     const NOW_S: u64 = 1_700_000_000;
     const NOW: Now = Now { ms: NOW_S * 1000 };

@@ -1,0 +1,6 @@
+//! Signature checks: RSA arithmetic, public keys, and the wire format of the host's
+//! `verify_signature`.
+
+pub mod host_wire;
+pub mod rsa;
+pub mod verify;

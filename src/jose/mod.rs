@@ -1,0 +1,4 @@
+//! JOSE as received: strict JSON and compact JWS tokens, parsed from the raw text.
+
+pub mod json;
+pub mod token;

@@ -1,0 +1,4 @@
+//! What a verified token must satisfy beyond its signature: claim conditions and identity checks.
+
+pub mod claims;
+pub mod identity;
