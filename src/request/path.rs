@@ -105,10 +105,12 @@ fn normalize_upstream(raw: &str) -> Result<String, PathError> {
         return Err(PathError::NotOriginForm);
     }
     let decoded = decode_unreserved(path)?;
-    // Before dot segments are removed: `/.;/..` would otherwise lose its `.;` to the `..`.
+    // Before dot segments are removed, so that a `..` cannot erase what makes a path ambiguous
+    // (`/.;/..`, `/%ff/..`).
     if decoded.split('/').any(is_dot_with_parameters) {
         return Err(PathError::DotSegmentParameters);
     }
+    decode_all(&decoded)?;
     let mut segments: Vec<&str> = Vec::new();
     for segment in decoded.split('/') {
         match segment {
@@ -270,7 +272,7 @@ mod tests {
     // Escapes that decode to invalid UTF-8 mean different paths to different servers.
     #[test]
     fn escapes_that_are_not_utf8_are_refused() {
-        for raw in ["/v2/models/%ff", "/v2/models/caf%e9", "/v2/models/%e2%82"] {
+        for raw in ["/v2/models/%ff", "/v2/models/caf%e9", "/v2/models/%e2%82", "/a/%ff/../b"] {
             assert_eq!(normalize(raw), Err(PathError::NotUtf8), "{raw}");
         }
     }
