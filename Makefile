@@ -91,7 +91,7 @@ test: build envoy kserve op tools docker-compose wrk
 	DOCKER_COMPOSE=$$(command -v docker-compose) \
 	cargo test --all-targets
 
-lint: toolchain
+lint: toolchain layout-check
 	cargo fmt --check
 	cargo clippy --all-targets -- -D warnings
 	cargo clippy --release --target $(WASM_TARGET) -- -D warnings

@@ -14,7 +14,7 @@
 
 mod support;
 
-use kserve_auth_filter::keys::jwks::Alg;
+use kserve_auth_filter::jose::alg::Alg;
 use support::ecdsa::{ecdsa_der, hex, subtract, P256_ORDER, P384_ORDER};
 
 use std::collections::BTreeMap;

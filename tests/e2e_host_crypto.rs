@@ -16,7 +16,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use kserve_auth_filter::keys::jwks::Alg;
+use kserve_auth_filter::jose::alg::Alg;
 use serde_json::{json, Value};
 use support::ecdsa::{ecdsa_der, hex, subtract, P256_ORDER, P384_ORDER};
 use support::envoy::{bootstrap_with_listeners, direct_response_listener, tail, WasmFilter};

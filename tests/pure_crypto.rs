@@ -18,11 +18,12 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use ecdsa::{hex, subtract, P256_ORDER, P384_ORDER};
 use jwt_simple::prelude::*;
+use kserve_auth_filter::crypto::key::{Key, KeyMaterial};
 use kserve_auth_filter::crypto::verify::{
     ed25519_public_key, p256_public_key, p384_public_key, rsa_key_usable, rsa_public_key,
     verify_signature,
 };
-use kserve_auth_filter::keys::jwks::{Alg, Key, KeyMaterial};
+use kserve_auth_filter::jose::alg::Alg;
 use raw_rsa::RawRsaKey;
 use rsa::pkcs8::DecodePrivateKey as _;
 use rsa::signature::{RandomizedSigner as _, SignatureEncoding as _};

@@ -24,10 +24,12 @@ mod reference;
 
 use std::collections::BTreeMap;
 
+use kserve_auth_filter::crypto::key::Key;
 use kserve_auth_filter::crypto::verify::{check_signature, PureRustCrypto, SignatureCheck};
 use kserve_auth_filter::failure::Failure;
+use kserve_auth_filter::jose::alg::Alg;
 use kserve_auth_filter::jose::token::{self, decode_base64url, Token};
-use kserve_auth_filter::keys::jwks::{parse_jwks, Alg, Key};
+use kserve_auth_filter::keys::jwks::parse_jwks;
 use serde_json::{json, Value};
 
 const JWS_VECTORS: &str = include_str!("fixtures/wycheproof/json_web_signature_test.json");

@@ -27,7 +27,8 @@ LAYERS = [
     "filter",
 ]
 
-PATH = re.compile(r"\b(crate|super)((?:::[a-z_][a-z0-9_]*)+)")
+PATH = re.compile(r"\b(crate|super)((?:::[A-Za-z_][A-Za-z0-9_]*)+)")
+CHILD = re.compile(r"^\s*(?:pub(?:\([a-z]+\))? )?mod ([a-z_][a-z0-9_]*);", re.M)
 
 
 def production_code(text):
@@ -67,14 +68,21 @@ def check(src):
     edges = {module: set() for module in modules}
     for module, path in files.items():
         code = production_code(path.read_text())
+        found = []
         for root, tail in PATH.findall(code):
             segments = tail.strip(":").split("::")
             if root == "crate":
-                target = resolve(modules, (), segments)
+                found.append(resolve(modules, (), segments))
             else:
                 # `super` from a folder's file is the folder; from mod.rs, the folder's parent.
                 parent = module[:-1] if path.name != "mod.rs" else module[:-2]
-                target = resolve(modules, parent, segments)
+                found.append(resolve(modules, parent, segments))
+        # A folder's mod.rs names its own children without a prefix (`use provider::Provider`).
+        if path.name == "mod.rs":
+            for child in CHILD.findall(code):
+                for _ in re.finditer(rf"(?<![:\w]){child}::", code):
+                    found.append(module + (child,))
+        for target in set(found):
             if target is None or target == module:
                 continue
             edges[module].add(target)

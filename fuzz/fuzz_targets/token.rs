@@ -10,8 +10,10 @@ use std::sync::OnceLock;
 use kserve_auth_filter::config::Config;
 use kserve_auth_filter::crypto::host_wire;
 use kserve_auth_filter::crypto::verify::{self, PureRustCrypto};
+use kserve_auth_filter::policy::token_policy;
 use kserve_auth_filter::jose::token;
-use kserve_auth_filter::keys::jwks::{self, KeySet};
+use kserve_auth_filter::crypto::key::KeySet;
+use kserve_auth_filter::keys::jwks;
 use libfuzzer_sys::fuzz_target;
 
 struct Fixture {
@@ -38,7 +40,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     if let Some(provider) = fixture.config.providers.first() {
-        let _ = verify::check_claims(&parsed, provider, common::NOW_SECONDS);
+        let _ = token_policy::check_claims(&parsed, &provider.token_policy(), common::NOW_SECONDS);
     }
     // The signature check runs whatever the claims said, to reach the crypto with odd input.
     let _ = verify::check_signature(&parsed, &fixture.keys, &PureRustCrypto);

@@ -9,7 +9,7 @@
 
 use serde_json::{json, Map, Value};
 
-use crate::config::{ConfigError, Node};
+use super::node::{ConfigError, Node};
 
 /// The provider field that names a preset.
 pub const FIELD: &str = "preset";

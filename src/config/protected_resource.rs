@@ -6,8 +6,9 @@
 
 use serde_json::{json, Value};
 
+use super::provider::Provider;
+use super::rules::Rule;
 use crate::config::uri;
-use crate::config::Config;
 use crate::request::extract::TokenSource;
 
 /// The well-known path suffix RFC 9728 registers.
@@ -59,7 +60,7 @@ pub fn locate(resource: &str) -> Result<Location, String> {
     })
 }
 
-/// The metadata document for `config`, or `None` when no protected resource is configured.
+/// The metadata document of `resource` protected under these providers and rules.
 ///
 /// - `authorization_servers`: every provider's issuer, once each;
 /// - `bearer_methods_supported`: `header` when a provider reads `Authorization: Bearer`, `query`
@@ -67,15 +68,14 @@ pub fn locate(resource: &str) -> Result<Location, String> {
 /// - `scopes_supported`: the scopes rules require (see [`ClaimCondition::scope`]), when any.
 ///
 /// [`ClaimCondition::scope`]: crate::policy::claims::ClaimCondition::scope
-pub fn document(config: &Config) -> Option<String> {
-    let resource = config.protected_resource.as_ref()?;
+pub fn document(resource: &str, providers: &[Provider], rules: &[Rule]) -> String {
     let mut issuers: Vec<&str> = Vec::new();
-    for provider in &config.providers {
+    for provider in providers {
         if !issuers.contains(&provider.issuer.as_str()) {
             issuers.push(&provider.issuer);
         }
     }
-    let sources = || config.providers.iter().flat_map(|p| &p.token_sources);
+    let sources = || providers.iter().flat_map(|p| &p.token_sources);
     let mut methods = Vec::new();
     if sources().any(|source| {
         matches!(source, TokenSource::Header { name, value_prefix }
@@ -87,21 +87,21 @@ pub fn document(config: &Config) -> Option<String> {
         methods.push("query");
     }
     let mut document = json!({
-        "resource": resource.resource,
+        "resource": resource,
         "authorization_servers": issuers,
         "bearer_methods_supported": methods,
     });
-    let scopes = required_scopes(config);
+    let scopes = required_scopes(rules);
     if let (false, Value::Object(members)) = (scopes.is_empty(), &mut document) {
         members.insert("scopes_supported".to_owned(), json!(scopes));
     }
-    Some(document.to_string())
+    document.to_string()
 }
 
 /// Every scope a rule requires, in rule order, once each.
-pub fn required_scopes(config: &Config) -> Vec<&str> {
+pub fn required_scopes(rules: &[Rule]) -> Vec<&str> {
     let mut scopes: Vec<&str> = Vec::new();
-    for condition in config.rules.iter().flat_map(|rule| &rule.require_claims) {
+    for condition in rules.iter().flat_map(|rule| &rule.require_claims) {
         if let Some(scope) = condition.scope() {
             if !scopes.contains(&scope) {
                 scopes.push(scope);
@@ -115,6 +115,7 @@ pub fn required_scopes(config: &Config) -> Vec<&str> {
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
     use super::*;
+    use crate::config::Config;
 
     fn location(resource: &str) -> Location {
         locate(resource).unwrap_or_else(|e| panic!("{resource}: {e}"))
@@ -198,7 +199,8 @@ mod tests {
         let config = config(json!({
             "protected_resource_metadata": {"resource": "https://models.example.com"}
         }));
-        let document: Value = serde_json::from_str(&document(&config).unwrap()).unwrap();
+        let document: Value =
+            serde_json::from_str(&config.protected_resource.unwrap().document).unwrap();
         assert_eq!(
             document,
             json!({
@@ -221,7 +223,8 @@ mod tests {
             "protected_resource_metadata": {"resource": "https://m.example.com/x"}
         });
         let config = Config::from_json(doc.to_string().as_bytes()).unwrap();
-        let document: Value = serde_json::from_str(&document(&config).unwrap()).unwrap();
+        let document: Value =
+            serde_json::from_str(&config.protected_resource.unwrap().document).unwrap();
         assert_eq!(
             document,
             json!({"resource": "https://m.example.com/x",
@@ -232,6 +235,6 @@ mod tests {
             .unwrap()
             .remove("protected_resource_metadata");
         let config = Config::from_json(doc.to_string().as_bytes()).unwrap();
-        assert_eq!(super::document(&config), None);
+        assert_eq!(config.protected_resource, None);
     }
 }

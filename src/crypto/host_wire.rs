@@ -11,8 +11,9 @@
 //! Everything here is plain data in, plain data out, so it is tested natively; the filter does
 //! the call.
 
+use crate::crypto::key::{Key, KeyMaterial};
+use crate::jose::alg::Alg;
 use crate::jose::token::Token;
-use crate::keys::jwks::{Alg, Key, KeyMaterial};
 
 /// The name under which Envoy registers the foreign function.
 pub const FOREIGN_FUNCTION: &str = "verify_signature";

@@ -2,5 +2,6 @@
 //! `verify_signature`.
 
 pub mod host_wire;
+pub mod key;
 pub mod rsa;
 pub mod verify;

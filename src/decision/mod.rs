@@ -5,13 +5,13 @@
 pub mod route;
 pub mod token_cache;
 
-use crate::config::{protected_resource, Config, Provider, ProviderId, Requirement, Rule};
+use crate::config::{Config, Provider, ProviderId, Requirement, Rule};
 use crate::crypto::verify::{self, SignatureCheck};
 use crate::failure::{Failure, FailureClass};
 use crate::jose::token::{self, NumericDate};
 use crate::keys::store::{KeyStore, Lookup};
 pub use crate::policy::claims::claim_at;
-use crate::policy::identity;
+use crate::policy::{identity, token_policy};
 use crate::request::extract::{self, TokenSource};
 use crate::request::path;
 use crate::request::{header_name_has_prefix, same_header_name, Request};
@@ -258,7 +258,8 @@ impl Evaluation<'_> {
             }
         }
         let parsed = token::parse(raw).map_err(Verdict::Failed)?;
-        verify::check_claims(&parsed, provider, now_seconds).map_err(Verdict::Failed)?;
+        token_policy::check_claims(&parsed, &provider.token_policy(), now_seconds)
+            .map_err(Verdict::Failed)?;
         let result = match self.keys.lookup(id, self.now.ms) {
             Lookup::Loading => return Err(Verdict::Wait(vec![id])),
             Lookup::Unavailable {
@@ -505,7 +506,7 @@ fn metadata_reply(config: &Config, request: &Request, path: &str) -> Option<Loca
             ("content-type".to_owned(), "application/json".to_owned()),
             ("cache-control".to_owned(), "max-age=300".to_owned()),
         ],
-        body: protected_resource::document(config).unwrap_or_default(),
+        body: resource.document.clone(),
     })
 }
 
@@ -734,9 +735,10 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::crypto::key::Key;
     use crate::crypto::verify::PureRustCrypto;
+    use crate::jose::alg::Alg;
     use crate::jose::token::Token;
-    use crate::keys::jwks::{Alg, Key};
     use crate::keys::store::Response;
 
     const NOW_S: u64 = 1_700_000_000;

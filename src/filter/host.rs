@@ -264,3 +264,13 @@ pub fn log_level() -> Result<log::LevelFilter, HostError> {
         _ => log::LevelFilter::Off,
     })
 }
+
+/// Sets the `log` crate's level to the host's, so a record the host would discard is neither
+/// formatted nor sent across the ABI: a refused request otherwise pays for a debug line nobody
+/// reads. Called at configure time and on every tick, so a level changed through Envoy's admin
+/// interface takes effect within one.
+pub fn follow_host_log_level() {
+    if let Ok(level) = log_level() {
+        log::set_max_level(level);
+    }
+}

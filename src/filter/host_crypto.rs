@@ -8,9 +8,10 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::types::Status;
 
 use crate::crypto::host_wire::{self, HostRequest, FOREIGN_FUNCTION};
+use crate::crypto::key::Key;
 use crate::crypto::verify::{PureRustCrypto, SignatureCheck};
+use crate::jose::alg::Alg;
 use crate::jose::token::Token;
-use crate::keys::jwks::{Alg, Key};
 
 /// The signature checker of one worker.
 #[derive(Debug)]

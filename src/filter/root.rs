@@ -368,7 +368,7 @@ impl Context for Root {
 
 impl RootContext for Root {
     fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
-        super::follow_host_log_level();
+        host::follow_host_log_level();
         match self.configure() {
             Ok(worker) => {
                 self.worker = Some(worker);
@@ -390,7 +390,7 @@ impl RootContext for Root {
     }
 
     fn on_tick(&mut self) {
-        super::follow_host_log_level();
+        host::follow_host_log_level();
         self.on_timer();
         self.report_gauges();
     }

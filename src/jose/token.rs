@@ -12,8 +12,8 @@ use base64::Engine as _;
 use serde_json::{Map, Value};
 
 use crate::failure::Failure;
+use crate::jose::alg::Alg;
 use crate::jose::json::{self, StrictJsonError};
-use crate::keys::jwks::Alg;
 
 /// Tokens longer than this are refused before any decoding.
 pub const MAX_TOKEN_BYTES: usize = 8192;

@@ -7,112 +7,12 @@
 use serde_json::{Map, Value};
 
 use crate::crypto::host_wire;
+use crate::crypto::key::{bit_length, Key, KeyMaterial, KeySet};
 use crate::crypto::rsa::PreparedKey;
 use crate::crypto::verify::{self, RSA_MODULUS_BITS};
+use crate::jose::alg::Alg;
 use crate::jose::json;
 use crate::jose::token::decode_base64url;
-
-/// A JWS algorithm this filter can verify. `none` and HMAC are deliberately absent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Alg {
-    RS256,
-    RS384,
-    RS512,
-    PS256,
-    PS384,
-    PS512,
-    ES256,
-    ES384,
-    EdDSA,
-}
-
-impl Alg {
-    /// Every supported algorithm.
-    pub const ALL: [Alg; 9] = [
-        Alg::RS256,
-        Alg::RS384,
-        Alg::RS512,
-        Alg::PS256,
-        Alg::PS384,
-        Alg::PS512,
-        Alg::ES256,
-        Alg::ES384,
-        Alg::EdDSA,
-    ];
-
-    /// Parses a JOSE `alg` name; unsupported names (`none`, `HS256`, ...) give `None`.
-    pub fn from_name(name: &str) -> Option<Alg> {
-        Alg::ALL.into_iter().find(|alg| alg.name() == name)
-    }
-
-    /// The JOSE `alg` name.
-    pub fn name(self) -> &'static str {
-        match self {
-            Alg::RS256 => "RS256",
-            Alg::RS384 => "RS384",
-            Alg::RS512 => "RS512",
-            Alg::PS256 => "PS256",
-            Alg::PS384 => "PS384",
-            Alg::PS512 => "PS512",
-            Alg::ES256 => "ES256",
-            Alg::ES384 => "ES384",
-            Alg::EdDSA => "EdDSA",
-        }
-    }
-}
-
-/// Public key material, already checked for size and shape.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum KeyMaterial {
-    /// RSA 2048–4096 bits; big-endian modulus and exponent without leading zeros.
-    Rsa { n: Vec<u8>, e: Vec<u8> },
-    /// EC P-256: uncompressed SEC1 point (`04 || x || y`, 65 bytes).
-    P256 { point: Vec<u8> },
-    /// EC P-384: uncompressed SEC1 point (97 bytes).
-    P384 { point: Vec<u8> },
-    /// Ed25519: 32-byte public key.
-    Ed25519 { public: Vec<u8> },
-}
-
-/// One usable signing key.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Key {
-    /// `kid`, when the JWK has one.
-    pub kid: Option<String>,
-    /// `alg`, when the JWK pins one.
-    pub alg: Option<Alg>,
-    /// The key itself.
-    pub material: KeyMaterial,
-    /// The key as DER SubjectPublicKeyInfo, computed once when the key set is loaded, for
-    /// verifiers that import keys in that form. `None` for Ed25519.
-    pub spki_der: Option<Vec<u8>>,
-    /// An RSA key in the form the pure-Rust check works with, made on its first use.
-    pub prepared_rsa: PreparedKey,
-}
-
-impl Key {
-    /// Whether this key may verify a token signed with `alg`: the key type fits, and the JWK's own
-    /// `alg`, when present, is the same.
-    pub fn fits(&self, alg: Alg) -> bool {
-        let type_fits = match &self.material {
-            KeyMaterial::Rsa { .. } => matches!(
-                alg,
-                Alg::RS256 | Alg::RS384 | Alg::RS512 | Alg::PS256 | Alg::PS384 | Alg::PS512
-            ),
-            KeyMaterial::P256 { .. } => alg == Alg::ES256,
-            KeyMaterial::P384 { .. } => alg == Alg::ES384,
-            KeyMaterial::Ed25519 { .. } => alg == Alg::EdDSA,
-        };
-        type_fits && self.alg.is_none_or(|pinned| pinned == alg)
-    }
-}
-
-/// The usable keys of one JWKS.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct KeySet {
-    /// Keys in document order.
-    pub keys: Vec<Key>,
-}
 
 /// A JWK left out of the set, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -327,14 +227,6 @@ fn strip_leading_zeros(bytes: &[u8]) -> Vec<u8> {
         .position(|&byte| byte != 0)
         .unwrap_or(bytes.len());
     bytes.get(first..).unwrap_or_default().to_vec()
-}
-
-/// The number of significant bits in a big-endian unsigned integer.
-pub(crate) fn bit_length(bytes: &[u8]) -> usize {
-    match bytes.first() {
-        None => 0,
-        Some(&top) => (bytes.len() - 1) * 8 + (8 - top.leading_zeros() as usize),
-    }
 }
 
 fn rsa_material(jwk: &Map<String, Value>) -> Result<KeyMaterial, String> {

@@ -5,7 +5,8 @@
 use std::rc::Rc;
 
 use crate::config::{Config, HttpFetch, KeySource, ProviderId};
-use crate::keys::jwks::{self, KeySet, SkippedKey};
+use crate::crypto::key::KeySet;
+use crate::keys::jwks::{self, SkippedKey};
 use crate::keys::shared::{FetchRecord, MAX_SEQUENCE};
 
 /// Largest JWKS or discovery document accepted, in bytes.
@@ -634,7 +635,7 @@ mod tests {
                 name: "idp".into(),
                 issuer: "https://idp.test".into(),
                 audiences: vec!["aud".into()],
-                algorithms: crate::keys::jwks::Alg::ALL.to_vec(),
+                algorithms: crate::jose::alg::Alg::ALL.to_vec(),
                 keys,
                 token_sources: vec![],
                 forward: false,

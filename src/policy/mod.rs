@@ -2,3 +2,4 @@
 
 pub mod claims;
 pub mod identity;
+pub mod token_policy;

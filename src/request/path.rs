@@ -272,7 +272,12 @@ mod tests {
     // Escapes that decode to invalid UTF-8 mean different paths to different servers.
     #[test]
     fn escapes_that_are_not_utf8_are_refused() {
-        for raw in ["/v2/models/%ff", "/v2/models/caf%e9", "/v2/models/%e2%82", "/a/%ff/../b"] {
+        for raw in [
+            "/v2/models/%ff",
+            "/v2/models/caf%e9",
+            "/v2/models/%e2%82",
+            "/a/%ff/../b",
+        ] {
             assert_eq!(normalize(raw), Err(PathError::NotUtf8), "{raw}");
         }
     }

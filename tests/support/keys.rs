@@ -11,7 +11,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use jwt_simple::prelude::*;
-use kserve_auth_filter::keys::jwks::Alg;
+use kserve_auth_filter::jose::alg::Alg;
 use serde_json::{json, Map, Value};
 
 /// Issuer of the default test provider.

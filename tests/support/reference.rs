@@ -8,10 +8,11 @@ use jwt_simple::prelude::{
     RSAPublicKeyLike as _, UnixTimeStamp, VerificationOptions,
 };
 use jwt_simple::JWTError;
-use kserve_auth_filter::keys::jwks::{Alg, Key, KeyMaterial};
+use kserve_auth_filter::crypto::key::{Key, KeyMaterial};
+use kserve_auth_filter::jose::alg::Alg;
 
 /// jwt-simple's `verify_token` of the compact token `raw` with `key` as `alg`. Its claim checks
-/// are neutralised (times, issuer, audience and the like belong to `verify::check_claims`), so an
+/// are neutralised (times, issuer, audience and the like belong to `token_policy::check_claims`), so an
 /// error comes from the header, the key, the signature or the claims' JSON.
 pub fn verify(alg: Alg, key: &Key, raw: &str) -> Result<(), jwt_simple::Error> {
     let options = Some(neutral_options());
