@@ -2,6 +2,7 @@
 //!
 //! Field names follow Envoy's jwt_authn v3 API in its JSON form. Every error names the field it
 //! is about, as a dotted path (`providers.keycloak.audiences`).
+
 pub mod identity;
 pub mod key_source;
 mod node;
