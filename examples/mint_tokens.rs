@@ -1,4 +1,4 @@
-//! Mints the signing keys and tokens that `bench/run.py` and `tests/e2e_memory.rs` load into Envoy
+//! Mints the signing keys and tokens that `bench/run.py` and `tests/e2e/memory.rs` load into Envoy
 //! and wrk.
 //!
 //! Writes into the output folder:

@@ -3,7 +3,7 @@
 //! `envoy/docker-compose.yaml` with its Keycloak realm. The plugin configurations they carry pass
 //! the filter's own configuration check.
 //!
-//! YAML is read and schemas are applied by `tests/support/check_manifests.py` (PyPI jsonschema
+//! YAML is read and schemas are applied by `tests/e2e/support/check_manifests.py` (PyPI jsonschema
 //! and PyYAML in `.venv/tools`, `make tools`); the compose file by Debian's `docker-compose`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -44,7 +44,7 @@ fn docker_compose() -> PathBuf {
 
 fn check_manifests(args: &[&str], files: &[PathBuf]) -> Output {
     Command::new(tools_python())
-        .arg(repo().join("tests/support/check_manifests.py"))
+        .arg(repo().join("tests/e2e/support/check_manifests.py"))
         .args(args)
         .args(files)
         .output()

@@ -6,12 +6,12 @@
 //! the key policy, one decision at a time.
 
 #[allow(dead_code)]
-#[path = "support/ecdsa.rs"]
+#[path = "e2e/support/ecdsa.rs"]
 mod ecdsa;
 #[allow(dead_code)]
-#[path = "support/raw_rsa.rs"]
+#[path = "e2e/support/raw_rsa.rs"]
 mod raw_rsa;
-#[path = "support/reference.rs"]
+#[path = "e2e/support/reference.rs"]
 mod reference;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;

@@ -19,7 +19,7 @@
 //! the deliberate differences listed below by tcId with their reason; the counts are asserted so
 //! the test cannot pass vacuously.
 
-#[path = "support/reference.rs"]
+#[path = "e2e/support/reference.rs"]
 mod reference;
 
 use std::collections::BTreeMap;

@@ -5,12 +5,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod support;
-
+use crate::support::keys::now;
+use crate::support::shipped::shipped_plugin_configs;
+use crate::support::*;
 use serde_json::{json, Value};
-use support::keys::now;
-use support::shipped::shipped_plugin_configs;
-use support::*;
 
 const IAP_ISSUER: &str = "https://cloud.google.com/iap";
 const ASSERTION_HEADER: &str = "x-goog-iap-jwt-assertion";

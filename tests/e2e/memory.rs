@@ -7,19 +7,17 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod support;
-
 #[allow(dead_code)]
-#[path = "../examples/mint_tokens.rs"]
+#[path = "../../examples/mint_tokens.rs"]
 mod mint_tokens;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::support::envoy::{bootstrap_with_listeners, direct_response_listener, WasmFilter};
+use crate::support::*;
 use serde_json::{json, Value};
-use support::envoy::{bootstrap_with_listeners, direct_response_listener, WasmFilter};
-use support::*;
 
 /// Distinct tokens sent in all.
 const TOKENS: usize = 100_000;
@@ -122,7 +120,7 @@ fn send_tokens(envoy: &Envoy, tokens: &Path, first: usize, count: usize) -> Valu
 fn answered(envoy: &Envoy) -> Option<u64> {
     let name = format!("http.{LISTENER}.downstream_rq_completed");
     let path = format!("/stats?filter={name}");
-    let stats = support::http::request(envoy.admin_addr(), "GET", &path, &[], None).ok()?;
+    let stats = crate::support::http::request(envoy.admin_addr(), "GET", &path, &[], None).ok()?;
     let value = stats.text().lines().find_map(|line| {
         let (stat, value) = line.split_once(": ")?;
         (stat == name).then(|| value.trim().parse().ok())?
@@ -194,7 +192,7 @@ fn memory_stays_bounded_over_100000_distinct_tokens() {
         "rules": [{"match": {"prefix": "/"}, "requires": {"provider_name": "memory"}}],
     });
     let filter = WasmFilter {
-        module: support::envoy::filter_wasm(),
+        module: crate::support::envoy::filter_wasm(),
         configuration: config.to_string(),
     };
     let bootstrap = bootstrap_with_listeners(vec![direct_response_listener(
@@ -202,7 +200,12 @@ fn memory_stays_bounded_over_100000_distinct_tokens() {
         vec![filter.http_filter()],
     )]);
     let envoy = Envoy::try_start_bootstrap("bootstrap.json", &bootstrap.to_string(), 1, "warn")
-        .unwrap_or_else(|f| panic!("Envoy did not start: {}", support::envoy::tail(&f.log, 40)));
+        .unwrap_or_else(|f| {
+            panic!(
+                "Envoy did not start: {}",
+                crate::support::envoy::tail(&f.log, 40)
+            )
+        });
     let idle = read(&envoy);
 
     let loaded = Instant::now();

@@ -5,7 +5,6 @@
 //! are lower-cased; every name maps to an ARRAY of its values in arrival order, so a header
 //! sent twice is visible as two entries instead of a joined string.
 
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use super::http::{ReceivedRequest, Response};
@@ -96,11 +95,6 @@ impl EchoUpstream {
             server: HttpServer::start_new(Arc::new(handler), true),
             received,
         }
-    }
-
-    /// The upstream's address.
-    pub fn addr(&self) -> SocketAddr {
-        self.server.addr()
     }
 
     /// The upstream's port.

@@ -80,11 +80,6 @@ impl HttpServer {
         self.addr
     }
 
-    /// Whether the server is accepting connections.
-    pub fn is_running(&self) -> bool {
-        self.running.is_some()
-    }
-
     /// Starts listening on the reserved port; retries briefly if the port is still held.
     pub fn start(&mut self) {
         if self.running.is_some() {

@@ -12,32 +12,30 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod support;
-
+use crate::support::ecdsa::{ecdsa_der, hex, subtract, P256_ORDER, P384_ORDER};
 use kserve_auth_filter::jose::alg::Alg;
-use support::ecdsa::{ecdsa_der, hex, subtract, P256_ORDER, P384_ORDER};
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
+use crate::support::envoy::{bootstrap_with_listeners, direct_response_listener, WasmFilter};
+use crate::support::http;
+use crate::support::keys::{
+    now, signature_bytes, with_altered_signature, with_header, with_payload, with_signature,
+};
+use crate::support::raw_rsa::RawRsaKey;
+use crate::support::Envoy;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
 use jwt_simple::prelude::*;
 use serde_json::{json, Map, Value};
-use support::envoy::{bootstrap_with_listeners, direct_response_listener, WasmFilter};
-use support::http;
-use support::keys::{
-    now, signature_bytes, with_altered_signature, with_header, with_payload, with_signature,
-};
-use support::raw_rsa::RawRsaKey;
-use support::Envoy;
 
-const RSA_A_PEM: &str = include_str!("fixtures/keys/rsa-2048-a.pem");
-const RSA_B_PEM: &str = include_str!("fixtures/keys/rsa-2048-b.pem");
-const RSA_3072_PEM: &str = include_str!("fixtures/keys/rsa-3072.pem");
-const RSA_WEAK_PEM: &str = include_str!("fixtures/keys/rsa-1024-weak.pem");
+const RSA_A_PEM: &str = include_str!("../fixtures/keys/rsa-2048-a.pem");
+const RSA_B_PEM: &str = include_str!("../fixtures/keys/rsa-2048-b.pem");
+const RSA_3072_PEM: &str = include_str!("../fixtures/keys/rsa-3072.pem");
+const RSA_WEAK_PEM: &str = include_str!("../fixtures/keys/rsa-1024-weak.pem");
 /// Not in the key set: signs forgeries under trusted `kid`s.
-const RSA_IMPOSTOR_PEM: &str = include_str!("fixtures/e2e/keys/rsa-c.pem");
+const RSA_IMPOSTOR_PEM: &str = include_str!("../fixtures/e2e/keys/rsa-c.pem");
 
 const ISSUER: &str = "https://issuer.test";
 const AUDIENCE: &str = "kserve";
@@ -301,7 +299,7 @@ impl Keys {
         claims: &Map<String, Value>,
         options: &HeaderOptions,
     ) -> String {
-        let claims = support::keys::exact_claims(claims);
+        let claims = crate::support::keys::exact_claims(claims);
         let rsa_pem = match signer {
             Signer::Trusted => RSA_A_PEM,
             Signer::Impostor => RSA_IMPOSTOR_PEM,
@@ -683,7 +681,7 @@ fn corpus(keys: &Keys) -> Vec<Case> {
                 Some(kid) => key.with_key_id(kid),
                 None => key,
             };
-            key.authenticate(support::keys::exact_claims(&good_claims(now, "hs")))
+            key.authenticate(crate::support::keys::exact_claims(&good_claims(now, "hs")))
                 .unwrap()
         };
         corpus.add(

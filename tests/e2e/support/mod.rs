@@ -4,8 +4,6 @@
 //! Paths come from `ENVOY_BIN` and `FILTER_WASM` (set by `make test`), defaulting to
 //! `.venv/envoy/bin/envoy` and `target/kserve_auth_filter.wasm`.
 
-#![allow(dead_code, unused_imports)]
-
 pub mod demo;
 pub mod ecdsa;
 pub mod echo;
@@ -20,7 +18,7 @@ pub mod shipped;
 pub mod stack;
 
 pub use echo::{Echo, EchoUpstream};
-pub use envoy::{poll, Envoy, EnvoyConfig, StartFailure};
+pub use envoy::{poll, Envoy, EnvoyConfig};
 pub use http::Response;
 pub use jwks_server::JwksServer;
 pub use keys::{good_claims, jwks, TestKey, AUDIENCE, ISSUER};

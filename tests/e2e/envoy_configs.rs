@@ -4,17 +4,15 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod support;
-
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::support::envoy::{envoy_bin, filter_wasm, tail};
+use crate::support::shipped::embedded_plugin_configs;
+use crate::support::*;
 use kserve_auth_filter::config::{Config, KeySource};
 use serde_json::json;
-use support::envoy::{envoy_bin, filter_wasm, tail};
-use support::shipped::embedded_plugin_configs;
-use support::*;
 
 /// The module paths the shipped files use: relative to the repository root, and where
 /// `envoy/docker-compose.yaml` mounts the module in the Envoy container.
@@ -200,7 +198,7 @@ fn shipped_envoy_yaml_protects_inference() {
     );
     assert_eq!(model.count(), 1);
 
-    let now = support::keys::now();
+    let now = crate::support::keys::now();
     let claims = json!({"iss": "http://127.0.0.1:8081/realms/kserve", "aud": "kserve-client",
                         "sub": "alice", "iat": now, "exp": now + 300});
     let authorization = format!("Bearer {}", key.sign(&claims));
@@ -252,7 +250,7 @@ fn compose_envoy_yaml_protects_inference() {
     assert_eq!(envoy.get("/v2/health/ready", &[]).status, 200);
     assert_missing(&envoy.get("/v1/models/demo-model:predict", &[]));
 
-    let now = support::keys::now();
+    let now = crate::support::keys::now();
     let claims = json!({"iss": "http://localhost:8081/realms/kserve", "aud": ["kserve-client", "account"],
                         "sub": "0b5c6f5e-service-account", "azp": "kserve-client",
                         "iat": now, "exp": now + 300});

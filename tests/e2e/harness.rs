@@ -3,20 +3,18 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod support;
-
 use std::io::BufReader;
 use std::net::{TcpListener, TcpStream};
 use std::time::Duration;
 
+use crate::support::envoy::tail;
+use crate::support::http;
+use crate::support::jwks_server::{DISCOVERY_PATH, JWKS_PATH};
+use crate::support::*;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use jwt_simple::prelude::*;
 use serde_json::json;
-use support::envoy::tail;
-use support::http;
-use support::jwks_server::{DISCOVERY_PATH, JWKS_PATH};
-use support::*;
 
 fn plain_envoy(upstream: &EchoUpstream) -> Envoy {
     Envoy::start(&EnvoyConfig::plain(9, upstream.port()))
@@ -52,13 +50,16 @@ fn plain_envoy_proxies_to_echo_upstream() {
 fn listener_file_replaces_and_removes_listeners() {
     let upstream = EchoUpstream::start();
     let envoy = Envoy::start_with_listener_file(
-        json!({"clusters": support::envoy::upstream_clusters(9, upstream.port())}),
-        &[support::envoy::upstream_listener("main", vec![])],
+        json!({"clusters": crate::support::envoy::upstream_clusters(9, upstream.port())}),
+        &[crate::support::envoy::upstream_listener("main", vec![])],
         1,
         &[],
     );
     Echo::from_response(&envoy.get("/", &[]));
-    envoy.set_listeners(&[support::envoy::direct_response_listener("main", vec![])]);
+    envoy.set_listeners(&[crate::support::envoy::direct_response_listener(
+        "main",
+        vec![],
+    )]);
     let addr = envoy.listener_addr("main");
     assert_eq!(
         addr,
@@ -200,7 +201,7 @@ fn envoy_is_stopped_when_a_test_panics() {
 fn start_failure_is_reported_with_the_log() {
     let missing = std::env::temp_dir().join("kserve-e2e-no-such-module.wasm");
     let config = EnvoyConfig {
-        filter: Some(support::envoy::WasmFilter {
+        filter: Some(crate::support::envoy::WasmFilter {
             module: missing,
             configuration: "{}".into(),
         }),
@@ -317,8 +318,8 @@ fn jwks_of_test_keys_verify_their_tokens() {
     let opts = VerificationOptions::default;
 
     let token = rs.sign(&claims);
-    assert_eq!(support::keys::header_json(&token)["alg"], "RS256");
-    assert_eq!(support::keys::header_json(&token)["kid"], "rs");
+    assert_eq!(crate::support::keys::header_json(&token)["alg"], "RS256");
+    assert_eq!(crate::support::keys::header_json(&token)["kid"], "rs");
     let j = jwk("rs");
     RS256PublicKey::from_components(&m(&j, "n"), &m(&j, "e"))
         .unwrap()
@@ -351,6 +352,6 @@ fn jwks_of_test_keys_verify_their_tokens() {
         .unwrap();
 
     let payload: serde_json::Value =
-        serde_json::from_slice(&b64(support::keys::payload_segment(&token))).unwrap();
+        serde_json::from_slice(&b64(crate::support::keys::payload_segment(&token))).unwrap();
     assert_eq!(payload, claims);
 }

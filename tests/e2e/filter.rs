@@ -5,14 +5,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod support;
-
 use std::time::{Duration, Instant};
 
+use crate::support::jwks_server::{DISCOVERY_PATH, JWKS_PATH};
+use crate::support::keys::{forged_token, hs256_token, now, payload_segment, signature_segment};
+use crate::support::*;
 use serde_json::{json, Value};
-use support::jwks_server::{DISCOVERY_PATH, JWKS_PATH};
-use support::keys::{forged_token, hs256_token, now, payload_segment, signature_segment};
-use support::*;
 
 /// The filter retries a failed key fetch with a backoff starting at 1 s; 25 s covers the
 /// retries due while the key server comes up, with margin for a loaded machine.
@@ -36,7 +34,7 @@ fn assert_not_logged(stack: &Stack, secret: &str) {
     assert!(
         log.contains("wasm log kserve_auth"),
         "no plugin lines in Envoy's log:\n{}",
-        support::envoy::tail(&log, 20)
+        crate::support::envoy::tail(&log, 20)
     );
     assert!(!log.contains(secret), "Envoy's log contains token material");
 }
@@ -61,7 +59,7 @@ fn no_token_is_401_missing() {
 #[test]
 fn log_level_follows_envoy() {
     let key = rsa_key();
-    let jwks = JwksServer::start(support::jwks(&[&key]));
+    let jwks = JwksServer::start(crate::support::jwks(&[&key]));
     let upstream = EchoUpstream::start();
     let mut config = EnvoyConfig::with_filter(
         &plugin_config(remote_provider(&jwks)),
@@ -77,7 +75,7 @@ fn log_level_follows_envoy() {
     const DENIED: &str = "request denied (";
     assert_missing(&stack.get(PROTECTED_PATH, &[]));
     assert!(!stack.envoy.log().contains(DENIED));
-    let raised = support::http::request(
+    let raised = crate::support::http::request(
         stack.envoy.admin_addr(),
         "POST",
         "/logging?wasm=debug",

@@ -12,17 +12,15 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod support;
-
 use std::io::{self, Write};
 use std::net::TcpStream;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use crate::support::envoy::{upstream_clusters, upstream_listener, WasmFilter};
+use crate::support::http::DEFAULT_HOST;
+use crate::support::*;
 use serde_json::{json, Value};
-use support::envoy::{upstream_clusters, upstream_listener, WasmFilter};
-use support::http::DEFAULT_HOST;
-use support::*;
 
 /// How long the key server takes to answer: longer than the short drain by a wide margin.
 const DELAY: Duration = Duration::from_secs(4);
@@ -70,7 +68,7 @@ fn config(jwks: &JwksServer, sub_header: &str) -> Value {
 
 fn plugin_listener(config: &Value) -> Value {
     let filter = WasmFilter {
-        module: support::envoy::filter_wasm(),
+        module: crate::support::envoy::filter_wasm(),
         configuration: config.to_string(),
     };
     upstream_listener(LISTENER, vec![filter.http_filter()])
@@ -80,7 +78,7 @@ fn plugin_listener(config: &Value) -> Value {
 /// [`DELAY`].
 fn start(drain_seconds: u32) -> Rig {
     let key = TestKey::es256("k1");
-    let jwks = JwksServer::start(support::jwks(&[&key]));
+    let jwks = JwksServer::start(crate::support::jwks(&[&key]));
     jwks.set_delay(DELAY);
     let upstream = EchoUpstream::start();
     let drain = drain_seconds.to_string();
@@ -110,7 +108,7 @@ impl Rig {
         let auth = format!("Bearer {token}");
         let tag = tag.to_string();
         std::thread::spawn(move || {
-            support::http::request(
+            crate::support::http::request(
                 addr,
                 "GET",
                 PROTECTED_PATH,
@@ -187,11 +185,11 @@ impl Rig {
     fn assert_new_config_serves(&self) {
         let addr = self.envoy.listener_addr(LISTENER);
         let auth = format!("Bearer {}", self.valid_token("bob"));
-        let response = support::http::get(addr, PROTECTED_PATH, &[("authorization", &auth)]);
+        let response = crate::support::http::get(addr, PROTECTED_PATH, &[("authorization", &auth)]);
         let echo = Echo::from_response(&response);
         assert_eq!(echo.header(NEW_SUB).as_deref(), Some("bob"));
         assert_eq!(echo.header(OLD_SUB), None);
-        assert_missing(&support::http::get(addr, PROTECTED_PATH, &[]));
+        assert_missing(&crate::support::http::get(addr, PROTECTED_PATH, &[]));
     }
 
     /// Envoy is running and ready, and its log shows no VM failure.
@@ -247,7 +245,7 @@ fn swap_while_waiting(rig: &Rig, replacement: Replacement) -> (Ending, Ending) {
     // The fetch the old configuration started completes (or was cancelled) by now.
     let fetched = poll(DELAY + Duration::from_secs(3), || {
         rig.jwks
-            .first_answer_at(support::jwks_server::JWKS_PATH)
+            .first_answer_at(crate::support::jwks_server::JWKS_PATH)
             .filter(|at| *at <= Instant::now())
     });
     assert!(fetched.is_some(), "the key server never answered");
@@ -425,7 +423,7 @@ fn removed_config_withdraws_its_gauges() {
         let mut provider = json!({
             "issuer": ISSUER,
             "audiences": [AUDIENCE],
-            "local_jwks": {"inline_string": support::jwks(&[&key])},
+            "local_jwks": {"inline_string": crate::support::jwks(&[&key])},
         });
         provider["claim_to_headers"] = json!([{"header_name": sub_header, "claim_name": "sub"}]);
         plugin_listener(&plugin_config(provider))
@@ -442,7 +440,7 @@ fn removed_config_withdraws_its_gauges() {
     let send = |sub: &str| {
         let auth = format!("Bearer {}", key.sign(&good_claims(sub)));
         let addr = envoy.listener_addr(LISTENER);
-        let response = support::http::get(addr, PROTECTED_PATH, &[("authorization", &auth)]);
+        let response = crate::support::http::get(addr, PROTECTED_PATH, &[("authorization", &auth)]);
         assert_eq!(response.status, 200, "{}", response.text());
     };
     let gauge_becomes = |name: &str, value: u64| {

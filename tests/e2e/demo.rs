@@ -7,8 +7,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod support;
-
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
@@ -17,12 +15,12 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use crate::support::demo::*;
+use crate::support::envoy::{envoy_bin, poll};
+use crate::support::keys::header_json;
+use crate::support::server::free_port;
+use crate::support::*;
 use serde_json::{json, Value};
-use support::demo::*;
-use support::envoy::{envoy_bin, poll};
-use support::keys::header_json;
-use support::server::free_port;
-use support::*;
 
 /// The filter's counter of successful key fetches for the demo's provider.
 const FETCH_SUCCESS: &str = "wasmcustom.kserve_auth.jwks.demo.fetch_success";

@@ -7,17 +7,15 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod support;
-
 use std::fs;
 use std::path::Path;
 use std::time::Duration;
 
+use crate::support::envoy::{filter_wasm, tail};
+use crate::support::h2c;
+use crate::support::http::{self, DEFAULT_HOST};
+use crate::support::*;
 use serde_json::{json, Value};
-use support::envoy::{filter_wasm, tail};
-use support::h2c;
-use support::http::{self, DEFAULT_HOST};
-use support::*;
 
 const RESOURCE: &str = "https://models.example.com";
 const METADATA_PATH: &str = "/.well-known/oauth-protected-resource";
@@ -301,8 +299,8 @@ fn metadata_is_served_and_401s_point_to_it() {
         )
     );
     let mut expired = good_claims("svc");
-    expired["exp"] = json!(support::keys::now() - 600);
-    expired["iat"] = json!(support::keys::now() - 900);
+    expired["exp"] = json!(crate::support::keys::now() - 600);
+    expired["iat"] = json!(crate::support::keys::now() - 900);
     let invalid = stack.get_with_token("/v2/models/m/infer", &key.sign(&expired));
     assert_eq!(invalid.status, 401);
     assert_eq!(
@@ -423,7 +421,7 @@ fn shipped_kserve_example_enforces_model_roles() {
     }
     assert_eq!(envoy.get("/v2/models/fraud/ready", &[]).status, 401);
 
-    let now = support::keys::now();
+    let now = crate::support::keys::now();
     let sign = |roles: Value| {
         let claims = json!({"iss": "http://127.0.0.1:8081/realms/kserve",
                             "aud": "kserve-client", "sub": "svc", "iat": now, "exp": now + 300,

@@ -262,11 +262,6 @@ impl OpenIdProvider {
         format!("http://127.0.0.1:{}", self.port)
     }
 
-    /// Everything it logged.
-    pub fn log(&self) -> String {
-        self.process.log()
-    }
-
     fn host(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }

@@ -3,12 +3,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod support;
-
 use std::time::{Duration, Instant};
 
+use crate::support::*;
 use serde_json::json;
-use support::*;
 
 const WORKERS: u32 = 4;
 
@@ -170,7 +168,7 @@ fn waiting_gauge_counts_paused_streams() {
 
 /// The initial size, in pages, of the filter module's linear memory (its memory section).
 fn initial_memory_pages() -> u64 {
-    let module = std::fs::read(support::envoy::filter_wasm()).unwrap();
+    let module = std::fs::read(crate::support::envoy::filter_wasm()).unwrap();
     let leb = |bytes: &[u8], at: &mut usize| {
         let (mut value, mut shift) = (0u64, 0);
         loop {

@@ -12,25 +12,23 @@
 //! `measure_verification_cost` (ignored; run with `-- --ignored --nocapture`) prints the median
 //! request time on both paths for fresh tokens of each algorithm and for a public path.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
-use kserve_auth_filter::jose::alg::Alg;
-use serde_json::{json, Value};
-use support::ecdsa::{ecdsa_der, hex, subtract, P256_ORDER, P384_ORDER};
-use support::envoy::{bootstrap_with_listeners, direct_response_listener, tail, WasmFilter};
-use support::http::{Client, Response};
-use support::keys::{
+use crate::support::ecdsa::{ecdsa_der, hex, subtract, P256_ORDER, P384_ORDER};
+use crate::support::envoy::{bootstrap_with_listeners, direct_response_listener, tail, WasmFilter};
+use crate::support::http::{Client, Response};
+use crate::support::keys::{
     good_claims, signature_bytes, with_altered_signature, with_header, with_payload,
     with_signature, TestKey, AUDIENCE, ISSUER,
 };
-use support::raw_rsa::RawRsaKey;
-use support::Envoy;
+use crate::support::raw_rsa::RawRsaKey;
+use crate::support::Envoy;
+use kserve_auth_filter::jose::alg::Alg;
+use serde_json::{json, Value};
 
-const RSA_A_PEM: &str = include_str!("fixtures/keys/rsa-2048-a.pem");
-const RSA_B_PEM: &str = include_str!("fixtures/keys/rsa-2048-b.pem");
-const RSA_3072_PEM: &str = include_str!("fixtures/keys/rsa-3072.pem");
+const RSA_A_PEM: &str = include_str!("../fixtures/keys/rsa-2048-a.pem");
+const RSA_B_PEM: &str = include_str!("../fixtures/keys/rsa-2048-b.pem");
+const RSA_3072_PEM: &str = include_str!("../fixtures/keys/rsa-3072.pem");
 
 /// A protected path; every other path but [`PUBLIC_PATH`] is protected too.
 const PATH: &str = "/v1/models/m:predict";

@@ -4,14 +4,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod support;
-
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use support::http;
-use support::*;
+use crate::support::http;
+use crate::support::*;
 
 /// The default stack, but Envoy does no path normalization of its own.
 fn unnormalized_stack() -> (Stack, TestKey) {

@@ -3,15 +3,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod support;
-
 use std::io::Write;
 use std::net::TcpStream;
 use std::time::Duration;
 
+use crate::support::http::DEFAULT_HOST;
+use crate::support::*;
 use serde_json::json;
-use support::http::DEFAULT_HOST;
-use support::*;
 
 fn es256() -> TestKey {
     TestKey::es256("k1")
@@ -80,7 +78,7 @@ fn oversize_token_is_refused() {
     let stack = Stack::with_keys(&[&key]);
     let padding = "x".repeat(9_000);
     let token = key.sign(&json!({"iss": ISSUER, "aud": AUDIENCE, "sub": "alice",
-        "exp": support::keys::now() + 300, "pad": padding}));
+        "exp": crate::support::keys::now() + 300, "pad": padding}));
     assert!(token.len() > 8 * 1024);
     assert_invalid_token(
         &stack.get_with_token(PROTECTED_PATH, &token),

@@ -1,10 +1,8 @@
 //! The filter in a real Envoy against hostile input: every byte a codec lets through, odd key
 //! server answers, and the tricks of docs/hardening.md, each observed from outside. Every Envoy
-//! these tests start is checked at teardown for a failed wasm VM (support::envoy::Envoy::drop).
+//! these tests start is checked at teardown for a failed wasm VM (crate::support::envoy::Envoy::drop).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
-mod support;
 
 use std::ffi::OsStr;
 use std::io::{Read, Write};
@@ -16,10 +14,10 @@ use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
+use crate::support::demo::ModelServer;
+use crate::support::keys::now;
+use crate::support::*;
 use serde_json::{json, Value};
-use support::demo::ModelServer;
-use support::keys::now;
-use support::*;
 
 /// Sends a request written byte for byte over HTTP/1.1 and returns the status (0 when the
 /// connection closed without an answer). The answer ends at its `content-length`: waiting for
@@ -301,7 +299,7 @@ fn odd_bytes_from_the_key_server_are_failed_fetches() {
         panic!(
             "the fourth fetch brings good keys; {} fetches; log:\n{}",
             server.fetches.load(Ordering::SeqCst),
-            support::envoy::tail(&envoy.log(), 30)
+            crate::support::envoy::tail(&envoy.log(), 30)
         )
     });
     assert_eq!(
@@ -333,13 +331,13 @@ const PREDICT_BODY: &[u8] = br#"{"instances": [[1, 2, 3]]}"#;
 fn predict(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Response {
     let mut all = vec![("content-type", "application/json")];
     all.extend_from_slice(headers);
-    support::http::request(addr, "POST", path, &all, Some(PREDICT_BODY)).unwrap()
+    crate::support::http::request(addr, "POST", path, &all, Some(PREDICT_BODY)).unwrap()
 }
 
 // A `path` rule protects predict, a catch-all is public. The real KServe server decodes
 // `%3A` and runs predict for `demo-model%3Apredict` (checked directly), so the filter must judge
 // that path as the protected one: 401, and the model never answers it. An encoded `..;` segment
-// and an escape that is not UTF-8 are 400 (tests/e2e_paths.rs has the raw `..;` with Envoy's
+// and an escape that is not UTF-8 are 400 (tests/e2e/paths.rs has the raw `..;` with Envoy's
 // normalization off; with it on, Envoy resolves `..;` itself).
 #[test]
 fn encoded_reserved_characters_are_judged_as_the_model_server_reads_them() {
@@ -593,14 +591,15 @@ fn configurations_sharing_a_vm_never_share_keys() {
             "claim_to_headers": [{"header_name": SUB_HEADER, "claim_name": "sub"}],
         })
     };
-    let filter =
-        |provider: Value| support::envoy::WasmFilter::new(&plugin_config(provider)).http_filter();
+    let filter = |provider: Value| {
+        crate::support::envoy::WasmFilter::new(&plugin_config(provider)).http_filter()
+    };
     let bootstrap = json!({
         "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}}},
         "static_resources": {
             "listeners": [
-                support::envoy::upstream_listener("a", vec![filter(provider("jwks", "http://a.b/jwks"))]),
-                support::envoy::upstream_listener("b", vec![filter(provider("jwks.a", "http://b/jwks"))]),
+                crate::support::envoy::upstream_listener("a", vec![filter(provider("jwks", "http://a.b/jwks"))]),
+                crate::support::envoy::upstream_listener("b", vec![filter(provider("jwks.a", "http://b/jwks"))]),
             ],
             "clusters": [
                 static_cluster("jwks", server_a.port()),
@@ -614,7 +613,7 @@ fn configurations_sharing_a_vm_never_share_keys() {
     let token_a = format!("Bearer {}", key_a.sign(&good_claims("alice")));
     let token_b = format!("Bearer {}", key_b.sign(&good_claims("bob")));
     let get = |addr: SocketAddr, token: &str| {
-        support::http::get(addr, PROTECTED_PATH, &[("authorization", token)])
+        crate::support::http::get(addr, PROTECTED_PATH, &[("authorization", token)])
     };
     // Several rounds, so every worker has adopted whatever the others published.
     for _ in 0..10 {
