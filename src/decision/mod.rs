@@ -4,6 +4,7 @@
 
 pub mod route;
 pub mod token_cache;
+pub mod waiting;
 
 mod clock;
 mod headers;

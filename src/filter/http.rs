@@ -34,7 +34,7 @@ impl Http {
     /// Drops the stream from the waiting list, so it is never resumed after it ended.
     fn forget(&self) {
         if let Some(Ok(mut state)) = self.worker.as_ref().map(|w| w.try_borrow_mut()) {
-            state.waiting.remove(&self.context_id);
+            state.waiting.forget(self.context_id);
         }
     }
 }

@@ -1,12 +1,12 @@
 //! The proxy-wasm glue: the only module that talks to the host. It reads what the core needs,
 //! calls it, and turns its outcomes into host actions.
 
+mod fetch_host;
 mod host;
 mod host_crypto;
 mod http;
 mod metrics;
 mod root;
-mod shared_data;
 mod worker;
 
 use proxy_wasm::types::LogLevel;

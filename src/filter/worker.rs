@@ -4,7 +4,6 @@
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::Action;
 use std::cell::RefCell;
-use std::collections::BTreeMap;
 use std::rc::Rc;
 
 use super::host;
@@ -12,6 +11,7 @@ use super::host_crypto::HostCrypto;
 use super::metrics::Metrics;
 use crate::config::{Config, ProviderId};
 use crate::decision::token_cache::TokenCache;
+use crate::decision::waiting::WaitingStreams;
 use crate::decision::{self, Allow, Decision, Denial, LocalReply, Now, Recipient};
 use crate::failure::Failure;
 use crate::keys::store::KeyStore;
@@ -29,8 +29,8 @@ pub struct Worker {
     pub metrics: Metrics,
     /// Signature checks, on the host or in pure Rust.
     pub crypto: HostCrypto,
-    /// Paused streams by context id, with the providers they wait for.
-    pub waiting: BTreeMap<u32, Vec<ProviderId>>,
+    /// Paused streams, with the providers they wait for.
+    pub waiting: WaitingStreams,
 }
 
 /// Shared handle: the root context and every stream context hold one.
@@ -100,16 +100,15 @@ pub fn handle_request(worker: &SharedWorker, context_id: u32) -> Action {
         }
         Decision::Wait { providers } => {
             let mut state = worker.borrow_mut();
-            let already_waiting = state.waiting.contains_key(&context_id);
-            if !already_waiting && state.waiting.len() >= state.config.max_waiting_requests {
-                let recipient = Recipient::of(&state.config, &request);
-                drop(state);
-                let denial = decision::deny(Failure::TooManyWaiting, &recipient, 1);
-                return respond(worker, &denial);
-            }
+            let limit = state.config.max_waiting_requests;
             log::debug!("request waits for signing keys of providers {providers:?}");
-            state.waiting.insert(context_id, providers);
-            Action::Pause
+            if state.waiting.park(context_id, providers, limit) {
+                return Action::Pause;
+            }
+            let recipient = Recipient::of(&state.config, &request);
+            drop(state);
+            let denial = decision::deny(Failure::TooManyWaiting, &recipient, 1);
+            respond(worker, &denial)
         }
     }
 }
@@ -162,19 +161,7 @@ fn send(status: u32, headers: &[(String, String)], body: &str) -> Action {
 /// Re-decides every stream waiting for `provider`, in its own context, and resumes the ones
 /// that may continue. Streams that ended meanwhile are skipped.
 pub fn resume_waiting(worker: &SharedWorker, provider: ProviderId, root_context_id: u32) {
-    let ready: Vec<u32> = {
-        let mut state = worker.borrow_mut();
-        let ids: Vec<u32> = state
-            .waiting
-            .iter()
-            .filter(|(_, providers)| providers.contains(&provider))
-            .map(|(id, _)| *id)
-            .collect();
-        for id in &ids {
-            state.waiting.remove(id);
-        }
-        ids
-    };
+    let ready = worker.borrow_mut().waiting.take_waiting_for(provider);
     for context_id in ready {
         if hostcalls::set_effective_context(context_id).is_err() {
             log::debug!("stream {context_id} ended while waiting for keys");
