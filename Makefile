@@ -4,7 +4,7 @@
 
 WASM_TARGET := wasm32-wasip1
 # rustc's module, and the one shipped: the same after binaryen's wasm-opt -Oz, about 80 KB smaller
-# (README: Binary size has what -Oz costs against -O3).
+# (docs/performance.md, "Binary size", has what -Oz costs against -O3).
 CARGO_WASM  := target/$(WASM_TARGET)/release/kserve_auth_filter.wasm
 WASM        := target/kserve_auth_filter.wasm
 WASM_OPT    := wasm-opt -Oz --enable-bulk-memory --enable-sign-ext --enable-nontrapping-float-to-int \
