@@ -101,8 +101,8 @@ pub fn handle_request(worker: &SharedWorker, context_id: u32) -> Action {
         Decision::Wait { providers } => {
             let mut state = worker.borrow_mut();
             let limit = state.config.max_waiting_requests;
-            log::debug!("request waits for signing keys of providers {providers:?}");
-            if state.waiting.park(context_id, providers, limit) {
+            if state.waiting.park(context_id, providers.clone(), limit) {
+                log::debug!("request waits for signing keys of providers {providers:?}");
                 return Action::Pause;
             }
             let recipient = Recipient::of(&state.config, &request);
