@@ -150,7 +150,7 @@ pub fn without_params(query: &str, names: &[&str]) -> String {
 }
 
 /// Decodes `%XX` escapes; `+` is kept as is. `None` for a broken escape or invalid UTF-8.
-fn percent_decode(text: &str) -> Option<Cow<'_, str>> {
+pub(super) fn percent_decode(text: &str) -> Option<Cow<'_, str>> {
     if !text.contains('%') {
         return Some(Cow::Borrowed(text));
     }

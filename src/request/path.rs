@@ -9,6 +9,10 @@
 //! that climbs above the root, escapes that decode to invalid UTF-8, and `.;` or `..;` segments,
 //! which servlet-style servers read as `.` and `..`. The query and fragment never take part.
 
+use std::borrow::Cow;
+
+use super::extract::percent_decode;
+
 /// Longest path accepted, in bytes, before normalization.
 pub const MAX_PATH_BYTES: usize = 8192;
 
@@ -67,32 +71,11 @@ fn is_dot_with_parameters(segment: &str) -> bool {
 
 /// Decodes every `%XX` of a path whose escapes [`decode_unreserved`] already checked.
 fn decode_all(path: &str) -> Result<String, PathError> {
-    if !path.contains('%') {
-        return Ok(path.to_owned());
-    }
-    let bytes = path.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while let Some(&byte) = bytes.get(i) {
-        let escape = (byte == b'%')
-            .then(|| {
-                let high = bytes.get(i + 1).copied().and_then(hex_value)?;
-                let low = bytes.get(i + 2).copied().and_then(hex_value)?;
-                Some(high * 16 + low)
-            })
-            .flatten();
-        match escape {
-            Some(decoded) => {
-                out.push(decoded);
-                i += 3;
-            }
-            None => {
-                out.push(byte);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8(out).map_err(|_| PathError::NotUtf8)
+    // Every escape here was checked by `decode_unreserved`, so the only way to fail is bytes
+    // that are not UTF-8.
+    percent_decode(path)
+        .map(Cow::into_owned)
+        .ok_or(PathError::NotUtf8)
 }
 
 fn normalize_upstream(raw: &str) -> Result<String, PathError> {
