@@ -52,7 +52,7 @@ pub struct NormalizedPath {
 /// The normalized path (no query, no fragment), or why the path is refused.
 pub fn normalize(raw: &str) -> Result<NormalizedPath, PathError> {
     let upstream = normalize_upstream(raw)?;
-    let decoded = decode_all(&upstream)?;
+    let decoded = decode_all(&upstream)?.into_owned();
     Ok(NormalizedPath { upstream, decoded })
 }
 
@@ -70,12 +70,10 @@ fn is_dot_with_parameters(segment: &str) -> bool {
 }
 
 /// Decodes every `%XX` of a path whose escapes [`decode_unreserved`] already checked.
-fn decode_all(path: &str) -> Result<String, PathError> {
+fn decode_all(path: &str) -> Result<Cow<'_, str>, PathError> {
     // Every escape here was checked by `decode_unreserved`, so the only way to fail is bytes
-    // that are not UTF-8.
-    percent_decode(path)
-        .map(Cow::into_owned)
-        .ok_or(PathError::NotUtf8)
+    // that are not UTF-8. A path without escapes is borrowed, not copied.
+    percent_decode(path).ok_or(PathError::NotUtf8)
 }
 
 fn normalize_upstream(raw: &str) -> Result<String, PathError> {
