@@ -4,9 +4,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::node::{Node, Object};
-
-use super::node::ConfigError;
+use super::node::{ConfigError, Node, Object};
 use super::uri;
 
 /// An HTTP GET the filter makes through an Envoy cluster.

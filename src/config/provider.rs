@@ -5,10 +5,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::node::{child_path, quoted, Node, Object};
-
 use super::key_source::{compile_key_source, KeySource};
-use super::node::ConfigError;
+use super::node::{child_path, quoted, ConfigError, Node, Object};
 use super::{identity, preset};
 
 use crate::jose::alg::Alg;
@@ -74,6 +72,20 @@ impl Provider {
             max_lifetime_seconds: self.max_lifetime_seconds,
             require_expiration: self.require_expiration,
         }
+    }
+
+    /// Every header this provider sets upstream from a verified token.
+    pub fn set_header_names(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = self
+            .claim_to_headers
+            .iter()
+            .map(|mapping| mapping.header_name.as_str())
+            .collect();
+        names.extend(self.forward_payload_header.as_deref());
+        if self.identity.iap_identity_headers {
+            names.extend([IAP_EMAIL_HEADER, IAP_ID_HEADER]);
+        }
+        names
     }
 }
 
@@ -524,21 +536,5 @@ pub(super) fn claim_path(node: &Node<'_>) -> Result<Vec<String>, ConfigError> {
             .map(|segment| segment.non_empty_string().map(str::to_owned))
             .collect(),
         _ => Err(node.wrong_type("a claim name (\"realm_access.roles\") or an array of names")),
-    }
-}
-
-impl Provider {
-    /// Every header this provider sets upstream from a verified token.
-    pub fn set_header_names(&self) -> Vec<&str> {
-        let mut names: Vec<&str> = self
-            .claim_to_headers
-            .iter()
-            .map(|mapping| mapping.header_name.as_str())
-            .collect();
-        names.extend(self.forward_payload_header.as_deref());
-        if self.identity.iap_identity_headers {
-            names.extend([IAP_EMAIL_HEADER, IAP_ID_HEADER]);
-        }
-        names
     }
 }

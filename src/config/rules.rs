@@ -1,9 +1,7 @@
 //! `rules` into [`Rule`]s: what each matches, which tokens it requires, and the claims they must
 //! carry.
 
-use super::node::{quoted, Node};
-
-use super::node::ConfigError;
+use super::node::{quoted, ConfigError, Node};
 use super::provider::{claim_path, is_token_char, Provider, ProviderId};
 
 use crate::policy::claims::{self, ClaimCondition, ClaimTest};
