@@ -3,6 +3,7 @@
 //! Field names follow Envoy's jwt_authn v3 API in its JSON form. Every error names the field it
 //! is about, as a dotted path (`providers.keycloak.audiences`).
 
+pub mod host_index;
 pub mod identity;
 pub mod key_source;
 mod node;
@@ -18,10 +19,11 @@ pub use node::ConfigError;
 use node::{quoted, Node, ROOT};
 
 use provider::{compile_header_prefixes, compile_providers};
-use rules::compile_rules;
+use rules::{compile_rules, ManagedHeaders};
 
 use crate::jose::json::{self, StrictJsonError};
 
+pub use host_index::HostIndex;
 pub use key_source::{HttpFetch, KeySource};
 pub use provider::{ClaimToHeader, Provider, ProviderId};
 pub use rules::{PathMatch, Requirement, Rule};
@@ -31,8 +33,10 @@ pub use rules::{PathMatch, Requirement, Rule};
 pub struct Config {
     /// Providers in name order; a [`ProviderId`] indexes this vector.
     pub providers: Vec<Provider>,
-    /// Rules in configuration order; the first whose match fits the path wins.
+    /// Rules in configuration order; the first whose match fits the request wins.
     pub rules: Vec<Rule>,
+    /// Which rules may cover a host, so that finding the rule does not test every host rule.
+    pub host_index: HostIndex,
     /// Header names (lower-case) the filter sets upstream. Client copies are removed from every
     /// request, public ones included, so the upstream can trust them.
     pub managed_headers: Vec<String>,
@@ -102,7 +106,15 @@ fn compile(root: &Node<'_>) -> Result<Config, ConfigError> {
     let top = root.object(&TOP_FIELDS)?;
     let (providers, managed_headers) = compile_providers(&top.required("providers")?)?;
     let managed_header_prefixes = compile_header_prefixes(&providers)?;
-    let rules = compile_rules(&top.required("rules")?, &providers)?;
+    let rules = compile_rules(
+        &top.required("rules")?,
+        &providers,
+        &ManagedHeaders {
+            names: &managed_headers,
+            prefixes: &managed_header_prefixes,
+        },
+    )?;
+    let host_index = HostIndex::build(&rules);
     let max_waiting_requests = match top.get("max_waiting_requests") {
         None => DEFAULT_MAX_WAITING_REQUESTS,
         Some(node) => {
@@ -128,6 +140,7 @@ fn compile(root: &Node<'_>) -> Result<Config, ConfigError> {
     Ok(Config {
         providers,
         rules,
+        host_index,
         managed_headers,
         managed_header_prefixes,
         max_waiting_requests,
@@ -166,6 +179,8 @@ mod tests {
     use crate::policy::claims::{ClaimCondition, ClaimTest};
     use crate::policy::identity::IdentityPolicy;
     use crate::request::extract::TokenSource;
+    use crate::request::header_matcher::{HeaderMatcher, HeaderTest};
+    use crate::request::host::HostPattern;
     use crate::request::model::ModelPattern;
     use serde_json::json;
 
@@ -328,27 +343,38 @@ mod tests {
                     path_match: PathMatch::Prefix("/v2/health".into()),
                     requirement: None,
                     methods: Vec::new(),
+                    hosts: Vec::new(),
+                    headers: Vec::new(),
                     require_claims: Vec::new(),
                 },
                 Rule {
                     path_match: PathMatch::Exact("/metrics".into()),
                     requirement: None,
                     methods: Vec::new(),
+                    hosts: Vec::new(),
+                    headers: Vec::new(),
                     require_claims: Vec::new(),
                 },
                 Rule {
                     path_match: PathMatch::Prefix("/".into()),
                     requirement: Some(Requirement::Provider(0)),
                     methods: Vec::new(),
+                    hosts: Vec::new(),
+                    headers: Vec::new(),
                     require_claims: Vec::new(),
                 },
             ],
+            host_index: HostIndex::default(),
             managed_headers: vec!["x-jwt-payload".into(), "x-jwt-sub".into()],
             managed_header_prefixes: vec![],
             max_waiting_requests: 1000,
             host_crypto: true,
             bypass_cors_preflight: false,
             protected_resource: None,
+        };
+        let expected = Config {
+            host_index: HostIndex::build(&expected.rules),
+            ..expected
         };
         assert_eq!(config, expected);
         assert_eq!(config.provider_id("keycloak"), Some(0));
@@ -1921,6 +1947,178 @@ mod tests {
         );
     }
 
+    // `match.hosts` compiles exact and wildcard patterns; each malformed one names its entry.
+    #[test]
+    fn match_hosts() {
+        let doc = with_rules(json!([
+            {"match": {"prefix": "/", "hosts": ["Fraud-Risk.models.example.com",
+                                                "*.risk.svc.cluster.local", "[::1]"]},
+             "requires": {"provider_name": "kc"}},
+            {"match": {"prefix": "/"}}
+        ]));
+        let config = ok(&doc);
+        assert_eq!(
+            config.rules[0].hosts,
+            [
+                HostPattern::Exact("fraud-risk.models.example.com".into()),
+                HostPattern::Wildcard(".risk.svc.cluster.local".into()),
+                HostPattern::Exact("[::1]".into()),
+            ]
+        );
+        let rules = |hosts: Value| {
+            with_rules(json!([
+                {"match": {"prefix": "/v1", "hosts": hosts}},
+                {"match": {"prefix": "/"}}
+            ]))
+        };
+        for (hosts, field, message) in [
+            (
+                json!("a.example.com"),
+                "rules[0].match.hosts",
+                "expected an array",
+            ),
+            (json!([]), "rules[0].match.hosts", "must not be empty"),
+            (
+                json!(["a.example.com", 7]),
+                "rules[0].match.hosts[1]",
+                "expected a string",
+            ),
+            (
+                json!(["https://a.example.com"]),
+                "rules[0].match.hosts[0]",
+                "has a scheme",
+            ),
+            (
+                json!(["a.example.com/v1"]),
+                "rules[0].match.hosts[0]",
+                "has a path",
+            ),
+            (
+                json!(["a.*.example.com"]),
+                "rules[0].match.hosts[0]",
+                "not its first character",
+            ),
+            (
+                json!(["a..example.com"]),
+                "rules[0].match.hosts[0]",
+                "empty label",
+            ),
+            (
+                json!(["a.example.com:443"]),
+                "rules[0].match.hosts[0]",
+                "has a port",
+            ),
+        ] {
+            assert_error(&rules(hosts), field, message);
+        }
+    }
+
+    // `match.headers`: one test per entry; `:path`, managed headers and bad names are refused.
+    #[test]
+    fn match_headers() {
+        let doc = with_rules(json!([
+            {"match": {"prefix": "/", "headers": [
+                {"name": "X-Team", "exact": "risk"},
+                {"name": ":scheme", "prefix": "http"},
+                {"name": "x-canary", "present": false}
+            ]}, "requires": {"provider_name": "kc"}},
+            {"match": {"prefix": "/"}}
+        ]));
+        let config = ok(&doc);
+        assert_eq!(
+            config.rules[0].headers,
+            [
+                HeaderMatcher {
+                    name: "x-team".into(),
+                    test: HeaderTest::Exact("risk".into())
+                },
+                HeaderMatcher {
+                    name: ":scheme".into(),
+                    test: HeaderTest::Prefix("http".into())
+                },
+                HeaderMatcher {
+                    name: "x-canary".into(),
+                    test: HeaderTest::Present(false)
+                },
+            ]
+        );
+        let rules = |headers: Value| {
+            let mut doc = with_rules(json!([
+                {"match": {"prefix": "/v1", "headers": headers}},
+                {"match": {"prefix": "/"}}
+            ]));
+            doc["providers"]["kc"]["claim_to_headers"] =
+                json!([{"header_name": "x-jwt-sub", "claim_name": "sub"}]);
+            doc
+        };
+        for (headers, field, message) in [
+            (json!([]), "rules[0].match.headers", "must not be empty"),
+            (
+                json!([{"name": ":path", "exact": "/"}]),
+                "rules[0].match.headers[0].name",
+                "\":path\" is matched by",
+            ),
+            (
+                json!([{"name": "x-a b", "exact": "1"}]),
+                "rules[0].match.headers[0].name",
+                "not a header name",
+            ),
+            (
+                json!([{"name": "x-a"}]),
+                "rules[0].match.headers[0]",
+                "set exactly one of exact, prefix, present",
+            ),
+            (
+                json!([{"name": "x-a", "exact": "1", "prefix": "1"}]),
+                "rules[0].match.headers[0]",
+                "set exactly one",
+            ),
+            (
+                json!([{"name": "x-a", "present": "yes"}]),
+                "rules[0].match.headers[0].present",
+                "expected true or false",
+            ),
+            (
+                json!([{"name": "x-a", "regex": "."}]),
+                "rules[0].match.headers[0].regex",
+                "unknown field",
+            ),
+            (
+                json!([{"name": "x-jwt-sub", "exact": "alice"}]),
+                "rules[0].match.headers[0].name",
+                "sets upstream",
+            ),
+            (
+                json!([{"name": "X_JWT_SUB", "present": true}]),
+                "rules[0].match.headers[0].name",
+                "sets upstream",
+            ),
+        ] {
+            assert_error(&rules(headers), field, message);
+        }
+    }
+
+    // A catch-all narrowed by hosts or headers is not the catch-all.
+    #[test]
+    fn catch_all_with_hosts_or_headers() {
+        for narrowing in [
+            json!({"hosts": ["a.example.com"]}),
+            json!({"headers": [{"name": "x-a", "present": true}]}),
+        ] {
+            let mut last = json!({"prefix": "/"});
+            last.as_object_mut()
+                .unwrap()
+                .extend(narrowing.as_object().unwrap().clone());
+            assert_error(
+                &with_rules(json!([{"match": last}])),
+                "rules",
+                "the last rule must match",
+            );
+            let early = with_rules(json!([{"match": last}, {"match": {"prefix": "/"}}]));
+            assert_eq!(ok(&early).rules.len(), 2);
+        }
+    }
+
     // A catch-all restricted to methods is not a catch-all: it may come early, not last.
     #[test]
     fn catch_all_with_methods() {
@@ -1932,7 +2130,7 @@ mod tests {
         assert_error(
             &with_rules(json!([{"match": {"prefix": "/", "methods": ["GET"]}}])),
             "rules",
-            "the last rule must match {\"prefix\": \"/\"} (for every method)",
+            "the last rule must match {\"prefix\": \"/\"} (for every method, host and header)",
         );
     }
 

@@ -5,8 +5,10 @@ use super::node::{quoted, ConfigError, Node};
 use super::provider::{claim_path, is_token_char, Provider, ProviderId};
 
 use crate::policy::claims::{self, ClaimCondition, ClaimTest};
+use crate::request::header_matcher::{HeaderMatcher, HeaderTest, HEADER_TESTS};
+use crate::request::host::HostPattern;
 use crate::request::model::ModelPattern;
-use crate::request::same_header_name;
+use crate::request::{header_name_has_prefix, same_header_name};
 
 /// One entry of `rules`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,6 +19,10 @@ pub struct Rule {
     pub requirement: Option<Requirement>,
     /// Methods the rule covers; empty covers every method.
     pub methods: Vec<String>,
+    /// Hosts the rule covers; empty covers every host.
+    pub hosts: Vec<HostPattern>,
+    /// Header conditions that must all hold; empty imposes none.
+    pub headers: Vec<HeaderMatcher>,
     /// Conditions the verified token's claims must meet, after `requirement` passed.
     pub require_claims: Vec<ClaimCondition>,
 }
@@ -51,7 +57,8 @@ pub enum Requirement {
 pub(super) const MAX_REQUIREMENT_DEPTH: usize = 8;
 pub(super) const RULE_FIELDS: [&str; 3] = ["match", "requires", "require_claims"];
 pub(super) const MATCH_KINDS: [&str; 3] = ["prefix", "path", "model"];
-pub(super) const MATCH_FIELDS: [&str; 4] = ["prefix", "path", "model", "methods"];
+pub(super) const MATCH_FIELDS: [&str; 6] =
+    ["prefix", "path", "model", "methods", "hosts", "headers"];
 pub(super) const REQUIREMENT_KINDS: [&str; 5] = [
     "provider_name",
     "requires_any",
@@ -60,9 +67,17 @@ pub(super) const REQUIREMENT_KINDS: [&str; 5] = [
     "allow_missing_or_failed",
 ];
 
+/// Header names the filter sets (`managed`) or owns by prefix (`managed_prefixes`): a rule may
+/// not match on them, since at decision time they still hold whatever the client sent.
+pub(super) struct ManagedHeaders<'a> {
+    pub names: &'a [String],
+    pub prefixes: &'a [String],
+}
+
 pub(super) fn compile_rules(
     node: &Node<'_>,
     providers: &[Provider],
+    managed: &ManagedHeaders<'_>,
 ) -> Result<Vec<Rule>, ConfigError> {
     let items = node.non_empty_array()?;
     let mut rules = Vec::with_capacity(items.len());
@@ -72,6 +87,8 @@ pub(super) fn compile_rules(
         let match_node = entry.required("match")?;
         let (path_match, match_path) = compile_path_match(&match_node)?;
         let methods = compile_methods(&match_node)?;
+        let hosts = compile_hosts(&match_node)?;
+        let headers = compile_header_matchers(&match_node, managed)?;
         let requirement = match entry.get("requires") {
             None => None,
             Some(requires) => Some(compile_requirement(&requires, providers, 1)?),
@@ -90,27 +107,34 @@ pub(super) fn compile_rules(
             path_match,
             requirement,
             methods,
+            hosts,
+            headers,
             require_claims,
         });
         match_paths.push(match_path);
     }
     let catch_all = PathMatch::Prefix("/".into());
-    let is_catch_all = |rule: &Rule| rule.path_match == catch_all && rule.methods.is_empty();
+    let is_catch_all = |rule: &Rule| {
+        rule.path_match == catch_all
+            && rule.methods.is_empty()
+            && rule.hosts.is_empty()
+            && rule.headers.is_empty()
+    };
     let last = rules.len().saturating_sub(1);
     for (index, rule) in rules.iter().enumerate() {
         if index < last && is_catch_all(rule) {
             return Err(ConfigError::new(
                 match_paths.get(index).cloned().unwrap_or_default(),
-                "matches every path, so the rules after it would never apply; only the last rule \
-                 may match {\"prefix\": \"/\"}",
+                "matches every request, so the rules after it would never apply; only the last \
+                 rule may match {\"prefix\": \"/\"} with no methods, hosts or headers",
             ));
         }
     }
     if !rules.last().is_some_and(is_catch_all) {
         return Err(node.error(
-            "the last rule must match {\"prefix\": \"/\"} (for every method) so that no \
-             request is left without a rule; end the list with it (with \"requires\" to \
-             protect every other path)",
+            "the last rule must match {\"prefix\": \"/\"} (for every method, host and header) \
+             so that no request is left without a rule; end the list with it (with \"requires\" \
+             to protect every other path)",
         ));
     }
     Ok(rules)
@@ -138,6 +162,79 @@ pub(super) fn compile_methods(match_node: &Node<'_>) -> Result<Vec<String>, Conf
         }
     }
     Ok(methods)
+}
+
+/// `match.hosts`: host patterns; absent means every host.
+pub(super) fn compile_hosts(match_node: &Node<'_>) -> Result<Vec<HostPattern>, ConfigError> {
+    let Some(list) = match_node.members()?.get("hosts") else {
+        return Ok(Vec::new());
+    };
+    let mut hosts: Vec<HostPattern> = Vec::new();
+    for item in list.non_empty_array()? {
+        let pattern = HostPattern::parse(item.string()?).map_err(|message| item.error(message))?;
+        if !hosts.contains(&pattern) {
+            hosts.push(pattern);
+        }
+    }
+    Ok(hosts)
+}
+
+/// `match.headers`: a non-empty list of `{"name": ..., "exact" | "prefix" | "present": ...}`.
+pub(super) fn compile_header_matchers(
+    match_node: &Node<'_>,
+    managed: &ManagedHeaders<'_>,
+) -> Result<Vec<HeaderMatcher>, ConfigError> {
+    let Some(list) = match_node.members()?.get("headers") else {
+        return Ok(Vec::new());
+    };
+    let mut fields = vec!["name"];
+    fields.extend(HEADER_TESTS);
+    let mut matchers = Vec::new();
+    for item in list.non_empty_array()? {
+        let entry = item.object(&fields)?;
+        let name_node = entry.required("name")?;
+        let name = name_node.non_empty_string()?.to_ascii_lowercase();
+        let is_token = |text: &str| !text.is_empty() && text.chars().all(is_token_char);
+        if !(is_token(&name) || name.strip_prefix(':').is_some_and(is_token)) {
+            return Err(name_node.error(format!("{} is not a header name", quoted(&name))));
+        }
+        if name == ":path" {
+            return Err(name_node.error(
+                "\":path\" is matched by \"prefix\", \"path\" or \"model\", which see the \
+                 normalized path; a header matcher would see the raw one",
+            ));
+        }
+        let managed_name = managed.names.iter().any(|m| same_header_name(m, &name))
+            || managed
+                .prefixes
+                .iter()
+                .any(|prefix| header_name_has_prefix(&name, prefix));
+        if managed_name {
+            return Err(name_node.error(format!(
+                "{} is a header this filter sets upstream; at decision time it holds whatever \
+                 the client sent, so a rule must not match on it",
+                quoted(&name)
+            )));
+        }
+        let tests: Vec<&str> = HEADER_TESTS
+            .into_iter()
+            .filter(|test| entry.map.contains_key(*test))
+            .collect();
+        let [test] = tests.as_slice() else {
+            return Err(item.error(format!(
+                "set exactly one of {} besides \"name\"",
+                HEADER_TESTS.join(", ")
+            )));
+        };
+        let operand = entry.required(test)?;
+        let test = match *test {
+            "exact" => HeaderTest::Exact(operand.string()?.to_owned()),
+            "prefix" => HeaderTest::Prefix(operand.non_empty_string()?.to_owned()),
+            _ => HeaderTest::Present(operand.boolean()?),
+        };
+        matchers.push(HeaderMatcher { name, test });
+    }
+    Ok(matchers)
 }
 
 /// `require_claims`: a non-empty list of `{"claim": ..., "<operator>": ...}`.

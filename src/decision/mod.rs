@@ -89,7 +89,7 @@ pub fn decide(
         return Decision::Respond(reply);
     }
     // The configuration guarantees a final catch-all rule; a miss would be a bug, so fail closed.
-    let Some(rule) = route::find_rule(&config.rules, &request.method, &path.decoded) else {
+    let Some(rule) = route::find_rule(config, request, &path.decoded) else {
         return refuse(config, request, Failure::Missing, 0);
     };
     let Some(requirement) = &rule.requirement else {

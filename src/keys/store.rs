@@ -651,6 +651,7 @@ mod tests {
                 identity: Default::default(),
             }],
             rules: Vec::<Rule>::new(),
+            host_index: Default::default(),
             managed_headers: vec![],
             managed_header_prefixes: vec![],
             max_waiting_requests: 10,

@@ -2,6 +2,8 @@
 
 pub mod extract;
 pub mod header_map;
+pub mod header_matcher;
+pub mod host;
 pub mod model;
 pub mod path;
 
