@@ -337,6 +337,7 @@ mod tests {
                 allowed_authorized_parties: Vec::new(),
                 alternate_issuers: vec![],
                 identity: IdentityPolicy::default(),
+                filter_state: None,
             }],
             rules: vec![
                 Rule {
@@ -2116,6 +2117,66 @@ mod tests {
             );
             let early = with_rules(json!([{"match": last}, {"match": {"prefix": "/"}}]));
             assert_eq!(ok(&early).rules.len(), 2);
+        }
+    }
+
+    // `filter_state` compiles to property names; bad, reserved and repeated keys are refused.
+    #[test]
+    fn filter_state() {
+        let mut doc = minimal();
+        doc["providers"]["kc"]["filter_state"] = json!({"claims": [{"key": "email", "claim_name": "email"},
+                              {"key": "namespace", "claim_name": ["kubernetes.io", "namespace"]}]});
+        let config = ok(&doc);
+        let recorded = config.providers[0].filter_state.clone().unwrap();
+        assert_eq!(
+            recorded.claims,
+            [
+                ("kserve_auth.email".to_owned(), vec!["email".to_owned()]),
+                (
+                    "kserve_auth.namespace".to_owned(),
+                    vec!["kubernetes.io".to_owned(), "namespace".to_owned()]
+                ),
+            ]
+        );
+        doc["providers"]["kc"]["filter_state"] = json!({});
+        assert_eq!(
+            ok(&doc).providers[0].filter_state,
+            Some(provider::FilterState { claims: vec![] })
+        );
+        for (filter_state, field, message) in [
+            (
+                json!(true),
+                "providers.kc.filter_state",
+                "expected an object",
+            ),
+            (
+                json!({"claims": []}),
+                "providers.kc.filter_state.claims",
+                "must not be empty",
+            ),
+            (
+                json!({"claims": [{"key": "a.b", "claim_name": "x"}]}),
+                "providers.kc.filter_state.claims[0].key",
+                "is not a key",
+            ),
+            (
+                json!({"claims": [{"key": "sub", "claim_name": "x"}]}),
+                "providers.kc.filter_state.claims[0].key",
+                "reserved",
+            ),
+            (
+                json!({"claims": [{"key": "a", "claim_name": "x"}, {"key": "a", "claim_name": "y"}]}),
+                "providers.kc.filter_state.claims[1].key",
+                "appears twice",
+            ),
+            (
+                json!({"claims": [{"key": "a"}]}),
+                "providers.kc.filter_state.claims[0].claim_name",
+                "required field is missing",
+            ),
+        ] {
+            doc["providers"]["kc"]["filter_state"] = filter_state;
+            assert_error(&doc, field, message);
         }
     }
 

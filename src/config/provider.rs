@@ -56,6 +56,8 @@ pub struct Provider {
     pub allowed_authorized_parties: Vec<String>,
     /// Checks on the verified identity (`email_verified`, domains, users) and identity headers.
     pub identity: IdentityPolicy,
+    /// Whether, and which claims, the filter records in Envoy filter state.
+    pub filter_state: Option<FilterState>,
 }
 
 impl Provider {
@@ -98,6 +100,22 @@ pub struct ClaimToHeader {
     pub claim_path: Vec<String>,
 }
 
+/// Where a provider records the verified identity in Envoy filter state, for access logs and
+/// Envoy RBAC: no header travels upstream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FilterState {
+    /// `(property, claim path)` pairs; the property name is what the filter writes (Envoy
+    /// stores it as `wasm.<property>`).
+    pub claims: Vec<(String, Vec<String>)>,
+}
+
+/// Prefix of every filter state property the filter writes.
+pub const FILTER_STATE_PREFIX: &str = "kserve_auth.";
+/// The property holding the accepting provider's name.
+pub const FILTER_STATE_PROVIDER: &str = "kserve_auth.provider";
+/// The property holding the token's `sub`.
+pub const FILTER_STATE_SUBJECT: &str = "kserve_auth.sub";
+
 pub(super) const MIN_MAX_LIFETIME: Duration = Duration::from_secs(1);
 pub(super) const DEFAULT_CLOCK_SKEW_SECONDS: u64 = 60;
 pub(super) const MAX_CLOCK_SKEW_SECONDS: u64 = 3600;
@@ -108,7 +126,7 @@ pub(super) const RESERVED_HEADERS: [&str; 4] =
 pub(super) const DEFAULT_JWT_CACHE_SIZE: usize = 10_000;
 /// Upper bound on the verified-token cache, so a typo cannot exhaust the VM's memory.
 pub(super) const MAX_JWT_CACHE_SIZE: u64 = 1_000_000;
-pub(super) const PROVIDER_FIELDS: [&str; 17] = [
+pub(super) const PROVIDER_FIELDS: [&str; 18] = [
     "issuer",
     "audiences",
     "remote_jwks",
@@ -126,6 +144,7 @@ pub(super) const PROVIDER_FIELDS: [&str; 17] = [
     "jwt_cache_config",
     "allowed_types",
     "allowed_authorized_parties",
+    "filter_state",
 ];
 /// The IAP identity headers are a family (`x-goog-authenticated-user-*`): when a provider sets
 /// them, every member a client sends is removed, so no provider may read its token from one.
@@ -362,6 +381,10 @@ pub(super) fn compile_provider(
             parties
         }
     };
+    let filter_state = object
+        .get("filter_state")
+        .map(|node| compile_filter_state(&node))
+        .transpose()?;
     let identity = identity::compile(&object)?;
     if identity.iap_identity_headers {
         for header in [IAP_EMAIL_HEADER, IAP_ID_HEADER] {
@@ -397,8 +420,45 @@ pub(super) fn compile_provider(
         allowed_types,
         allowed_authorized_parties,
         identity,
+        filter_state,
     };
     Ok((provider, managed))
+}
+
+/// `filter_state`: `{}` records the provider and `sub`; `claims` adds
+/// `[{"key": ..., "claim_name": ...}]`, each under `kserve_auth.<key>`.
+fn compile_filter_state(node: &Node<'_>) -> Result<FilterState, ConfigError> {
+    let object = node.object(&["claims"])?;
+    let mut claims: Vec<(String, Vec<String>)> = Vec::new();
+    let Some(list) = object.get("claims") else {
+        return Ok(FilterState { claims });
+    };
+    for item in list.non_empty_array()? {
+        let entry = item.object(&["key", "claim_name"])?;
+        let key_node = entry.required("key")?;
+        let key = key_node.non_empty_string()?;
+        if !key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-'))
+        {
+            return Err(key_node.error(format!(
+                "{} is not a key; use letters, digits, \"_\" and \"-\"",
+                quoted(key)
+            )));
+        }
+        let property = format!("{FILTER_STATE_PREFIX}{key}");
+        if property == FILTER_STATE_PROVIDER || property == FILTER_STATE_SUBJECT {
+            return Err(key_node.error(format!(
+                "{} is reserved: the filter always records the provider and sub",
+                quoted(key)
+            )));
+        }
+        if claims.iter().any(|(existing, _)| *existing == property) {
+            return Err(key_node.error(format!("{} appears twice", quoted(key))));
+        }
+        claims.push((property, claim_path(&entry.required("claim_name")?)?));
+    }
+    Ok(FilterState { claims })
 }
 
 /// A configured `typ` in the normal form [`normal_token_type`] gives; only the types a token

@@ -407,6 +407,14 @@ pub(super) fn check_headers_disjoint(
                 else {
                     continue;
                 };
+                if first.filter_state.is_some() && second.filter_state.is_some() {
+                    return Err(format!(
+                        "providers {} and {} are accepted together here and both record the \
+                         identity in filter state; turn filter_state off for one of them",
+                        quoted(&first.name),
+                        quoted(&second.name)
+                    ));
+                }
                 let second_names = second.set_header_names();
                 if let Some(name) = first.set_header_names().into_iter().find(|name| {
                     second_names

@@ -3,6 +3,7 @@
 //! query tokens.
 
 use super::requirement::Verified;
+use crate::config::provider::{FILTER_STATE_PROVIDER, FILTER_STATE_SUBJECT};
 use crate::config::Config;
 pub use crate::policy::claims::claim_at;
 use crate::policy::identity;
@@ -18,6 +19,8 @@ pub struct Allow {
     pub remove_headers: Vec<String>,
     /// Headers to set from verified claims, after the removals.
     pub set_headers: Vec<(String, String)>,
+    /// Envoy filter state properties to write: the verified identity.
+    pub filter_state: Vec<(String, String)>,
 }
 
 /// The first header the filter reads whose value is not UTF-8: a pseudo-header, or a header some
@@ -125,6 +128,24 @@ pub(super) fn add_token_headers<'c>(
         allow
             .set_headers
             .extend(identity::headers(&provider.identity, &token.claims));
+        if let Some(filter_state) = &provider.filter_state {
+            allow
+                .filter_state
+                .push((FILTER_STATE_PROVIDER.to_owned(), provider.name.clone()));
+            let subject = ["sub".to_owned()];
+            let claims = filter_state
+                .claims
+                .iter()
+                .map(|(p, c)| (p.as_str(), c.as_slice()));
+            for (property, claim_path) in [(FILTER_STATE_SUBJECT, &subject[..])]
+                .into_iter()
+                .chain(claims)
+            {
+                if let Some(value) = claim_header_value(&token.claims, claim_path) {
+                    allow.filter_state.push((property.to_owned(), value));
+                }
+            }
+        }
     }
     removed_params
 }

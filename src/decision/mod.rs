@@ -74,6 +74,7 @@ pub fn decide(
         public: false,
         remove_headers: present_managed_headers(config, request),
         set_headers: Vec::new(),
+        filter_state: Vec::new(),
     };
     // Rules see the normalized path, and so does the upstream: both judge the same request.
     let path = match path::normalize(&request.path) {
@@ -390,6 +391,32 @@ mod tests {
         assert!(allow
             .set_headers
             .contains(&("x-roles".into(), "fraud,churn".into())));
+    }
+
+    #[test]
+    fn filter_state_records_provider_sub_and_chosen_claims() {
+        // The identity goes to filter state for access logs and RBAC, on hits as on misses; a
+        // public request records nothing, and a provider without filter_state writes none.
+        let mut f = fixture_with(
+            json!({"filter_state": {"claims": [
+                {"key": "roles", "claim_name": "realm_access.roles"},
+                {"key": "missing", "claim_name": "no_such_claim"}]}}),
+            json!([{"match": {"prefix": "/v2/health"}},
+                   {"match": {"prefix": "/"}, "requires": {"provider_name": "idp"}}]),
+        );
+        let token = sign(&f.pair, claims());
+        let expected: Vec<(String, String)> = vec![
+            ("kserve_auth.provider".into(), "idp".into()),
+            ("kserve_auth.sub".into(), "svc-1".into()),
+            ("kserve_auth.roles".into(), "fraud,churn".into()),
+        ];
+        assert_eq!(allowed(&f.bearer(&token)).filter_state, expected);
+        assert_eq!(allowed(&f.bearer(&token)).filter_state, expected);
+        let public = f.decide(&request("/v2/health", &[]), NOW);
+        assert!(allowed(&public).filter_state.is_empty());
+        let mut plain = fixture();
+        let token = sign(&plain.pair, claims());
+        assert!(allowed(&plain.bearer(&token)).filter_state.is_empty());
     }
 
     #[test]

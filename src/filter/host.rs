@@ -108,6 +108,12 @@ extern "C" {
         value_size: usize,
         cas: u32,
     ) -> u32;
+    fn proxy_set_property(
+        path_data: *const u8,
+        path_size: usize,
+        value_data: *const u8,
+        value_size: usize,
+    ) -> u32;
     fn proxy_get_current_time_nanoseconds(return_time: *mut u64) -> u32;
     fn proxy_get_log_level(return_level: *mut u32) -> u32;
 }
@@ -158,6 +164,20 @@ pub fn replace_request_header(name: &str, value: &str) -> Result<(), HostError> 
             REQUEST_HEADERS,
             name.as_ptr(),
             name.len(),
+            value.as_ptr(),
+            value.len(),
+        )
+    })
+}
+
+/// Writes a filter state property of the current stream; Envoy stores it as `wasm.<property>`.
+/// `property` is one path segment (no NUL), so it goes to the host as it is.
+pub fn set_filter_state(property: &str, value: &str) -> Result<(), HostError> {
+    // SAFETY: pointers and lengths of live `str`s.
+    check(unsafe {
+        proxy_set_property(
+            property.as_ptr(),
+            property.len(),
             value.as_ptr(),
             value.len(),
         )

@@ -113,7 +113,7 @@ pub fn handle_request(worker: &SharedWorker, context_id: u32) -> Action {
     }
 }
 
-/// Applies an allowed request's header changes. The decision holds only for the request it
+/// Applies an allowed request's header changes and filter state. The decision holds only for the request it
 /// judged: a managed header left in place or a path left unnormalized could let a forged
 /// identity or an unjudged path through, so any refusal by the host refuses the request.
 fn rewrite_headers(allow: &Allow) -> Result<(), Failure> {
@@ -126,6 +126,14 @@ fn rewrite_headers(allow: &Allow) -> Result<(), Failure> {
     for (name, value) in &allow.set_headers {
         if let Err(error) = host::replace_request_header(name, value) {
             log::warn!("request refused: cannot set header {name}: {error}");
+            return Err(Failure::HeaderRewriteFailed);
+        }
+    }
+    // An RBAC rule or an access log reading the identity must never see it missing on a request
+    // that went through: refuse rather than forward without it.
+    for (property, value) in &allow.filter_state {
+        if let Err(error) = host::set_filter_state(property, value) {
+            log::warn!("request refused: cannot set filter state wasm.{property}: {error}");
             return Err(Failure::HeaderRewriteFailed);
         }
     }

@@ -649,6 +649,7 @@ mod tests {
                 allowed_authorized_parties: vec![],
                 alternate_issuers: vec![],
                 identity: Default::default(),
+                filter_state: None,
             }],
             rules: Vec::<Rule>::new(),
             host_index: Default::default(),

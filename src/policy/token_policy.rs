@@ -153,6 +153,7 @@ mod tests {
             allowed_authorized_parties: Vec::new(),
             alternate_issuers: Vec::new(),
             identity: Default::default(),
+            filter_state: None,
         }
     }
 
