@@ -60,7 +60,7 @@ impl Root {
             .iter()
             .map(|provider| shared::channel(&digest, &provider.keys))
             .collect();
-        let keys = KeyStore::new(&config).map_err(|err| {
+        let mut keys = KeyStore::new(&config).map_err(|err| {
             let name = config
                 .providers
                 .get(err.provider)
@@ -70,6 +70,14 @@ impl Root {
                 err.error
             )
         })?;
+        // VMs started together read different clocks (nanoseconds) and so refresh at different
+        // times; the configuration digest tells apart plugins configured in the same instant.
+        let now_ns = host::time_nanos().unwrap_or(0);
+        let digest_bits = digest
+            .iter()
+            .take(8)
+            .fold(0u64, |bits, byte| bits << 8 | u64::from(*byte));
+        keys.spread_refreshes(now_ns ^ digest_bits ^ u64::from(self.context_id));
         let metrics = Metrics::define(&config);
         let tokens = config
             .providers

@@ -2,6 +2,7 @@
 //! records VMs share about fetches.
 
 pub mod coordinator;
+pub mod jitter;
 pub mod jwks;
 pub mod shared;
 pub mod store;

@@ -6,6 +6,7 @@ use std::rc::Rc;
 
 use crate::config::{Config, HttpFetch, KeySource, ProviderId};
 use crate::crypto::key::KeySet;
+use crate::keys::jitter::RefreshJitter;
 use crate::keys::jwks::{self, SkippedKey};
 use crate::keys::shared::{FetchRecord, MAX_SEQUENCE};
 
@@ -132,6 +133,8 @@ pub struct ProviderKeys {
     last_fetch_id: u64,
     /// Sequence number of the last shared fetch record applied or published.
     shared_sequence: u64,
+    /// When, within the cache duration, a fetched key set is refreshed.
+    jitter: RefreshJitter,
 }
 
 impl ProviderKeys {
@@ -177,6 +180,7 @@ impl ProviderKeys {
             generation: 0,
             last_fetch_id: 0,
             shared_sequence: 0,
+            jitter: RefreshJitter::none(),
         })
     }
 
@@ -406,9 +410,9 @@ impl ProviderKeys {
         self.attempted = true;
         self.failures = 0;
         self.keys_expire_at_ms = now_ms.saturating_add(cache_ms);
-        // Refresh at 80% of the cache duration so a slow or failing refresh has time to retry
-        // before the keys expire.
-        self.next_fetch_at_ms = Some(now_ms.saturating_add(cache_ms - cache_ms / 5));
+        // Refresh at 70–90% of the cache duration: a slow or failing refresh has time to retry
+        // before the keys expire, and VMs started together do not refresh together.
+        self.next_fetch_at_ms = Some(now_ms.saturating_add(self.jitter.refresh_after_ms(cache_ms)));
     }
 
     fn read_discovery(&mut self, body: &[u8], now_ms: u64) -> Result<HttpFetch, String> {
@@ -492,6 +496,14 @@ impl KeyStore {
             })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(KeyStore { providers })
+    }
+
+    /// Spreads this VM's refreshes (see [`RefreshJitter`]); each provider draws from its own
+    /// sequence of `seed`.
+    pub fn spread_refreshes(&mut self, seed: u64) {
+        for (index, keys) in self.providers.iter_mut().enumerate() {
+            keys.jitter = RefreshJitter::seeded(seed ^ (index as u64).rotate_left(32));
+        }
     }
 
     /// The provider's keys as a request sees them at `now_ms`.
@@ -753,6 +765,30 @@ mod tests {
             expected_delay = (expected_delay * 2).min(MAX_RETRY_MS);
         }
         assert_eq!(expected_delay, MAX_RETRY_MS);
+    }
+
+    #[test]
+    fn spread_refreshes_fall_between_seventy_and_ninety_percent() {
+        // With a seed the refresh moves off 80% and stays within 70-90%, before expiry.
+        let mut store = remote();
+        store.spread_refreshes(0x5eed);
+        load(&mut store, T0, &jwks("a"));
+        let cache_ms = CACHE_S * 1000;
+        let due = (T0..T0 + cache_ms)
+            .step_by(100)
+            .find(|at| !store.clone().due_fetches(*at).is_empty())
+            .unwrap();
+        assert!(
+            (T0 + cache_ms * 7 / 10..=T0 + cache_ms * 9 / 10).contains(&due),
+            "{due}"
+        );
+        let mut unseeded = remote();
+        load(&mut unseeded, T0, &jwks("a"));
+        assert!(unseeded
+            .clone()
+            .due_fetches(T0 + cache_ms * 4 / 5 - 1)
+            .is_empty());
+        assert_eq!(unseeded.due_fetches(T0 + cache_ms * 4 / 5).len(), 1);
     }
 
     #[test]
