@@ -1,5 +1,6 @@
 //! Provider presets: `"preset": "google_iap"` and `"preset": "google_id_token"` fill in Google's
-//! constants so a provider is a few lines.
+//! constants, and `"preset": "kubernetes"` those of the cluster's service-account tokens, so a
+//! provider is a few lines.
 //!
 //! A preset works on the provider's JSON before it is compiled: every member the user left out is
 //! taken from the preset, and every member the user wrote wins. Objects are merged member by
@@ -9,6 +10,7 @@
 
 use serde_json::{json, Map, Value};
 
+use super::key_source::DISCOVERY_PATH;
 use super::node::{ConfigError, Node};
 
 /// The provider field that names a preset.
@@ -25,6 +27,10 @@ pub const GOOGLE_ISSUERS: [&str; 2] = ["https://accounts.google.com", "accounts.
 /// Google's OAuth 2.0 signing keys as a JWKS.
 pub const GOOGLE_JWKS_URI: &str = "https://www.googleapis.com/oauth2/v3/certs";
 
+/// The service-account issuer most clusters use (`--service-account-issuer`); managed clusters
+/// (EKS, GKE, AKS) have their own, which the user then writes as `issuer`.
+pub const KUBERNETES_ISSUER: &str = "https://kubernetes.default.svc.cluster.local";
+
 /// Google's recommended clock skew for IAP assertions, in seconds.
 const IAP_CLOCK_SKEW_SECONDS: u64 = 30;
 /// IAP assertions are valid for ten minutes.
@@ -40,17 +46,21 @@ pub enum Preset {
     GoogleIap,
     /// Google-issued OpenID Connect ID tokens sent as Bearer tokens.
     GoogleIdToken,
+    /// Kubernetes projected service-account tokens, with keys from the API server's OIDC
+    /// discovery.
+    Kubernetes,
 }
 
 impl Preset {
     /// Every preset.
-    pub const ALL: [Preset; 2] = [Preset::GoogleIap, Preset::GoogleIdToken];
+    pub const ALL: [Preset; 3] = [Preset::GoogleIap, Preset::GoogleIdToken, Preset::Kubernetes];
 
     /// The name used in the configuration.
     pub fn name(self) -> &'static str {
         match self {
             Preset::GoogleIap => "google_iap",
             Preset::GoogleIdToken => "google_id_token",
+            Preset::Kubernetes => "kubernetes",
         }
     }
 
@@ -64,6 +74,7 @@ impl Preset {
         match self {
             Preset::GoogleIap => "www.gstatic.com",
             Preset::GoogleIdToken => "www.googleapis.com",
+            Preset::Kubernetes => "the API server",
         }
     }
 
@@ -90,6 +101,14 @@ impl Preset {
                 "remote_jwks": {"http_uri": {"uri": GOOGLE_JWKS_URI}},
                 "from_headers": [{"name": "authorization", "value_prefix": "Bearer "}],
                 "require_email_verified": true,
+            }),
+            // The API server signs with RS256 (or ES256 when given an EC key) and serves its
+            // discovery document and JWKS under the issuer's URL.
+            Preset::Kubernetes => json!({
+                "issuer": KUBERNETES_ISSUER,
+                "algorithms": ["RS256", "ES256"],
+                "oidc_discovery": {},
+                "from_headers": [{"name": "authorization", "value_prefix": "Bearer "}],
             }),
         };
         match defaults {
@@ -156,13 +175,32 @@ fn merge(mine: &mut Value, default: Value) {
     }
 }
 
-/// The preset's JWKS URL goes through a cluster only the user can name; say which host it must
-/// reach instead of a bare "missing".
+/// The preset's keys come through a cluster only the user can name; say which host it must reach
+/// instead of a bare "missing".
 fn require_cluster(
     preset: Preset,
     merged: &Map<String, Value>,
     provider_path: &str,
 ) -> Result<(), ConfigError> {
+    if let Some(Value::Object(discovery)) = merged.get("oidc_discovery") {
+        if discovery.contains_key("cluster") {
+            return Ok(());
+        }
+        let issuer = merged
+            .get("issuer")
+            .and_then(Value::as_str)
+            .unwrap_or("the issuer");
+        return Err(ConfigError {
+            field: format!("{provider_path}.oidc_discovery.cluster"),
+            message: format!(
+                "required field is missing; the {} preset reads {issuer}{DISCOVERY_PATH} and \
+                 needs the name of the Envoy cluster that reaches {} over TLS (in an Istio \
+                 sidecar: \"outbound|443||kubernetes.default.svc.cluster.local\")",
+                preset.name(),
+                preset.jwks_host()
+            ),
+        });
+    }
     let Some(Value::Object(http_uri)) = merged
         .get("remote_jwks")
         .and_then(|remote| remote.get("http_uri"))
@@ -201,6 +239,11 @@ fn check_audiences(
                  SERVICE_ID\" or \"/projects/PROJECT_NUMBER/apps/PROJECT_ID\""
             }
             Preset::GoogleIdToken => "the OAuth client IDs the ID tokens are issued for",
+            Preset::Kubernetes => {
+                "the audience callers request for their projected service-account token \
+                 (serviceAccountToken.audience, or kubectl create token --audience); the API \
+                 server's own audience would accept tokens meant for it"
+            }
         };
         return Err(ConfigError {
             field: format!("{provider_path}.audiences"),
@@ -485,7 +528,9 @@ mod tests {
         let error = expand_json(json!({"preset": "google", "audiences": ["x"]})).unwrap_err();
         assert_eq!(error.field, "providers.p.preset");
         assert!(
-            error.message.contains("google_iap, google_id_token"),
+            error
+                .message
+                .contains("google_iap, google_id_token, kubernetes"),
             "{error}"
         );
         let error = expand_json(json!({"preset": 1})).unwrap_err();
@@ -518,5 +563,57 @@ mod tests {
         let error = expand_json(json!({"preset": "google_id_token"})).unwrap_err();
         assert_eq!(error.field, "providers.p.audiences");
         assert!(error.message.contains("OAuth client IDs"), "{error}");
+    }
+
+    // The kubernetes preset reads the API server's discovery through the named cluster.
+    #[test]
+    fn kubernetes_defaults() {
+        let provider = expanded(json!({
+            "preset": "kubernetes",
+            "audiences": ["kserve"],
+            "oidc_discovery": {"cluster": "outbound|443||kubernetes.default.svc.cluster.local"},
+        }));
+        assert_eq!(provider["issuer"], json!(KUBERNETES_ISSUER));
+        assert_eq!(provider["algorithms"], json!(["RS256", "ES256"]));
+        assert_eq!(
+            provider["oidc_discovery"],
+            json!({"cluster": "outbound|443||kubernetes.default.svc.cluster.local"})
+        );
+        assert_eq!(
+            provider["from_headers"],
+            json!([{"name": "authorization", "value_prefix": "Bearer "}])
+        );
+        assert!(provider.get("preset").is_none());
+        // A managed cluster's own issuer replaces the default.
+        let eks = expanded(json!({
+            "preset": "kubernetes",
+            "issuer": "https://oidc.eks.eu-west-1.amazonaws.com/id/ABC",
+            "audiences": ["kserve"],
+            "oidc_discovery": {"cluster": "eks-oidc"},
+        }));
+        assert_eq!(
+            eks["issuer"],
+            json!("https://oidc.eks.eu-west-1.amazonaws.com/id/ABC")
+        );
+    }
+
+    // Without a cluster or audiences the kubernetes preset says what it needs.
+    #[test]
+    fn kubernetes_needs_a_cluster_and_audiences() {
+        let error =
+            expand_json(json!({"preset": "kubernetes", "audiences": ["kserve"]})).unwrap_err();
+        assert_eq!(error.field, "providers.p.oidc_discovery.cluster");
+        assert!(
+            error.message.contains(
+                "https://kubernetes.default.svc.cluster.local/.well-known/openid-configuration"
+            ),
+            "{error}"
+        );
+        let error = expand_json(json!({"preset": "kubernetes"})).unwrap_err();
+        assert_eq!(error.field, "providers.p.audiences");
+        assert!(
+            error.message.contains("projected service-account token"),
+            "{error}"
+        );
     }
 }

@@ -156,10 +156,42 @@ impl ClaimCondition {
 }
 
 /// Looks a claim up by path (`["realm_access", "roles"]`).
+///
+/// A member whose name contains dots is found too, so that the dotted spelling works for it:
+/// `kubernetes.io.namespace` reads `namespace` inside the Kubernetes claim `kubernetes.io`. At
+/// each level the shortest run of segments that names a member (and leads to the rest) wins;
+/// only the issuer, who signed the claims, could make two readings differ.
 pub fn claim_at<'c>(claims: &'c Map<String, Value>, path: &[String]) -> Option<&'c Value> {
     let (first, rest) = path.split_first()?;
-    rest.iter()
-        .try_fold(claims.get(first)?, |value, segment| value.get(segment))
+    if let Some(value) = claims.get(first) {
+        let found = match rest {
+            [] => Some(value),
+            _ => value.as_object().and_then(|inner| claim_at(inner, rest)),
+        };
+        if found.is_some() {
+            return found;
+        }
+    }
+    // Rare: a name with dots. Join one more segment at a time.
+    let mut name = first.clone();
+    for (joined, segment) in rest.iter().enumerate() {
+        name.push('.');
+        name.push_str(segment);
+        let Some(value) = claims.get(&name) else {
+            continue;
+        };
+        let remaining = rest.get(joined + 1..).unwrap_or_default();
+        let found = match remaining {
+            [] => Some(value),
+            _ => value
+                .as_object()
+                .and_then(|inner| claim_at(inner, remaining)),
+        };
+        if found.is_some() {
+            return found;
+        }
+    }
+    None
 }
 
 #[cfg(test)]
@@ -198,6 +230,36 @@ mod tests {
     }
 
     // `has` finds an element of an array claim, or equals a scalar claim.
+    // Dotted names: a claim whose name contains dots is reachable by the dotted spelling, as
+    // Kubernetes' `kubernetes.io` claim is; the array spelling still reads it exactly.
+    #[test]
+    fn names_with_dots() {
+        let claims = json!({
+            "kubernetes.io": {"namespace": "risk",
+                              "serviceaccount": {"name": "pipeline", "uid": "u-1"}},
+            "https://example.com/roles": ["ml"],
+            "a": {"b": 1},
+            "a.b": 2
+        });
+        let claims = claims.as_object().unwrap();
+        let at = |dotted: &str| {
+            let path: Vec<String> = dotted.split('.').map(str::to_owned).collect();
+            claim_at(claims, &path).cloned()
+        };
+        assert_eq!(at("kubernetes.io.namespace"), Some(json!("risk")));
+        assert_eq!(
+            at("kubernetes.io.serviceaccount.name"),
+            Some(json!("pipeline"))
+        );
+        assert_eq!(at("https://example.com/roles"), Some(json!(["ml"])));
+        assert_eq!(at("kubernetes.io.pod"), None);
+        assert_eq!(at("kubernetes"), None);
+        // The shortest name that leads somewhere wins.
+        assert_eq!(at("a.b"), Some(json!(1)));
+        let exact = ["kubernetes.io".to_owned(), "namespace".to_owned()];
+        assert_eq!(claim_at(claims, &exact), Some(&json!("risk")));
+    }
+
     #[test]
     fn has() {
         assert!(holds(
