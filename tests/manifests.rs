@@ -89,6 +89,14 @@ fn of_kind<'a>(docs: &'a [Value], kind: &str) -> Vec<&'a Value> {
     docs.iter().filter(|d| d["kind"] == kind).collect()
 }
 
+/// The WasmPlugin called `name`.
+fn wasm_plugin<'a>(docs: &'a [Value], name: &str) -> &'a Value {
+    of_kind(docs, "WasmPlugin")
+        .into_iter()
+        .find(|plugin| plugin["metadata"]["name"] == name)
+        .unwrap_or_else(|| panic!("no WasmPlugin {name}"))
+}
+
 // Every manifest in envoy/istio/ validates against its CRD's schema (unknown fields refused),
 // and the set covers the WasmPlugin, the external key hosts and an InferenceService.
 #[test]
@@ -97,7 +105,8 @@ fn istio_manifests_match_their_crd_schemas() {
     let report = text(&output);
     assert!(output.status.success(), "{report}");
     for checked in [
-        "ok extensions.istio.io/v1alpha1 WasmPlugin",
+        "ok extensions.istio.io/v1alpha1 WasmPlugin kserve-auth ",
+        "ok extensions.istio.io/v1alpha1 WasmPlugin kserve-auth-predictors ",
         "ok networking.istio.io/v1 ServiceEntry",
         "ok networking.istio.io/v1 DestinationRule",
         "ok serving.kserve.io/v1beta1 InferenceService",
@@ -168,9 +177,8 @@ fn istio_cluster(uri: &str) -> (String, String, u16) {
 #[test]
 fn wasm_plugin_config_is_valid_and_uses_istio_cluster_names() {
     let docs = istio_documents();
-    let plugins = of_kind(&docs, "WasmPlugin");
-    assert_eq!(plugins.len(), 1);
-    let spec = &plugins[0]["spec"];
+    assert_eq!(of_kind(&docs, "WasmPlugin").len(), 2);
+    let spec = &wasm_plugin(&docs, "kserve-auth")["spec"];
     assert_eq!(spec["phase"], "AUTHN");
     assert_eq!(spec["failStrategy"], "FAIL_RELOAD");
     assert!(spec["url"].as_str().unwrap().starts_with("oci://"));
@@ -192,13 +200,74 @@ fn wasm_plugin_config_is_valid_and_uses_istio_cluster_names() {
     );
 }
 
+// The predictors' WasmPlugin judges only inbound traffic of KServe's predictor pods in the
+// InferenceService's namespace; its pluginConfig passes the configuration check; the
+// InferenceService's in-cluster hosts reach the service-account rule, its public host the
+// Keycloak rule; and the API server's cluster gets TLS from a DestinationRule on those pods only.
+#[test]
+fn predictor_sidecar_plugin() {
+    let docs = istio_documents();
+    let plugin = wasm_plugin(&docs, "kserve-auth-predictors");
+    let service = of_kind(&docs, "InferenceService")[0];
+    let namespace = service["metadata"]["namespace"].as_str().unwrap();
+    let name = service["metadata"]["name"].as_str().unwrap();
+    assert_eq!(plugin["metadata"]["namespace"], namespace);
+    let spec = &plugin["spec"];
+    assert_eq!(spec["selector"]["matchLabels"]["component"], "predictor");
+    assert_eq!(spec["match"], serde_json::json!([{"mode": "SERVER"}]));
+    assert_eq!(spec["phase"], "AUTHN");
+    assert_eq!(spec["failStrategy"], "FAIL_RELOAD");
+
+    let plugin_config = spec["pluginConfig"].to_string();
+    let config = Config::from_json(plugin_config.as_bytes())
+        .unwrap_or_else(|e| panic!("pluginConfig refused: {e}\n{plugin_config}"));
+    let rule_for = |host: &str| {
+        let host = kserve_auth_filter::request::host::host_of(host);
+        config
+            .rules
+            .iter()
+            .position(|rule| {
+                rule.path_match == kserve_auth_filter::config::PathMatch::Prefix("/".into())
+                    && (rule.hosts.is_empty() || rule.hosts.iter().any(|h| h.matches(&host)))
+            })
+            .unwrap()
+    };
+    let service_account_rule = config.rules.len() - 2;
+    for host in [
+        format!("{name}-predictor.{namespace}.svc.cluster.local"),
+        format!("{name}.{namespace}.svc.cluster.local:80"),
+        format!("{name}-predictor.{namespace}.svc"),
+        format!("{name}-predictor.{namespace}"),
+    ] {
+        assert_eq!(rule_for(&host), service_account_rule, "{host}");
+    }
+    let public = format!("{name}-{namespace}.example.com");
+    assert_eq!(rule_for(&public), config.rules.len() - 1);
+
+    let kubernetes = &spec["pluginConfig"]["providers"]["kubernetes"];
+    assert_eq!(kubernetes["preset"], "kubernetes");
+    let api_cluster = "outbound|443||kubernetes.default.svc.cluster.local";
+    assert_eq!(kubernetes["oidc_discovery"]["cluster"], api_cluster);
+    let rule = of_kind(&docs, "DestinationRule")
+        .into_iter()
+        .find(|r| r["spec"]["host"] == "kubernetes.default.svc.cluster.local")
+        .expect("a DestinationRule for the API server");
+    assert_eq!(rule["metadata"]["namespace"], namespace);
+    assert_eq!(
+        rule["spec"]["workloadSelector"],
+        spec["selector"],
+        "TLS to the API server only on the pods the plugin runs on"
+    );
+    assert_eq!(rule["spec"]["trafficPolicy"]["tls"]["mode"], "SIMPLE");
+}
+
 // Every key host outside the cluster that the WasmPlugin calls has a ServiceEntry for its port
 // (so Istio generates the cluster) and a DestinationRule originating TLS to it, both in the
 // gateway's namespace; www.googleapis.com and www.gstatic.com are among them.
 #[test]
 fn external_key_hosts_have_service_entries_and_tls() {
     let docs = istio_documents();
-    let plugin = of_kind(&docs, "WasmPlugin")[0];
+    let plugin = wasm_plugin(&docs, "kserve-auth");
     let namespace = plugin["metadata"]["namespace"].as_str().unwrap();
     let mut external = BTreeSet::new();
     for provider in plugin["spec"]["pluginConfig"]["providers"]
