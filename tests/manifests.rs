@@ -254,8 +254,7 @@ fn predictor_sidecar_plugin() {
         .expect("a DestinationRule for the API server");
     assert_eq!(rule["metadata"]["namespace"], namespace);
     assert_eq!(
-        rule["spec"]["workloadSelector"],
-        spec["selector"],
+        rule["spec"]["workloadSelector"], spec["selector"],
         "TLS to the API server only on the pods the plugin runs on"
     );
     assert_eq!(rule["spec"]["trafficPolicy"]["tls"]["mode"], "SIMPLE");

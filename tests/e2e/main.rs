@@ -15,6 +15,7 @@ mod google;
 mod hardening;
 mod harness;
 mod host_crypto;
+mod hosts;
 mod memory;
 mod models;
 mod paths;
