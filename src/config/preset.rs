@@ -8,10 +8,11 @@
 //! adds the cluster. Choosing another key source (or other token locations) replaces the
 //! preset's choice instead of adding to it.
 
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 
 use super::key_source::DISCOVERY_PATH;
 use super::node::{ConfigError, Node};
+use crate::jose::json;
 
 /// The provider field that names a preset.
 pub const FIELD: &str = "preset";
@@ -78,43 +79,51 @@ impl Preset {
         }
     }
 
+    /// The preset's members as JSON text: data, not code (the `json!` macro would compile every
+    /// member into instructions, several kilobytes of the module per preset). The constants
+    /// above are spelled out here; `defaults_use_the_constants` checks they agree.
+    fn defaults_json(self) -> &'static str {
+        match self {
+            Preset::GoogleIap => {
+                r#"{"issuer": "https://cloud.google.com/iap",
+                    "algorithms": ["ES256"],
+                    "remote_jwks": {"http_uri": {"uri": "https://www.gstatic.com/iap/verify/public_key-jwk"}},
+                    "from_headers": [{"name": "x-goog-iap-jwt-assertion"}],
+                    "clock_skew_seconds": 30,
+                    "require_email_verified": false,
+                    "iap_identity_headers": true}"#
+            }
+            Preset::GoogleIdToken => {
+                r#"{"issuer": ["https://accounts.google.com", "accounts.google.com"],
+                    "algorithms": ["RS256"],
+                    "remote_jwks": {"http_uri": {"uri": "https://www.googleapis.com/oauth2/v3/certs"}},
+                    "from_headers": [{"name": "authorization", "value_prefix": "Bearer "}],
+                    "require_email_verified": true}"#
+            }
+            // The API server signs with RS256 (or ES256 when given an EC key) and serves its
+            // discovery document and JWKS under the issuer's URL.
+            Preset::Kubernetes => {
+                r#"{"issuer": "https://kubernetes.default.svc.cluster.local",
+                    "algorithms": ["RS256", "ES256"],
+                    "oidc_discovery": {},
+                    "from_headers": [{"name": "authorization", "value_prefix": "Bearer "}]}"#
+            }
+        }
+    }
+
     /// The preset's members. `clock_skew_seconds` is the skew the provider ends up with, since
     /// IAP's lifetime limit is ten minutes plus twice the skew.
     fn defaults(self, clock_skew_seconds: u64) -> Map<String, Value> {
-        let defaults = match self {
-            Preset::GoogleIap => json!({
-                "issuer": IAP_ISSUER,
-                "algorithms": ["ES256"],
-                "remote_jwks": {"http_uri": {"uri": IAP_JWKS_URI}},
-                "from_headers": [{"name": IAP_ASSERTION_HEADER}],
-                "clock_skew_seconds": IAP_CLOCK_SKEW_SECONDS,
-                "max_lifetime": format!(
-                    "{}s",
-                    IAP_LIFETIME_SECONDS.saturating_add(clock_skew_seconds.saturating_mul(2))
-                ),
-                "require_email_verified": false,
-                "iap_identity_headers": true,
-            }),
-            Preset::GoogleIdToken => json!({
-                "issuer": GOOGLE_ISSUERS,
-                "algorithms": ["RS256"],
-                "remote_jwks": {"http_uri": {"uri": GOOGLE_JWKS_URI}},
-                "from_headers": [{"name": "authorization", "value_prefix": "Bearer "}],
-                "require_email_verified": true,
-            }),
-            // The API server signs with RS256 (or ES256 when given an EC key) and serves its
-            // discovery document and JWKS under the issuer's URL.
-            Preset::Kubernetes => json!({
-                "issuer": KUBERNETES_ISSUER,
-                "algorithms": ["RS256", "ES256"],
-                "oidc_discovery": {},
-                "from_headers": [{"name": "authorization", "value_prefix": "Bearer "}],
-            }),
-        };
-        match defaults {
-            Value::Object(map) => map,
+        let mut defaults = match json::parse_strict(self.defaults_json().as_bytes()) {
+            Ok(Value::Object(map)) => map,
             _ => Map::new(),
+        };
+        if self == Preset::GoogleIap {
+            let lifetime =
+                IAP_LIFETIME_SECONDS.saturating_add(clock_skew_seconds.saturating_mul(2));
+            defaults.insert("max_lifetime".into(), Value::String(format!("{lifetime}s")));
         }
+        defaults
     }
 }
 
@@ -335,6 +344,7 @@ fn is_project_id(text: &str) -> bool {
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn expand_json(provider: Value) -> Result<Option<Value>, ConfigError> {
         expand(&Node {
@@ -615,5 +625,28 @@ mod tests {
             error.message.contains("projected service-account token"),
             "{error}"
         );
+    }
+
+    // The JSON text of each preset parses, and spells the constants the rest of the filter uses.
+    #[test]
+    fn defaults_use_the_constants() {
+        for preset in Preset::ALL {
+            let parsed: Value = serde_json::from_str(preset.defaults_json()).unwrap();
+            assert!(parsed.is_object(), "{}", preset.name());
+        }
+        let iap = Preset::GoogleIap.defaults(IAP_CLOCK_SKEW_SECONDS);
+        assert_eq!(iap["issuer"], json!(IAP_ISSUER));
+        assert_eq!(iap["remote_jwks"]["http_uri"]["uri"], json!(IAP_JWKS_URI));
+        assert_eq!(iap["from_headers"][0]["name"], json!(IAP_ASSERTION_HEADER));
+        assert_eq!(iap["clock_skew_seconds"], json!(IAP_CLOCK_SKEW_SECONDS));
+        assert_eq!(iap["max_lifetime"], json!("660s"));
+        let google = Preset::GoogleIdToken.defaults(0);
+        assert_eq!(google["issuer"], json!(GOOGLE_ISSUERS));
+        assert_eq!(
+            google["remote_jwks"]["http_uri"]["uri"],
+            json!(GOOGLE_JWKS_URI)
+        );
+        let kubernetes = Preset::Kubernetes.defaults(0);
+        assert_eq!(kubernetes["issuer"], json!(KUBERNETES_ISSUER));
     }
 }

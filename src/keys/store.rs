@@ -6,6 +6,7 @@ use std::rc::Rc;
 
 use crate::config::{Config, HttpFetch, KeySource, ProviderId};
 use crate::crypto::key::KeySet;
+use crate::jose::json::{self, StrictJsonError};
 use crate::keys::jitter::RefreshJitter;
 use crate::keys::jwks::{self, SkippedKey};
 use crate::keys::shared::{FetchRecord, MAX_SEQUENCE};
@@ -422,8 +423,14 @@ impl ProviderKeys {
         else {
             return Err("discovery response for a provider without discovery".into());
         };
-        let document: serde_json::Value = serde_json::from_slice(body)
-            .map_err(|err| format!("discovery document is not JSON: {err}"))?;
+        let document = json::parse_strict(body).map_err(|err| match err {
+            StrictJsonError::Syntax(message) => {
+                format!("discovery document is not JSON: {message}")
+            }
+            StrictJsonError::DuplicateName(name) => {
+                format!("discovery document names member {name:?} twice")
+            }
+        })?;
         let advertised = document.get("issuer").and_then(|v| v.as_str());
         if advertised != Some(issuer.as_str()) {
             return Err(format!(
