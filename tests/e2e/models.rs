@@ -412,6 +412,16 @@ fn shipped_kserve_example_enforces_model_roles() {
         assert!(yaml.contains(from), "kserve.yaml no longer has {from}");
         yaml = yaml.replace(from, &format!("port_value: {to}"));
     }
+    let access_log = std::env::temp_dir().join(format!(
+        "kserve-example-access-{}-{}.log",
+        std::process::id(),
+        model.port()
+    ));
+    assert!(yaml.contains("path: /dev/stdout"));
+    yaml = yaml.replace(
+        "path: /dev/stdout",
+        &format!("path: {}", access_log.display()),
+    );
     let envoy = Envoy::try_start_bootstrap("kserve.yaml", &yaml, 1, "info")
         .unwrap_or_else(|f| panic!("kserve.yaml did not start: {}", tail(&f.log, 40)));
     let addr = envoy.addr();
@@ -454,4 +464,23 @@ fn shipped_kserve_example_enforces_model_roles() {
         metadata.json()["authorization_servers"],
         json!(["http://127.0.0.1:8081/realms/kserve"])
     );
+
+    // The access log names the caller from filter state; reopening the log writes it out now.
+    let wanted = [
+        "\"POST /v1/models/fraud:predict\" 200 provider=keycloak sub=svc roles=fraud-predict",
+        "\"POST /v1/models/fraud:predict\" 403 provider=- sub=- roles=-",
+        "\"GET /v2/health/ready\" 200 provider=- sub=- roles=-",
+    ];
+    let written = poll(Duration::from_secs(15), || {
+        http::request(envoy.admin_addr(), "POST", "/reopen_logs", &[], None).ok()?;
+        let log = fs::read_to_string(&access_log).unwrap_or_default();
+        wanted
+            .iter()
+            .all(|line| log.lines().any(|l| l.ends_with(line)))
+            .then_some(())
+    });
+    let log = fs::read_to_string(&access_log).unwrap_or_default();
+    let _ = fs::remove_file(&access_log);
+    assert!(written.is_some(), "{wanted:?} not all in:\n{log}");
+    assert!(!log.contains(fraud.trim_start_matches("Bearer ")));
 }
