@@ -1769,6 +1769,31 @@ mod tests {
         assert!(Config::from_json(config(nested).to_string().as_bytes()).is_ok());
     }
 
+    // Two providers accepted together may not both record the identity in filter state: one
+    // `wasm.kserve_auth.sub` would hold one of two identities.
+    #[test]
+    fn requires_all_branches_record_one_identity() {
+        let provider = |issuer: &str, token_header: &str, filter_state: bool| {
+            let mut provider = json!({"issuer": issuer, "audiences": ["a"],
+                   "local_jwks": {"inline_string": "{\"keys\": []}"},
+                   "from_headers": [{"name": token_header}]});
+            if filter_state {
+                provider["filter_state"] = json!({});
+            }
+            provider
+        };
+        let config = |b_records: bool| {
+            json!({"providers": {"a": provider("https://a", "x-token-a", true),
+                                 "b": provider("https://b", "x-token-b", b_records)},
+                   "rules": [{"match": {"prefix": "/"}, "requires": {"requires_all": {
+                       "requirements": [{"provider_name": "a"}, {"provider_name": "b"}]}}}]})
+        };
+        let err = Config::from_json(config(true).to_string().as_bytes()).unwrap_err();
+        assert_eq!(err.field, "rules[0].requires.requires_all");
+        assert!(err.message.contains("filter state"), "{}", err.message);
+        assert!(Config::from_json(config(false).to_string().as_bytes()).is_ok());
+    }
+
     // requires_any and requires_all need at least one requirement.
     #[test]
     fn requirement_list_empty() {
@@ -2131,6 +2156,7 @@ mod tests {
         assert_eq!(
             recorded.claims,
             [
+                ("kserve_auth.sub".to_owned(), vec!["sub".to_owned()]),
                 ("kserve_auth.email".to_owned(), vec!["email".to_owned()]),
                 (
                     "kserve_auth.namespace".to_owned(),
@@ -2141,7 +2167,9 @@ mod tests {
         doc["providers"]["kc"]["filter_state"] = json!({});
         assert_eq!(
             ok(&doc).providers[0].filter_state,
-            Some(provider::FilterState { claims: vec![] })
+            Some(provider::FilterState {
+                claims: vec![("kserve_auth.sub".to_owned(), vec!["sub".to_owned()])]
+            })
         );
         for (filter_state, field, message) in [
             (

@@ -104,8 +104,8 @@ pub struct ClaimToHeader {
 /// Envoy RBAC: no header travels upstream.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FilterState {
-    /// `(property, claim path)` pairs; the property name is what the filter writes (Envoy
-    /// stores it as `wasm.<property>`).
+    /// `(property, claim path)` pairs, `sub` first; the property name is what the filter writes
+    /// (Envoy stores it as `wasm.<property>`).
     pub claims: Vec<(String, Vec<String>)>,
 }
 
@@ -429,7 +429,7 @@ pub(super) fn compile_provider(
 /// `[{"key": ..., "claim_name": ...}]`, each under `kserve_auth.<key>`.
 fn compile_filter_state(node: &Node<'_>) -> Result<FilterState, ConfigError> {
     let object = node.object(&["claims"])?;
-    let mut claims: Vec<(String, Vec<String>)> = Vec::new();
+    let mut claims = vec![(FILTER_STATE_SUBJECT.to_owned(), vec!["sub".to_owned()])];
     let Some(list) = object.get("claims") else {
         return Ok(FilterState { claims });
     };

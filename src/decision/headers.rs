@@ -3,7 +3,7 @@
 //! query tokens.
 
 use super::requirement::Verified;
-use crate::config::provider::{FILTER_STATE_PROVIDER, FILTER_STATE_SUBJECT};
+use crate::config::provider::FILTER_STATE_PROVIDER;
 use crate::config::Config;
 pub use crate::policy::claims::claim_at;
 use crate::policy::identity;
@@ -132,17 +132,9 @@ pub(super) fn add_token_headers<'c>(
             allow
                 .filter_state
                 .push((FILTER_STATE_PROVIDER.to_owned(), provider.name.clone()));
-            let subject = ["sub".to_owned()];
-            let claims = filter_state
-                .claims
-                .iter()
-                .map(|(p, c)| (p.as_str(), c.as_slice()));
-            for (property, claim_path) in [(FILTER_STATE_SUBJECT, &subject[..])]
-                .into_iter()
-                .chain(claims)
-            {
+            for (property, claim_path) in &filter_state.claims {
                 if let Some(value) = claim_header_value(&token.claims, claim_path) {
-                    allow.filter_state.push((property.to_owned(), value));
+                    allow.filter_state.push((property.clone(), value));
                 }
             }
         }
