@@ -119,6 +119,17 @@ ROWS = [
     Row("jwt_authn_forged_kidless_20",
         f"jwt_authn, forged kid-less RS256, {KEY_SET_SIZE} keys (401)", "jwt_authn_keys20",
         tokens="rs256-kidless-forged", expect=401),
+    # A provider as deployments configure it: the payload and two claims (a scalar and an array)
+    # forwarded as headers, Authorization removed. Its floor is the same listener's public path
+    # with the same token; the `forward` row keeps Authorization, to isolate its removal.
+    Row("wasm_identity_floor", "ours, identity headers, public path (its floor)", "wasm_identity",
+        path="/public", tokens="rs256", hot=True),
+    Row("wasm_identity_hot", "ours, hot, identity headers", "wasm_identity", tokens="rs256",
+        hot=True),
+    Row("wasm_identity_forward_hot", "ours, hot, identity headers, forward: true",
+        "wasm_identity_forward", tokens="rs256", hot=True),
+    Row("jwt_authn_identity_hot", "jwt_authn, no cache, hot, identity headers",
+        "jwt_authn_identity_hot", tokens="rs256", hot=True),
     # One gateway in front of many InferenceServices: a host rule per service (an exact public
     # host and an in-cluster wildcard each), the hot token sent to the last service's host.
     *[Row(f"wasm_hosts_{count}", f"ours, hot, {count} host rule{'s' * (count > 1)}, last host",
@@ -206,6 +217,7 @@ def tokens_fresh(work, count):
         and meta.get("count", 0) >= count
         and meta.get("issuer") == ISSUER
         and meta.get("audience") == AUDIENCE
+        and meta.get("realm_roles") is not None
         and meta.get("expires_at", 0) - time.time() > MIN_VALIDITY_S
     )
 
@@ -254,7 +266,15 @@ def yaml_string(text):
     return json.dumps(text)
 
 
-def plugin_config(jwks, host_crypto=None, cache_size=None):
+# The identity a realistic provider forwards (bench/envoy.yaml.in gives jwt_authn the same).
+IDENTITY_PAYLOAD_HEADER = "x-jwt-payload"
+IDENTITY_CLAIM_HEADERS = [("x-jwt-sub", "sub"), ("x-jwt-roles", "realm_access.roles")]
+
+
+def plugin_config(jwks, host_crypto=None, cache_size=None, identity=None):
+    """The bench provider behind `/public` (public) and `/` (protected). `identity` forwards the
+    payload and two claims as headers: "remove" drops Authorization as by default, "forward" keeps
+    it."""
     config = {
         "providers": {
             "bench": {
@@ -272,6 +292,13 @@ def plugin_config(jwks, host_crypto=None, cache_size=None):
         config["host_crypto"] = host_crypto
     if cache_size is not None:
         config["providers"]["bench"]["jwt_cache_config"] = {"jwt_cache_size": cache_size}
+    if identity is not None:
+        config["providers"]["bench"].update({
+            "forward_payload_header": IDENTITY_PAYLOAD_HEADER,
+            "claim_to_headers": [{"header_name": header, "claim_name": claim}
+                                 for header, claim in IDENTITY_CLAIM_HEADERS],
+            "forward": identity == "forward",
+        })
     return json.dumps(config)
 
 
@@ -310,6 +337,9 @@ def render_config(settings, dropped=()):
         PLUGIN_CONFIG_NO_HOST_CRYPTO=yaml_string(plugin_config(jwks, host_crypto=False, cache_size=0)),
         JWKS_20=yaml_string(many_keys_jwks(jwks)),
         PLUGIN_CONFIG_20=yaml_string(plugin_config(many_keys_jwks(jwks))),
+        PLUGIN_CONFIG_IDENTITY=yaml_string(plugin_config(jwks, identity="remove")),
+        PLUGIN_CONFIG_IDENTITY_FORWARD=yaml_string(plugin_config(jwks, identity="forward")),
+
         **{f"PLUGIN_CONFIG_HOSTS_{count}": yaml_string(host_rules_config(jwks, count))
            for count in HOST_RULE_COUNTS},
     )
@@ -608,7 +638,9 @@ def print_report(settings, rows, envoy_cpus, wrk_cpus, load):
 # jwt_authn's default (no cache), and with both verifying every request.
 TARGETS = [
     ("wasm_hot", BASELINE, 1.5, ""),
-    ("wasm_hot", "wasm_floor", 0.9, ""),
+    ("wasm_hot", "wasm_floor", 0.95, ""),
+    ("wasm_identity_hot", "wasm_identity_floor", 0.9, "forwarding identity headers"),
+    ("wasm_identity_hot", "jwt_authn_identity_hot", 1.5, "both forwarding identity headers"),
     ("wasm_cache_cold_rs256", "jwt_authn_cold_rs256", 1.0, "both as configured by default"),
     ("wasm_cache_cold_es256", "jwt_authn_cold_es256", 1.0, "both as configured by default"),
     ("wasm_cold_rs256", "jwt_authn_cold_rs256", 1.0, "both verifying every request"),

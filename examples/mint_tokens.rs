@@ -5,7 +5,8 @@
 //! - `jwks.json`: the public keys (RS256 from `tests/fixtures/keys/rsa-2048-a.pem`, and an ES256
 //!   key generated on every run), given inline to both the plugin and Envoy's `jwt_authn`;
 //! - `tokens-rs256.txt`, `tokens-es256.txt`: one compact JWT per line, each with its own `sub` and
-//!   `jti`, so no two lines are the same token;
+//!   `jti`, so no two lines are the same token, and Keycloak-style realm roles (an array claim, for
+//!   the benchmark rows that forward claims as headers);
 //! - `meta.json`: what was minted and when it expires, so the driver can reuse fresh files.
 //!
 //! Usage: `cargo run --example mint_tokens -- --out target/bench --count 5000
@@ -75,9 +76,13 @@ fn parse_args() -> Result<Options, Box<dyn Error>> {
     Ok(options)
 }
 
-/// Claims for token number `index`: distinct `sub` and `jti`, shared issuer and audience.
-fn claims(options: &Options, alg: &str, index: usize) -> JWTClaims<NoCustomClaims> {
-    Claims::create(Duration::from_hours(options.hours))
+/// Realm roles every token carries, as Keycloak puts them in `realm_access.roles`.
+const REALM_ROLES: [&str; 2] = ["model-reader", "fraud-predict"];
+
+/// Claims for token number `index`: distinct `sub` and `jti`, shared issuer, audience and roles.
+fn claims(options: &Options, alg: &str, index: usize) -> JWTClaims<Value> {
+    let roles = json!({"realm_access": {"roles": REALM_ROLES}});
+    Claims::with_custom_claims(roles, Duration::from_hours(options.hours))
         .with_issuer(&options.issuer)
         .with_audience(&options.audience)
         .with_subject(format!("bench-user-{index}"))
@@ -201,6 +206,7 @@ pub fn mint(options: &Options) -> Result<(), Box<dyn Error>> {
         "issuer": options.issuer,
         "audience": options.audience,
         "algorithms": options.algorithms,
+        "realm_roles": REALM_ROLES,
         "issued_at": now,
         "expires_at": now + options.hours * 3600,
     });

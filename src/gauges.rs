@@ -161,6 +161,7 @@ mod tests {
             header_segment: "h".into(),
             payload_segment: Rc::from("p"),
             claims: Rc::new(Map::new()),
+            forwarded: Rc::default(),
         };
         let mut a = TokenCache::new(10);
         let mut b = TokenCache::new(10);

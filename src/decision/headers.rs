@@ -2,11 +2,10 @@
 //! spelling, identity headers set from the accepted tokens, the path normalized and cleared of
 //! query tokens.
 
+use std::rc::Rc;
+
 use super::requirement::Verified;
-use crate::config::provider::FILTER_STATE_PROVIDER;
 use crate::config::Config;
-pub use crate::policy::claims::claim_at;
-use crate::policy::identity;
 use crate::request::extract::{self, TokenSource};
 use crate::request::{header_name_has_prefix, same_header_name, Request};
 
@@ -17,10 +16,11 @@ pub struct Allow {
     pub public: bool,
     /// Headers to remove: client copies of managed headers, and tokens not forwarded.
     pub remove_headers: Vec<String>,
-    /// Headers to set from verified claims, after the removals.
-    pub set_headers: Vec<(String, String)>,
+    /// Headers to set from verified claims, after the removals. Values are shared with the
+    /// verified-token cache, so a cache hit copies no value.
+    pub set_headers: Vec<(Rc<str>, Rc<str>)>,
     /// Envoy filter state properties to write: the verified identity.
-    pub filter_state: Vec<(String, String)>,
+    pub filter_state: Vec<(Rc<str>, Rc<str>)>,
 }
 
 /// The first header the filter reads whose value is not UTF-8: a pseudo-header, or a header some
@@ -67,7 +67,7 @@ pub(super) fn set_upstream_path(
         Some(query) => format!("{path}?{query}"),
         None => path.to_owned(),
     };
-    allow.set_headers.push((":path".to_owned(), rewritten));
+    allow.set_headers.push((":path".into(), rewritten.into()));
 }
 
 /// The managed headers this request carries, by the name it used (a managed prefix becomes the
@@ -115,64 +115,12 @@ pub(super) fn add_token_headers<'c>(
                 TokenSource::Param { name } => removed_params.push(name.as_str()),
             }
         }
-        if let Some(name) = &provider.forward_payload_header {
-            allow
-                .set_headers
-                .push((name.clone(), token.payload_segment.to_string()));
-        }
-        for mapping in &provider.claim_to_headers {
-            if let Some(value) = claim_header_value(&token.claims, &mapping.claim_path) {
-                allow.set_headers.push((mapping.header_name.clone(), value));
-            }
-        }
         allow
             .set_headers
-            .extend(identity::headers(&provider.identity, &token.claims));
-        if let Some(filter_state) = &provider.filter_state {
-            allow
-                .filter_state
-                .push((FILTER_STATE_PROVIDER.to_owned(), provider.name.clone()));
-            for (property, claim_path) in &filter_state.claims {
-                if let Some(value) = claim_header_value(&token.claims, claim_path) {
-                    allow.filter_state.push((property.clone(), value));
-                }
-            }
-        }
+            .extend(token.forwarded.headers.iter().cloned());
+        allow
+            .filter_state
+            .extend(token.forwarded.filter_state.iter().cloned());
     }
     removed_params
-}
-
-/// A claim rendered as a header value: strings as they are, other scalars and objects as JSON,
-/// arrays joined with commas. An array whose elements would lose their boundaries that way (an
-/// element with a comma or a double quote, or a first element that starts with `[`) is sent as a
-/// JSON array instead: `["a,b","c"]`, never `a,b,c`. Values that cannot be a header value
-/// (control characters) are left out.
-pub(super) fn claim_header_value(
-    claims: &serde_json::Map<String, serde_json::Value>,
-    path: &[String],
-) -> Option<String> {
-    fn scalar(value: &serde_json::Value) -> String {
-        match value {
-            serde_json::Value::String(s) => s.clone(),
-            other => other.to_string(),
-        }
-    }
-    let value = match claim_at(claims, path)? {
-        serde_json::Value::Array(items) => {
-            let elements: Vec<String> = items.iter().map(scalar).collect();
-            let ambiguous = elements.iter().any(|e| e.contains([',', '"']))
-                || elements.first().is_some_and(|e| e.starts_with('['));
-            if ambiguous {
-                serde_json::Value::Array(items.clone()).to_string()
-            } else {
-                elements.join(",")
-            }
-        }
-        serde_json::Value::Null => return None,
-        other => scalar(other),
-    };
-    if value.chars().any(|c| c.is_control()) {
-        return None;
-    }
-    Some(value)
 }

@@ -4,6 +4,7 @@
 
 use super::clock::Now;
 use super::token_cache::{self, CacheKey, TokenCache};
+use super::upstream::{forwarded, Forwarded};
 use crate::config::{Config, Provider, ProviderId, Requirement, Rule};
 use crate::crypto::verify::{self, SignatureCheck};
 use crate::failure::{Failure, FailureClass};
@@ -20,8 +21,9 @@ pub(super) struct Verified {
     pub(super) provider: ProviderId,
     /// Where it was found.
     pub(super) source: TokenSource,
-    pub(super) payload_segment: Rc<str>,
     pub(super) claims: Rc<serde_json::Map<String, serde_json::Value>>,
+    /// The headers and filter state it sends on.
+    pub(super) forwarded: Rc<Forwarded>,
 }
 
 #[derive(Debug)]
@@ -136,8 +138,8 @@ impl Evaluation<'_> {
                 return Ok(Verified {
                     provider: id,
                     source: source.clone(),
-                    payload_segment: Rc::clone(&entry.payload_segment),
                     claims: Rc::clone(&entry.claims),
+                    forwarded: Rc::clone(&entry.forwarded),
                 });
             }
         }
@@ -159,19 +161,22 @@ impl Evaluation<'_> {
         let result = result.and_then(|()| identity::check(&provider.identity, &parsed.claims));
         match result {
             Ok(()) => {
+                let payload_segment: Rc<str> = Rc::from(parsed.payload_segment);
+                let forwarded = Rc::new(forwarded(provider, &payload_segment, &parsed.claims));
                 let entry = token_cache::Entry {
                     generation,
                     exp: parsed.registered.exp.map(NumericDate::floor),
                     nbf: parsed.registered.nbf.map(NumericDate::ceil),
                     header_segment: parsed.header_segment.into(),
-                    payload_segment: Rc::from(parsed.payload_segment),
+                    payload_segment,
                     claims: Rc::new(parsed.claims),
+                    forwarded,
                 };
                 let verified = Verified {
                     provider: id,
                     source: source.clone(),
-                    payload_segment: Rc::clone(&entry.payload_segment),
                     claims: Rc::clone(&entry.claims),
+                    forwarded: Rc::clone(&entry.forwarded),
                 };
                 if let (Some(cache), Some(key)) = (self.tokens.get_mut(id), cache_key) {
                     cache.insert(key.digest, entry);

@@ -16,6 +16,8 @@ use std::rc::Rc;
 
 use serde_json::{Map, Value};
 
+use super::upstream::Forwarded;
+
 /// SHA-256 of a token's signature segment.
 pub type Digest = [u8; 32];
 
@@ -52,10 +54,12 @@ pub struct Entry {
     pub nbf: Option<u64>,
     /// The header segment as received; with the payload segment, what a hit must match.
     pub header_segment: Box<str>,
-    /// The payload segment as received, for `forward_payload_header`.
+    /// The payload segment as received; with the header segment, what a hit must match.
     pub payload_segment: Rc<str>,
-    /// Every claim, for headers and rules.
+    /// Every claim, for rules.
     pub claims: Rc<Map<String, Value>>,
+    /// The headers and filter state the token sends on, ready to apply.
+    pub forwarded: Rc<Forwarded>,
 }
 
 impl Entry {
@@ -194,6 +198,7 @@ mod tests {
             header_segment: segments.next().unwrap().into(),
             payload_segment: Rc::from(segments.next().unwrap()),
             claims: Rc::new(Map::new()),
+            forwarded: Rc::default(),
         }
     }
 
