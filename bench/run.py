@@ -70,6 +70,7 @@ class Row:
     expect: int | None = None  # the status every answer must have; None: any 2xx
     port: int | None = None
     result: dict | None = None
+    paced: dict | None = None  # the fixed-rate pass, for the rows in PACED_ROWS
     skipped: str | None = None  # why the row could not run
     failed: str | None = None  # why the row failed (unexpected status, socket errors, wrk error)
 
@@ -527,12 +528,14 @@ def preflight(settings, row):
             return
 
 
-def run_wrk(settings, row, duration, cpus):
-    script = ROOT / "bench/wrk/requests.lua"
+def run_wrk(settings, row, duration, cpus, connections=None):
+    """One wrk run of `row`; with `connections`, paced (bench/wrk/paced.lua) instead of flat out."""
+    script = ROOT / ("bench/wrk/paced.lua" if connections else "bench/wrk/requests.lua")
     tokens = token_file(settings, row)
     limit = 1 if row.hot else settings.tokens
     command = [
-        settings.wrk, "-t", str(settings.threads), "-c", str(settings.connections),
+        settings.wrk, "-t", str(settings.threads),
+        "-c", str(connections or settings.connections),
         "-d", duration, "--latency", "-s", str(script), f"http://127.0.0.1:{row.port}",
     ]
     if row.host:
@@ -541,7 +544,9 @@ def run_wrk(settings, row, duration, cpus):
     command += [
         "--", row.path, str(tokens) if tokens else "-", str(limit),
     ]
-    if row.expect:
+    if connections:
+        command += ["0", "-", str(row.expect or ""), str(PACED_PAUSE_MS)]
+    elif row.expect:
         command += ["0", "-", str(row.expect)]
     completed = subprocess.run(command, capture_output=True, text=True, preexec_fn=pinned(cpus))
     match = re.search(r"^wrk-result (\{.*\})$", completed.stdout, re.MULTILINE)
@@ -573,6 +578,27 @@ def measure(settings, row, envoy, wrk_cpus):
         row.failed = f"{result['unexpected']} responses were not {row.expect or '2xx'}"
     elif any(errors.values()):
         row.failed = "socket errors: " + ", ".join(f"{k} {v}" for k, v in errors.items() if v)
+
+
+def measure_paced(settings, rows, wrk_cpus):
+    """The fixed-rate pass over PACED_ROWS, all at one rate: PACED_SHARE of the first one's
+    closed-loop requests/s."""
+    paced = [row for row in rows if row.id in PACED_ROWS and row.result and not row.failed]
+    if not paced:
+        return
+    rate = paced[0].result["rps"] * PACED_SHARE
+    # Each connection sends about 1000 / (pause + latency) requests/s.
+    connections = max(1, round(rate * PACED_PAUSE_MS / 1000))
+    for row in paced:
+        log(f"{row.id}: paced, {connections} connections, {settings.duration}")
+        try:
+            row.paced = run_wrk(settings, row, settings.duration, wrk_cpus, connections)
+            row.paced["rps"] = row.paced["requests"] / max(row.paced["duration_us"], 1) * 1e6
+        except RuntimeError as error:
+            row.failed = f"paced run: {error}"
+            continue
+        if row.paced["unexpected"] or row.paced["requests"] == 0:
+            row.failed = f"paced run: {row.paced['unexpected']} responses were not 2xx"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -630,8 +656,30 @@ def print_report(settings, rows, envoy_cpus, wrk_cpus, load):
             status = f"NOT RUN: {row.skipped}" if row.skipped else f"FAIL: {row.failed}"
             print(f"{row.label:<38} {'-':>9} {'-':>9} {'-':>9} {'-':>9} {'-':>10} {'-':>12}  {status}")
     print()
+    paced = [row for row in rows if row.paced]
+    if paced:
+        print(f"fixed rate: {PACED_SHARE:.0%} of the first paced row's req/s, each connection "
+              f"pausing {PACED_PAUSE_MS} ms between requests")
+        header = f"{'row':<38} {'req/s':>9} {'p50':>9} {'p99':>9} {'p99.9':>9}"
+        print(header)
+        print("-" * len(header))
+        for row in paced:
+            r = row.paced
+            print(f"{row.label:<38} {r['rps']:>9.0f} {milliseconds(r['p50_us']):>9} "
+                  f"{milliseconds(r['p99_us']):>9} {milliseconds(r['p999_us']):>9}")
+        print()
     print_targets(rows, wasm_size)
 
+
+# Rows measured a second time at a fixed request rate, PACED_SHARE of the first row's closed-loop
+# rate: a server short of saturation, where latency percentiles mean what a caller sees. Each
+# connection pauses PACED_PAUSE_MS after an answer, so the connection count sets the rate.
+PACED_ROWS = ["wasm_floor", "wasm_hot", "wasm_identity_floor", "wasm_identity_hot"]
+PACED_SHARE = 0.7
+PACED_PAUSE_MS = 2
+# Latency goals at the fixed rate: (row, its floor, most p99 may be over the floor's p99).
+LATENCY_TARGETS = [("wasm_hot", "wasm_floor", 1.2),
+                   ("wasm_identity_hot", "wasm_identity_floor", 1.2)]
 
 # Goals for the filter: (numerator row, denominator row, minimum ratio of requests/s, what the
 # comparison means). Cold rows are compared twice: with the filter's default token cache against
@@ -665,6 +713,14 @@ def print_targets(rows, wasm_size):
         verdict = "met" if ratio >= minimum else "not met"
         lines.append(f"  {numerator} / {denominator}: {ratio:.2f}x "
                      f"(goal >= {minimum:g}x) {verdict}" + (f"; {meaning}" if meaning else ""))
+    for row_id, floor_id, maximum in LATENCY_TARGETS:
+        a, b = by_id.get(row_id), by_id.get(floor_id)
+        if not (a and b and a.paced and b.paced):
+            continue
+        ratio = a.paced["p99_us"] / max(b.paced["p99_us"], 1)
+        verdict = "met" if ratio <= maximum else "not met"
+        lines.append(f"  p99 {row_id} / {floor_id} at a fixed rate: {ratio:.2f}x "
+                     f"(goal <= {maximum:g}x) {verdict}")
     print("goals (requests/s ratios, and the module's size):")
     print("\n".join(lines))
     print()
@@ -748,6 +804,7 @@ def main(argv):
             measure(settings, row, envoy, wrk_cpus)
             if row.failed:
                 log(f"{row.id}: {row.failed}")
+        measure_paced(settings, rows, wrk_cpus)
     except SetupError as error:
         log(str(error))
         return 2

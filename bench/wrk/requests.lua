@@ -91,9 +91,10 @@ function done(summary, latency, requests)
   io.write(string.format(
     'wrk-result {"requests": %d, "duration_us": %d, "non2xx": %d, "unexpected": %d, ' ..
     '"status_errors": %d, "connect_errors": %d, "read_errors": %d, "write_errors": %d, ' ..
-    '"timeouts": %d, "p50_us": %d, "p90_us": %d, "p99_us": %d, "max_us": %d, "mean_us": %.1f}\n',
+    '"timeouts": %d, "p50_us": %d, "p90_us": %d, "p99_us": %d, "p999_us": %d, "max_us": %d, ' ..
+    '"mean_us": %.1f}\n',
     summary.requests, summary.duration, counted, mismatched, e.status,
     e.connect, e.read, e.write, e.timeout,
     latency:percentile(50), latency:percentile(90), latency:percentile(99),
-    latency.max, latency.mean))
+    latency:percentile(99.9), latency.max, latency.mean))
 end

@@ -1,6 +1,6 @@
 //! Counters and gauges exposed through the host (Envoy shows them as `wasmcustom.kserve_auth.*`).
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 
 use proxy_wasm::hostcalls;
@@ -11,18 +11,45 @@ use crate::failure::Failure;
 use crate::gauges::{Reported, VmReport};
 
 /// Metric ids defined for one configuration.
+///
+/// Request counters are counted in the VM and handed to the host on the 100 ms tick
+/// ([`Metrics::flush`]), not per request: the host call per request cost more than anything else
+/// a counter does, and Envoy's stats are read seconds apart.
 #[derive(Debug, Default)]
 pub struct Metrics {
-    allowed: Option<u32>,
-    public: Option<u32>,
-    metadata: Option<u32>,
-    denied: HashMap<Failure, u32>,
-    fetch_success: Vec<Option<u32>>,
-    fetch_failure: Vec<Option<u32>>,
+    allowed: Counter,
+    public: Counter,
+    metadata: Counter,
+    denied: HashMap<Failure, Counter>,
+    fetch_success: Vec<Counter>,
+    fetch_failure: Vec<Counter>,
 }
 
-fn counter(name: &str) -> Option<u32> {
-    define(MetricType::Counter, name)
+/// One host counter and what this VM counted since the last flush.
+#[derive(Debug, Default)]
+struct Counter {
+    id: Option<u32>,
+    pending: Cell<i64>,
+}
+
+impl Counter {
+    fn bump(&self) {
+        self.pending.set(self.pending.get().saturating_add(1));
+    }
+
+    fn flush(&self) {
+        let pending = self.pending.replace(0);
+        if pending != 0 {
+            add(self.id, Some(pending));
+        }
+    }
+}
+
+fn counter(name: &str) -> Counter {
+    Counter {
+        id: define(MetricType::Counter, name),
+        pending: Cell::new(0),
+    }
 }
 
 fn define(kind: MetricType, name: &str) -> Option<u32> {
@@ -43,10 +70,6 @@ fn add(id: Option<u32>, change: Option<i64>) {
     }
 }
 
-fn bump(id: Option<u32>) {
-    add(id, Some(1));
-}
-
 impl Metrics {
     /// Defines every counter this configuration can move.
     pub fn define(config: &Config) -> Metrics {
@@ -63,9 +86,9 @@ impl Metrics {
             metadata: counter("kserve_auth.requests.metadata"),
             denied: Failure::ALL
                 .iter()
-                .filter_map(|f| {
-                    counter(&format!("kserve_auth.requests.denied.{}", f.metric_name()))
-                        .map(|id| (*f, id))
+                .map(|f| {
+                    let name = format!("kserve_auth.requests.denied.{}", f.metric_name());
+                    (*f, counter(&name))
                 })
                 .collect(),
             fetch_success: per_provider("fetch_success"),
@@ -75,32 +98,49 @@ impl Metrics {
 
     /// An authenticated request went upstream.
     pub fn allowed(&self) {
-        bump(self.allowed);
+        self.allowed.bump();
     }
 
     /// A request on a public path went upstream.
     pub fn public(&self) {
-        bump(self.public);
+        self.public.bump();
     }
 
     /// A request for the protected resource metadata was answered.
     pub fn metadata(&self) {
-        bump(self.metadata);
+        self.metadata.bump();
     }
 
     /// A request was answered locally.
     pub fn denied(&self, failure: Failure) {
-        bump(self.denied.get(&failure).copied());
+        if let Some(counter) = self.denied.get(&failure) {
+            counter.bump();
+        }
     }
 
     /// A key fetch for `provider` finished.
     pub fn fetched(&self, provider: usize, success: bool) {
-        let ids = if success {
+        let counters = if success {
             &self.fetch_success
         } else {
             &self.fetch_failure
         };
-        bump(ids.get(provider).copied().flatten());
+        // Fetches are rare: counted at once, so a failing key server shows without delay.
+        if let Some(counter) = counters.get(provider) {
+            counter.bump();
+            counter.flush();
+        }
+    }
+
+    /// Hands every count since the last flush to the host.
+    pub fn flush(&self) {
+        let fixed = [&self.allowed, &self.public, &self.metadata];
+        fixed
+            .into_iter()
+            .chain(self.denied.values())
+            .chain(&self.fetch_success)
+            .chain(&self.fetch_failure)
+            .for_each(Counter::flush);
     }
 }
 

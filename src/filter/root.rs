@@ -110,6 +110,15 @@ impl Root {
 
     /// Moves the gauges to this root context's cached tokens and paused streams and to the VM's
     /// linear memory.
+    /// Hands the request counters of this configuration to the host.
+    fn flush_counters(&self) {
+        if let Some(worker) = &self.worker {
+            if let Ok(state) = worker.try_borrow() {
+                state.metrics.flush();
+            }
+        }
+    }
+
     fn report_gauges(&mut self) {
         let (Some(worker), Some(gauges)) = (&self.worker, &mut self.gauges) else {
             return;
@@ -187,6 +196,7 @@ impl Context for Root {
     /// The configuration is being removed: its callouts will never answer, so the leases they
     /// hold are freed for the VMs (or the next configuration) waiting on the same key source.
     fn on_done(&mut self) -> bool {
+        self.flush_counters();
         let in_flight = self.fetches.release_all(&mut HostFetch);
         if in_flight > 0 {
             log::debug!(
@@ -264,6 +274,7 @@ impl RootContext for Root {
         host::follow_host_log_level();
         self.on_timer();
         self.report_gauges();
+        self.flush_counters();
     }
 
     fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {

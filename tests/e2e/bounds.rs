@@ -63,12 +63,13 @@ fn requests_beyond_the_waiting_cap_get_503() {
     let mut sorted = statuses.clone();
     sorted.sort_unstable();
     assert_eq!(sorted, vec![200, 200, 503, 503, 503], "{statuses:?}");
-    assert_eq!(
-        stack
-            .envoy
-            .counter("wasmcustom.kserve_auth.requests.denied.too_many_waiting"),
-        Some(3)
+    // Request counters reach Envoy on the plugin's 100 ms tick.
+    let refused = stack.envoy.wait_for_counter(
+        "wasmcustom.kserve_auth.requests.denied.too_many_waiting",
+        3,
+        Duration::from_secs(5),
     );
+    assert_eq!(refused, Some(3));
 }
 
 // A token over 8 KiB is refused before any decoding.

@@ -128,9 +128,15 @@ fn answered(envoy: &Envoy) -> Option<u64> {
     Some(value.unwrap_or(0))
 }
 
-fn allowed(envoy: &Envoy) -> u64 {
+/// The allowed-requests counter once it has reached `at_least` (request counters reach Envoy on
+/// the plugin's 100 ms tick), or its last value.
+fn allowed(envoy: &Envoy, at_least: u64) -> u64 {
     envoy
-        .counter("wasmcustom.kserve_auth.requests.allowed")
+        .wait_for_counter(
+            "wasmcustom.kserve_auth.requests.allowed",
+            at_least,
+            Duration::from_secs(5),
+        )
         .unwrap_or(0)
 }
 
@@ -217,7 +223,7 @@ fn memory_stays_bounded_over_100000_distinct_tokens() {
     let after = read(&envoy);
     let load_seconds = loaded.elapsed().as_secs_f64();
 
-    let allowed = allowed(&envoy);
+    let allowed = allowed(&envoy, TOKENS as u64);
     for (when, r) in [
         ("idle", &idle),
         (&format!("after {FIRST_PASS} tokens")[..], &before),
