@@ -587,8 +587,10 @@ def measure_paced(settings, rows, wrk_cpus):
     if not paced:
         return
     rate = paced[0].result["rps"] * PACED_SHARE
-    # Each connection sends about 1000 / (pause + latency) requests/s.
-    connections = max(1, round(rate * PACED_PAUSE_MS / 1000))
+    # Each connection sends about 1000 / (pause + latency) requests/s; the closed-loop median
+    # stands in for the latency.
+    cycle_ms = PACED_PAUSE_MS + paced[0].result["p50_us"] / 1000
+    connections = max(1, round(rate * cycle_ms / 1000))
     for row in paced:
         log(f"{row.id}: paced, {connections} connections, {settings.duration}")
         try:
@@ -658,8 +660,9 @@ def print_report(settings, rows, envoy_cpus, wrk_cpus, load):
     print()
     paced = [row for row in rows if row.paced]
     if paced:
-        print(f"fixed rate: {PACED_SHARE:.0%} of the first paced row's req/s, each connection "
-              f"pausing {PACED_PAUSE_MS} ms between requests")
+        print(f"fixed rate: aiming at {PACED_SHARE:.0%} of the closed-loop req/s of "
+              f"\"{paced[0].label}\", each connection pausing {PACED_PAUSE_MS - 1} to "
+              f"{PACED_PAUSE_MS + 1} ms between requests")
         header = f"{'row':<38} {'req/s':>9} {'p50':>9} {'p99':>9} {'p99.9':>9}"
         print(header)
         print("-" * len(header))

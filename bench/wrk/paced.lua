@@ -1,6 +1,6 @@
--- requests.lua at a fixed pace: each connection waits <pause> ms after an answer before its next
--- request, so the load is about connections / (pause + latency) requests per second whatever the
--- server's speed, and the latencies are those of a server that is not saturated.
+-- requests.lua at a fixed pace: each connection waits about <pause> ms after an answer before its
+-- next request, so the load is about connections / (pause + latency) requests per second whatever
+-- the server's speed, and the latencies are those of a server that is not saturated.
 --
 -- Arguments: requests.lua's six (use "" for the status to accept any 2xx), then <pause> in ms.
 
@@ -15,6 +15,11 @@ function init(args)
   pause_ms = tonumber(args[7] or "0") or 0
 end
 
+-- The pause varies by a millisecond either way (wrk's timers count whole milliseconds), so that
+-- connections drift apart instead of sending in bursts on the same timer tick.
 function delay()
-  return pause_ms
+  if pause_ms < 2 then
+    return pause_ms
+  end
+  return math.random(pause_ms - 1, pause_ms + 1)
 end
