@@ -8,6 +8,7 @@ pub mod waiting;
 
 mod clock;
 mod headers;
+pub mod proof;
 mod reply;
 mod requirement;
 mod upstream;

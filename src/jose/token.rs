@@ -116,9 +116,28 @@ pub struct Token<'a> {
     pub signature: Vec<u8>,
 }
 
+/// Which kind of JWT is parsed: they differ in one header member.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// An access or identity token: an embedded `jwk` object is refused, as jwt_authn refuses it.
+    Token,
+    /// A DPoP proof, whose header must carry the client's public key as a `jwk` object.
+    Proof,
+}
+
 /// Parses a compact JWS strictly: three base64url segments without padding, JSON objects without
 /// repeated member names, a supported `alg`, no `crit`, no nested token.
 pub fn parse(raw: &str) -> Result<Token<'_>, Failure> {
+    parse_as(raw, Kind::Token)
+}
+
+/// Parses a DPoP proof as strictly as [`parse`] a token, except that the header may embed a key
+/// (`jwk`), which only the proof's own check reads.
+pub fn parse_proof(raw: &str) -> Result<Token<'_>, Failure> {
+    parse_as(raw, Kind::Proof)
+}
+
+fn parse_as(raw: &str, kind: Kind) -> Result<Token<'_>, Failure> {
     if raw.len() > MAX_TOKEN_BYTES {
         return Err(Failure::TooLong);
     }
@@ -137,7 +156,7 @@ pub fn parse(raw: &str) -> Result<Token<'_>, Failure> {
     }
 
     let header_object = decode_object(header_segment, Failure::BadHeaderJson)?;
-    let header = parse_header(&header_object)?;
+    let header = parse_header(&header_object, kind)?;
 
     let claims = decode_object(payload_segment, Failure::BadPayloadJson)?;
     let registered = parse_registered_claims(&claims)?;
@@ -173,7 +192,7 @@ fn decode_object(segment: &str, failure: Failure) -> Result<Map<String, Value>, 
     }
 }
 
-fn parse_header(header: &Map<String, Value>) -> Result<Header, Failure> {
+fn parse_header(header: &Map<String, Value>, kind: Kind) -> Result<Header, Failure> {
     let alg = match header.get("alg") {
         Some(Value::String(name)) => Alg::from_name(name).ok_or(Failure::AlgNotAllowed)?,
         _ => return Err(Failure::BadHeaderJson),
@@ -207,7 +226,7 @@ fn parse_header(header: &Map<String, Value>) -> Result<Header, Failure> {
         Some(Value::String(kid)) => Some(kid.clone()),
         Some(_) => return Err(Failure::BadHeaderJson),
     };
-    check_members_jwt_simple_reads(header)?;
+    check_members_jwt_simple_reads(header, kind)?;
     Ok(Header { alg, kid, typ })
 }
 
@@ -226,8 +245,11 @@ fn is_jwt_type(typ: &str) -> bool {
 /// jwt-simple reads these header members into fixed types and refuses the whole token when one
 /// does not fit (an embedded `jwk` object, for instance). The filter never uses them, but refuses
 /// the same tokens, on either signature path.
-fn check_members_jwt_simple_reads(header: &Map<String, Value>) -> Result<(), Failure> {
+fn check_members_jwt_simple_reads(header: &Map<String, Value>, kind: Kind) -> Result<(), Failure> {
     for name in ["jku", "jwk", "x5u", "x5t", "x5t#S256"] {
+        if name == "jwk" && kind == Kind::Proof {
+            continue;
+        }
         if !matches!(
             header.get(name),
             None | Some(Value::Null | Value::String(_))
@@ -695,6 +717,17 @@ mod tests {
                 "{member}"
             );
         }
+    }
+
+    // A DPoP proof may embed its key; a token parsed as a token still may not.
+    #[test]
+    fn only_proofs_embed_a_key() {
+        let token = with_header(r#"{"alg":"RS256","typ":"dpop+jwt","jwk":{"kty":"EC"}}"#);
+        assert_eq!(failure(&token), Failure::BadHeaderJson);
+        let proof = parse_proof(&token).unwrap();
+        assert_eq!(proof.header.typ.as_deref(), Some("dpop+jwt"));
+        let other = with_header(r#"{"alg":"RS256","jwk":{"kty":"EC"},"x5c":"MIIB"}"#);
+        assert_eq!(parse_proof(&other).err(), Some(Failure::BadHeaderJson));
     }
 
     // iss, sub, jti and nonce must be strings; aud a string or a list of strings.

@@ -123,7 +123,7 @@ fn shorten(text: &str) -> &str {
 }
 
 /// One JWK into a usable key, or the reason it cannot be used.
-fn parse_jwk(entry: &Value) -> Result<Key, String> {
+pub fn parse_jwk(entry: &Value) -> Result<Key, String> {
     let Value::Object(jwk) = entry else {
         return Err("not a JSON object".into());
     };
