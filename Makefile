@@ -18,6 +18,10 @@ KSERVE_STAMP  := $(KSERVE_VENV)/.installed
 TOOLS_VENV    := .venv/tools
 TOOLS_STAMP   := $(TOOLS_VENV)/.installed
 OP_STAMP      := demo/op/node_modules/.package-lock.json
+# Keycloak's server distribution, from Maven Central (org.keycloak:keycloak-quarkus-dist). 26.7.3
+# is the newest release Maven Central serves; envoy/docker-compose.yaml runs the same version.
+KEYCLOAK_VERSION := 26.7.3
+KEYCLOAK_HOME    := .venv/keycloak/keycloak-$(KEYCLOAK_VERSION)
 
 # Debian packages; root installs them, anyone else through sudo.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
@@ -27,7 +31,7 @@ OCI_DIR   := target/oci
 OCI_IMAGE := kserve-auth-filter:$(VERSION)
 
 .PHONY: layout-check build test lint demo envoy kserve op tools docker-compose buildah oci toolchain clean fuzz\
-        bench bench-smoke wrk binaryen
+        bench bench-smoke wrk binaryen keycloak java-tools
 
 build: toolchain binaryen
 	cargo build --release --target $(WASM_TARGET)
@@ -84,9 +88,9 @@ demo: build envoy kserve op
 
 # A short benchmark run that checks only status codes (the figures come from `make bench`), then
 # every test tier.
-test: build envoy kserve op tools docker-compose wrk
+test: build envoy kserve op tools docker-compose wrk keycloak
 	$(MAKE) bench-smoke
-	ENVOY_BIN=$(abspath $(ENVOY)) FILTER_WASM=$(abspath $(WASM)) \
+	ENVOY_BIN=$(abspath $(ENVOY)) FILTER_WASM=$(abspath $(WASM)) KEYCLOAK_HOME=$(abspath $(KEYCLOAK_HOME)) \
 	KSERVE_PYTHON=$(abspath $(KSERVE_VENV)/bin/python) TOOLS_PYTHON=$(abspath $(TOOLS_VENV)/bin/python) \
 	DOCKER_COMPOSE=$$(command -v docker-compose) \
 	cargo test --all-targets
@@ -148,6 +152,26 @@ binaryen:
 	@command -v wasm-opt >/dev/null 2>&1 || { \
 	  echo "==> wasm-opt (Debian package binaryen)"; \
 	  $(APT_INSTALL) binaryen || { $(SUDO) apt-get update && $(APT_INSTALL) binaryen; }; }
+
+# A Java runtime to run Keycloak, Maven to fetch it and unzip to unpack it (Debian's packages).
+java-tools:
+	@{ command -v java && command -v mvn && command -v unzip; } >/dev/null 2>&1 || { \
+	  echo "==> Java runtime, Maven and unzip (Debian packages default-jre-headless, maven, unzip)"; \
+	  $(APT_INSTALL) default-jre-headless maven unzip || \
+	  { $(SUDO) apt-get update && $(APT_INSTALL) default-jre-headless maven unzip; }; }
+
+# Keycloak's server distribution into $(KEYCLOAK_HOME), for the tests that run a real Keycloak.
+keycloak: $(KEYCLOAK_HOME)/bin/kc.sh
+
+$(KEYCLOAK_HOME)/bin/kc.sh:
+	@$(MAKE) --no-print-directory java-tools
+	@echo "==> Keycloak $(KEYCLOAK_VERSION) (Maven Central, org.keycloak:keycloak-quarkus-dist, about 180 MB)"
+	mkdir -p .venv/keycloak
+	mvn -q -B dependency:copy -Dartifact=org.keycloak:keycloak-quarkus-dist:$(KEYCLOAK_VERSION):zip \
+	  -DoutputDirectory=$(abspath .venv/keycloak)
+	cd .venv/keycloak && unzip -q -o keycloak-quarkus-dist-$(KEYCLOAK_VERSION).zip && \
+	  rm keycloak-quarkus-dist-$(KEYCLOAK_VERSION).zip
+	touch $@
 
 wrk:
 	@command -v wrk >/dev/null 2>&1 || { \

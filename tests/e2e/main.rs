@@ -16,6 +16,7 @@ mod hardening;
 mod harness;
 mod host_crypto;
 mod hosts;
+mod keycloak;
 mod memory;
 mod models;
 mod paths;

@@ -11,6 +11,7 @@ pub mod envoy;
 pub mod h2c;
 pub mod http;
 pub mod jwks_server;
+pub mod keycloak;
 pub mod keys;
 pub mod raw_rsa;
 pub mod server;

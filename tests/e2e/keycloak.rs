@@ -1,0 +1,189 @@
+//! The real Keycloak, end to end: the realm file the compose setup imports
+//! (`envoy/compose/kserve-realm.json`), Envoy with the compose configuration and the filter, and
+//! the real KServe demo model. One Keycloak serves every test here (`support/keycloak.rs`).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::Path;
+
+use crate::support::demo::{ModelServer, V1_PREDICT, V2_INFER};
+use crate::support::envoy::{filter_wasm, tail};
+use crate::support::http;
+use crate::support::keycloak::{keycloak, Keycloak, CLIENT_ID, REALM};
+use crate::support::keys::{header_json, payload_segment};
+use crate::support::*;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use serde_json::{json, Value};
+
+/// `envoy/compose/envoy.yaml` with the compose services moved to loopback: Keycloak, the model
+/// server, and the issuer Keycloak names (its hostname, with this run's port).
+fn compose_envoy(keycloak: &Keycloak, model: &ModelServer) -> Envoy {
+    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("envoy/compose/envoy.yaml");
+    let mut yaml = std::fs::read_to_string(&file).unwrap().replace(
+        "/etc/envoy/kserve_auth_filter.wasm",
+        &filter_wasm().display().to_string(),
+    );
+    for (from, to) in [
+        (
+            "{address: 0.0.0.0, port_value: 10000}".to_string(),
+            "{address: 127.0.0.1, port_value: 0}".to_string(),
+        ),
+        ("port_value: 9901}".into(), "port_value: 0}".into()),
+        (
+            "{address: keycloak, port_value: 8080}".into(),
+            format!("{{address: 127.0.0.1, port_value: {}}}", keycloak.port()),
+        ),
+        (
+            "{address: model, port_value: 8080}".into(),
+            format!("{{address: 127.0.0.1, port_value: {}}}", model.port()),
+        ),
+        (
+            "\"issuer\": \"http://localhost:8081/realms/kserve\"".into(),
+            format!("\"issuer\": \"{}\"", keycloak.issuer()),
+        ),
+    ] {
+        assert!(
+            yaml.contains(&from),
+            "compose/envoy.yaml no longer has {from}"
+        );
+        yaml = yaml.replace(&from, &to);
+    }
+    Envoy::try_start_bootstrap("envoy.yaml", &yaml, 1, "debug")
+        .unwrap_or_else(|f| panic!("compose/envoy.yaml did not start: {}", tail(&f.log, 40)))
+}
+
+fn post(envoy: &Envoy, path: &str, token: Option<&str>, body: &str) -> Response {
+    let authorization = token.map(|t| format!("Bearer {t}"));
+    let mut headers = vec![("content-type", "application/json")];
+    if let Some(value) = &authorization {
+        headers.push(("authorization", value.as_str()));
+    }
+    http::request(envoy.addr(), "POST", path, &headers, Some(body.as_bytes())).unwrap()
+}
+
+fn claims(token: &str) -> Value {
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload_segment(token)).unwrap()).unwrap()
+}
+
+// A client credentials token from the real Keycloak, with the realm as the compose setup imports
+// it: the token carries what only a real Keycloak shows (typ Bearer, azp, the audience mapper's
+// aud, the issuer from the hostname); V1 predict and V2 infer reach the real model server with the
+// identity headers and without Authorization; without a token, 401 with the challenge.
+#[test]
+fn client_credentials_token_reaches_the_model() {
+    let keycloak = keycloak();
+    eprintln!(
+        "Keycloak ready in {:.1} s",
+        keycloak.started_in.as_secs_f64()
+    );
+    let model = ModelServer::start();
+    let envoy = compose_envoy(keycloak, &model);
+    let token = keycloak.token();
+    let claims = claims(&token);
+    assert_eq!(header_json(&token)["alg"], "RS256");
+    assert_eq!(claims["typ"], "Bearer");
+    assert_eq!(claims["azp"], CLIENT_ID);
+    assert_eq!(claims["iss"], keycloak.issuer());
+    let audiences = match &claims["aud"] {
+        Value::Array(list) => list.clone(),
+        single => vec![single.clone()],
+    };
+    assert!(
+        audiences.contains(&json!(CLIENT_ID)),
+        "aud: {}",
+        claims["aud"]
+    );
+    let sub = claims["sub"].as_str().unwrap();
+
+    assert_missing(&post(
+        &envoy,
+        V1_PREDICT,
+        None,
+        r#"{"instances": [[1, 2, 3]]}"#,
+    ));
+    let response = post(
+        &envoy,
+        V1_PREDICT,
+        Some(&token),
+        r#"{"instances": [[1, 2, 3]]}"#,
+    );
+    assert_eq!(response.status, 200, "body: {}", response.text());
+    assert_eq!(
+        response.json(),
+        json!({"predictions": [6.0], "caller": {"x-jwt-sub": sub, "x-jwt-client": CLIENT_ID,
+                                                 "authorization": "absent"}})
+    );
+    let v2_body = r#"{"inputs": [{"name": "x", "shape": [2, 3], "datatype": "FP32",
+                       "data": [1, 2, 3, 4, 5, 6]}]}"#;
+    let response = post(&envoy, V2_INFER, Some(&token), v2_body);
+    assert_eq!(response.status, 200, "body: {}", response.text());
+    assert_eq!(
+        response.json()["parameters"],
+        json!({"caller_x_jwt_sub": sub, "caller_x_jwt_client": CLIENT_ID,
+               "caller_authorization": "absent"})
+    );
+}
+
+// Keycloak's key set holds an RSA-OAEP encryption key (`use: enc`) beside its signing key: the
+// filter skips it, says so in its log, and the signing key verifies tokens.
+#[test]
+fn the_encryption_key_is_skipped() {
+    let keycloak = keycloak();
+    let jwks = keycloak.get_json(&format!("/realms/{REALM}/protocol/openid-connect/certs"));
+    let uses: Vec<(&str, &str)> = jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|key| (key["alg"].as_str().unwrap(), key["use"].as_str().unwrap()))
+        .collect();
+    assert!(uses.contains(&("RSA-OAEP", "enc")), "{uses:?}");
+    assert!(uses.contains(&("RS256", "sig")), "{uses:?}");
+    let model = ModelServer::start();
+    let envoy = compose_envoy(keycloak, &model);
+    let token = keycloak.token();
+    let response = post(&envoy, V1_PREDICT, Some(&token), r#"{"instances": [[1]]}"#);
+    assert_eq!(response.status, 200, "body: {}", response.text());
+    let skipped = envoy.wait_for_log("skipped", std::time::Duration::from_secs(5));
+    assert!(
+        skipped.is_some_and(|line| line.contains("enc")),
+        "no log line about the skipped key:\n{}",
+        tail(&envoy.log(), 40)
+    );
+}
+
+// OIDC discovery against Keycloak's real discovery document: the filter reads `jwks_uri` from it
+// (Keycloak names its hostname there; the fetch goes through the configured cluster) and verifies
+// the realm's tokens.
+#[test]
+fn oidc_discovery_against_keycloak() {
+    let keycloak = keycloak();
+    let discovery = keycloak.get_json(&format!("/realms/{REALM}/.well-known/openid-configuration"));
+    assert_eq!(discovery["issuer"], keycloak.issuer());
+    let config = json!({
+        "providers": {"keycloak": {
+            "issuer": keycloak.issuer(),
+            "audiences": [CLIENT_ID],
+            "oidc_discovery": {"cluster": "jwks", "timeout": "5s"},
+            "claim_to_headers": [{"header_name": "x-jwt-client", "claim_name": "azp"}],
+        }},
+        "rules": [{"match": {"prefix": "/"}, "requires": {"provider_name": "keycloak"}}],
+    });
+    let upstream = EchoUpstream::start();
+    let envoy = Envoy::start(&EnvoyConfig::with_filter(
+        &config,
+        keycloak.port(),
+        upstream.port(),
+    ));
+    let token = keycloak.token();
+    let authorization = format!("Bearer {token}");
+    let response = envoy.get("/v1/models/m:predict", &[("authorization", &authorization)]);
+    assert_eq!(response.status, 200, "body: {}", response.text());
+    assert_eq!(
+        Echo::from_response(&response)
+            .header("x-jwt-client")
+            .as_deref(),
+        Some(CLIENT_ID)
+    );
+    assert_missing(&envoy.get("/v1/models/m:predict", &[]));
+}

@@ -1,0 +1,186 @@
+//! A real Keycloak (the server distribution `make keycloak` installs), started once per test
+//! binary in dev mode on a free loopback port, importing `envoy/compose/kserve-realm.json` as
+//! shipped, with its database in a folder of this run.
+//!
+//! Keycloak takes tens of seconds to start on two cores, so every test shares the one instance.
+//! No test harness hook runs when the binary ends, so a watchdog shell started with it stops it
+//! (and removes its folder) as soon as the test process is gone.
+
+use std::fs;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use serde_json::Value;
+
+use super::demo::repo;
+use super::envoy::tail;
+use super::http;
+use super::server::free_port;
+
+/// How long Keycloak may take to start and import the realm.
+const START_TIMEOUT: Duration = Duration::from_secs(240);
+/// The realm the compose setup imports, and its confidential client.
+pub const REALM: &str = "kserve";
+/// The client with service accounts and the audience mapper.
+pub const CLIENT_ID: &str = "kserve-client";
+/// Its secret, as the realm file sets it.
+pub const CLIENT_SECRET: &str = "kserve-secret";
+/// The bootstrap administrator.
+const ADMIN: (&str, &str) = ("admin", "admin");
+
+/// The running Keycloak.
+pub struct Keycloak {
+    port: u16,
+    /// How long it took to be ready, for the docs.
+    pub started_in: Duration,
+}
+
+static SHARED: OnceLock<Keycloak> = OnceLock::new();
+
+/// The Keycloak every test of this binary shares, started on first use.
+pub fn keycloak() -> &'static Keycloak {
+    SHARED.get_or_init(Keycloak::start)
+}
+
+/// `$KEYCLOAK_HOME`, else the version `make keycloak` installs.
+fn keycloak_home() -> PathBuf {
+    let path = std::env::var_os("KEYCLOAK_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join(".venv/keycloak/keycloak-26.7.3"));
+    assert!(
+        path.join("bin/kc.sh").is_file(),
+        "no Keycloak in {}: run `make keycloak` (or set KEYCLOAK_HOME)",
+        path.display()
+    );
+    path
+}
+
+impl Keycloak {
+    fn start() -> Keycloak {
+        let home = keycloak_home();
+        let import = home.join("data/import");
+        fs::create_dir_all(&import).expect("create Keycloak's import folder");
+        fs::copy(
+            repo().join("envoy/compose/kserve-realm.json"),
+            import.join("kserve-realm.json"),
+        )
+        .expect("copy the realm file");
+        let port = free_port();
+        let state = std::env::temp_dir().join(format!("kserve-keycloak-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&state);
+        fs::create_dir_all(&state).expect("create Keycloak's state folder");
+        let log = state.join("keycloak.log");
+        // The watchdog: Keycloak in the background, stopped (and its folder removed) once this
+        // test process has gone.
+        let script = format!(
+            r#"{kc} start-dev --http-port={port} --http-host=127.0.0.1 \
+                 --hostname=http://localhost:{port} --import-realm \
+                 --db=dev-file --db-url='jdbc:h2:file:{state}/keycloakdb;NON_KEYWORDS=VALUE' \
+                 >>{log} 2>&1 &
+               kc=$!
+               while kill -0 {parent} 2>/dev/null && kill -0 $kc 2>/dev/null; do sleep 0.5; done
+               pkill -TERM -P $kc 2>/dev/null; kill $kc 2>/dev/null; wait $kc; rm -rf {state}"#,
+            kc = home.join("bin/kc.sh").display(),
+            state = state.display(),
+            log = log.display(),
+            parent = std::process::id(),
+        );
+        Command::new("bash")
+            .args(["-c", &script])
+            .env("KC_BOOTSTRAP_ADMIN_USERNAME", ADMIN.0)
+            .env("KC_BOOTSTRAP_ADMIN_PASSWORD", ADMIN.1)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start Keycloak");
+        let keycloak = Keycloak {
+            port,
+            started_in: Duration::ZERO,
+        };
+        let started = Instant::now();
+        loop {
+            let ready = http::request(
+                keycloak.addr(),
+                "GET",
+                &format!("/realms/{REALM}/.well-known/openid-configuration"),
+                &[("host", &format!("localhost:{port}"))],
+                None,
+            )
+            .is_ok_and(|r| r.status == 200);
+            if ready {
+                break;
+            }
+            let log_text = fs::read_to_string(&log).unwrap_or_default();
+            assert!(
+                started.elapsed() < START_TIMEOUT,
+                "Keycloak not ready after {START_TIMEOUT:?}; log tail:\n{}",
+                tail(&log_text, 40)
+            );
+            thread::sleep(Duration::from_millis(250));
+        }
+        Keycloak {
+            started_in: started.elapsed(),
+            ..keycloak
+        }
+    }
+
+    /// Its port on 127.0.0.1.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Its address.
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    /// The realm's issuer: Keycloak's configured hostname, whatever address a token is asked on.
+    pub fn issuer(&self) -> String {
+        format!("http://localhost:{}/realms/{REALM}", self.port)
+    }
+
+    /// `GET path` on Keycloak, as JSON.
+    pub fn get_json(&self, path: &str) -> Value {
+        let host = format!("localhost:{}", self.port);
+        let response = http::request(self.addr(), "GET", path, &[("host", &host)], None)
+            .unwrap_or_else(|e| panic!("GET {path} from Keycloak: {e}"));
+        assert_eq!(response.status, 200, "GET {path}: {}", response.text());
+        response.json()
+    }
+
+    /// The token endpoint's answer to a client credentials grant for `client_id`.
+    pub fn client_credentials(&self, client_id: &str, secret: &str) -> http::Response {
+        let host = format!("localhost:{}", self.port);
+        let basic = format!("Basic {}", STANDARD.encode(format!("{client_id}:{secret}")));
+        http::request(
+            self.addr(),
+            "POST",
+            &format!("/realms/{REALM}/protocol/openid-connect/token"),
+            &[
+                ("host", &host),
+                ("authorization", &basic),
+                ("content-type", "application/x-www-form-urlencoded"),
+            ],
+            Some(b"grant_type=client_credentials"),
+        )
+        .unwrap_or_else(|e| panic!("token request to Keycloak: {e}"))
+    }
+
+    /// An access token for `kserve-client` by the client credentials grant.
+    pub fn token(&self) -> String {
+        let response = self.client_credentials(CLIENT_ID, CLIENT_SECRET);
+        assert_eq!(response.status, 200, "token: {}", response.text());
+        response.json()["access_token"]
+            .as_str()
+            .expect("access_token")
+            .to_string()
+    }
+}
