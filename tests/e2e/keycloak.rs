@@ -187,3 +187,84 @@ fn oidc_discovery_against_keycloak() {
     );
     assert_missing(&envoy.get("/v1/models/m:predict", &[]));
 }
+
+/// Envoy with the filter in front of an echoing upstream, keys from Keycloak's JWKS: `/fraud/`
+/// needs realm role `fraud-predict`, everything else any valid token of the realm.
+fn role_envoy(keycloak: &Keycloak) -> (Envoy, EchoUpstream) {
+    let config = json!({
+        "providers": {"keycloak": {
+            "issuer": keycloak.issuer(),
+            "audiences": [CLIENT_ID],
+            "remote_jwks": {"http_uri": {
+                "uri": format!("{}/protocol/openid-connect/certs", keycloak.issuer()),
+                "cluster": "jwks", "timeout": "5s"}},
+        }},
+        "rules": [
+            {"match": {"prefix": "/fraud/"}, "requires": {"provider_name": "keycloak"},
+             "require_claims": [{"claim": "realm_access.roles", "has": "fraud-predict"}]},
+            {"match": {"prefix": "/"}, "requires": {"provider_name": "keycloak"}},
+        ],
+    });
+    let upstream = EchoUpstream::start();
+    let envoy = Envoy::start(&EnvoyConfig::with_filter(
+        &config,
+        keycloak.port(),
+        upstream.port(),
+    ));
+    (envoy, upstream)
+}
+
+fn with_token(envoy: &Envoy, path: &str, token: &str) -> Response {
+    let authorization = format!("Bearer {token}");
+    envoy.get(path, &[("authorization", &authorization)])
+}
+
+fn token_of(keycloak: &Keycloak, client_id: &str, secret: &str) -> String {
+    let response = keycloak.client_credentials(client_id, secret);
+    assert_eq!(response.status, 200, "token: {}", response.text());
+    response.json()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+// A second client without the audience mapper (added through Keycloak's admin API): its tokens
+// do not name `kserve-client` in `aud`, so the filter refuses them.
+#[test]
+fn a_client_without_the_audience_mapper_is_refused() {
+    let keycloak = keycloak();
+    keycloak.add_service_client("no-audience-client", "no-audience-secret", false);
+    let token = token_of(keycloak, "no-audience-client", "no-audience-secret");
+    let (envoy, upstream) = role_envoy(keycloak);
+    let response = with_token(&envoy, "/v1/models/m:predict", &token);
+    assert_invalid_token(&response, "Audiences in Jwt are not allowed");
+    assert_eq!(upstream.count(), 0);
+}
+
+// A realm role rule: the service account that holds `fraud-predict` passes, one of a client with
+// the audience mapper but without the role gets 403 insufficient_scope.
+#[test]
+fn a_realm_role_rule() {
+    let keycloak = keycloak();
+    let holder = keycloak.add_service_client("fraud-client", "fraud-secret", true);
+    keycloak.grant_realm_role(&holder, "fraud-predict");
+    keycloak.add_service_client("other-client", "other-secret", true);
+    let holder_token = token_of(keycloak, "fraud-client", "fraud-secret");
+    assert!(claims(&holder_token)["realm_access"]["roles"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("fraud-predict")));
+    let other_token = token_of(keycloak, "other-client", "other-secret");
+    let (envoy, _upstream) = role_envoy(keycloak);
+    assert_eq!(
+        with_token(&envoy, "/fraud/v1/models/m:predict", &holder_token).status,
+        200
+    );
+    let refused = with_token(&envoy, "/fraud/v1/models/m:predict", &other_token);
+    assert_eq!(refused.status, 403, "body: {}", refused.text());
+    assert_eq!(refused.json()["error"], "insufficient_scope");
+    assert_eq!(
+        with_token(&envoy, "/v1/models/m:predict", &other_token).status,
+        200
+    );
+}

@@ -9,8 +9,8 @@
 use std::fs;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
-use std::sync::OnceLock;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -39,6 +39,8 @@ pub struct Keycloak {
     port: u16,
     /// How long it took to be ready, for the docs.
     pub started_in: Duration,
+    /// The watchdog shell; it ends by itself once the test process has gone.
+    _watchdog: Mutex<Child>,
 }
 
 static SHARED: OnceLock<Keycloak> = OnceLock::new();
@@ -92,7 +94,7 @@ impl Keycloak {
             log = log.display(),
             parent = std::process::id(),
         );
-        Command::new("bash")
+        let watchdog = Command::new("bash")
             .args(["-c", &script])
             .env("KC_BOOTSTRAP_ADMIN_USERNAME", ADMIN.0)
             .env("KC_BOOTSTRAP_ADMIN_PASSWORD", ADMIN.1)
@@ -101,14 +103,11 @@ impl Keycloak {
             .stderr(Stdio::null())
             .spawn()
             .expect("start Keycloak");
-        let keycloak = Keycloak {
-            port,
-            started_in: Duration::ZERO,
-        };
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let started = Instant::now();
         loop {
             let ready = http::request(
-                keycloak.addr(),
+                addr,
                 "GET",
                 &format!("/realms/{REALM}/.well-known/openid-configuration"),
                 &[("host", &format!("localhost:{port}"))],
@@ -127,8 +126,9 @@ impl Keycloak {
             thread::sleep(Duration::from_millis(250));
         }
         Keycloak {
+            port,
             started_in: started.elapsed(),
-            ..keycloak
+            _watchdog: Mutex::new(watchdog),
         }
     }
 
@@ -182,5 +182,108 @@ impl Keycloak {
             .as_str()
             .expect("access_token")
             .to_string()
+    }
+
+    /// An administrator's access token (the bootstrap admin, realm `master`).
+    fn admin_token(&self) -> String {
+        let host = format!("localhost:{}", self.port);
+        let body = format!(
+            "grant_type=password&client_id=admin-cli&username={}&password={}",
+            ADMIN.0, ADMIN.1
+        );
+        let response = http::request(
+            self.addr(),
+            "POST",
+            "/realms/master/protocol/openid-connect/token",
+            &[
+                ("host", &host),
+                ("content-type", "application/x-www-form-urlencoded"),
+            ],
+            Some(body.as_bytes()),
+        )
+        .unwrap_or_else(|e| panic!("admin token request: {e}"));
+        assert_eq!(response.status, 200, "admin token: {}", response.text());
+        response.json()["access_token"]
+            .as_str()
+            .expect("access_token")
+            .to_string()
+    }
+
+    /// One call to Keycloak's admin REST API under `/admin/realms/kserve`, as the administrator;
+    /// `body` is JSON. Panics unless the answer is 2xx.
+    pub fn admin(&self, method: &str, path: &str, body: Option<&Value>) -> http::Response {
+        let host = format!("localhost:{}", self.port);
+        let authorization = format!("Bearer {}", self.admin_token());
+        let text = body.map(Value::to_string);
+        let response = http::request(
+            self.addr(),
+            method,
+            &format!("/admin/realms/{REALM}{path}"),
+            &[
+                ("host", &host),
+                ("authorization", &authorization),
+                ("content-type", "application/json"),
+            ],
+            text.as_deref().map(str::as_bytes),
+        )
+        .unwrap_or_else(|e| panic!("{method} {path} on Keycloak's admin API: {e}"));
+        assert!(
+            (200..300).contains(&response.status),
+            "{method} {path}: {} {}",
+            response.status,
+            response.text()
+        );
+        response
+    }
+
+    /// Adds a confidential client with service accounts (the client credentials grant), with the
+    /// realm file's audience mapper when `audience_mapper` is set; returns the id of its service
+    /// account user.
+    pub fn add_service_client(
+        &self,
+        client_id: &str,
+        secret: &str,
+        audience_mapper: bool,
+    ) -> String {
+        let mappers = if audience_mapper {
+            serde_json::json!([{
+                "name": format!("{client_id}-audience"),
+                "protocol": "openid-connect",
+                "protocolMapper": "oidc-audience-mapper",
+                "config": {"included.client.audience": CLIENT_ID, "access.token.claim": "true",
+                           "id.token.claim": "false"}
+            }])
+        } else {
+            serde_json::json!([])
+        };
+        let client = serde_json::json!({
+            "clientId": client_id, "enabled": true, "protocol": "openid-connect",
+            "publicClient": false, "clientAuthenticatorType": "client-secret", "secret": secret,
+            "serviceAccountsEnabled": true, "standardFlowEnabled": false,
+            "directAccessGrantsEnabled": false, "protocolMappers": mappers,
+        });
+        self.admin("POST", "/clients", Some(&client));
+        let found = self
+            .admin("GET", &format!("/clients?clientId={client_id}"), None)
+            .json();
+        let id = found[0]["id"].as_str().expect("client id").to_string();
+        let user = self
+            .admin("GET", &format!("/clients/{id}/service-account-user"), None)
+            .json();
+        user["id"]
+            .as_str()
+            .expect("service account user id")
+            .to_string()
+    }
+
+    /// Creates realm role `role` and grants it to `user`.
+    pub fn grant_realm_role(&self, user: &str, role: &str) {
+        self.admin("POST", "/roles", Some(&serde_json::json!({"name": role})));
+        let representation = self.admin("GET", &format!("/roles/{role}"), None).json();
+        self.admin(
+            "POST",
+            &format!("/users/{user}/role-mappings/realm"),
+            Some(&serde_json::json!([representation])),
+        );
     }
 }
