@@ -222,14 +222,18 @@ impl ProviderKeys {
     }
 
     fn request_refetch(&mut self, now_ms: u64) -> bool {
-        if !self.may_refetch(now_ms) {
-            return false;
+        if self.may_refetch(now_ms) {
+            self.last_unknown_kid_refetch_ms = Some(now_ms);
+            if self.in_flight.is_none() {
+                self.next_fetch_at_ms = Some(now_ms);
+            }
+            return true;
         }
-        self.last_unknown_kid_refetch_ms = Some(now_ms);
-        if self.in_flight.is_none() {
-            self.next_fetch_at_ms = Some(now_ms);
-        }
-        true
+        // The refetch budget is spent, but a fetch already on its way (the one the first such
+        // request started, a refresh, another worker's) brings the newest keys: wait for it. A
+        // rotated key's first tokens arrive in a burst, and all of them must wait, not only the
+        // first.
+        self.in_flight.is_some() || self.next_fetch_at_ms.is_some_and(|at| at <= now_ms)
     }
 
     fn due_fetch(&mut self, provider: ProviderId, now_ms: u64) -> Option<Fetch> {
@@ -853,6 +857,29 @@ mod tests {
         assert!(!store.request_refetch(0, just_before));
         assert!(store.due_fetches(just_before).is_empty());
         assert!(store.request_refetch(0, t1 + UNKNOWN_KID_REFETCH_INTERVAL_MS));
+    }
+
+    #[test]
+    fn every_request_with_the_new_kid_waits_for_the_refetch_on_its_way() {
+        // A key rotation: the first token with the new kid starts a refetch; the next ones,
+        // arriving before it is answered, wait for that fetch instead of being refused; once it
+        // is answered, the budget is spent and an unknown kid is refused at once.
+        let mut store = remote();
+        load(&mut store, T0, &jwks("a"));
+        let t1 = T0 + 5_000;
+        assert!(store.request_refetch(0, t1));
+        assert!(
+            store.request_refetch(0, t1),
+            "the refetch is due, not yet dispatched"
+        );
+        let f = only_fetch(&mut store, t1);
+        assert!(
+            store.request_refetch(0, t1 + 20),
+            "the refetch is in flight"
+        );
+        assert!(store.due_fetches(t1 + 20).is_empty(), "no second fetch");
+        store.on_response(&f, ok(&jwks("b")), t1 + 40);
+        assert!(!store.request_refetch(0, t1 + 41));
     }
 
     #[test]

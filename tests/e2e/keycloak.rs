@@ -4,7 +4,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
 
 use crate::support::demo::{ModelServer, V1_PREDICT, V2_INFER};
 use crate::support::envoy::{filter_wasm, tail};
@@ -266,5 +268,195 @@ fn a_realm_role_rule() {
     assert_eq!(
         with_token(&envoy, "/v1/models/m:predict", &other_token).status,
         200
+    );
+}
+
+/// `$WRK`, else `wrk` on `PATH` (`make wrk`).
+fn wrk_bin() -> PathBuf {
+    std::env::var_os("WRK")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("wrk"))
+}
+
+/// wrk sending `token` on every request to `envoy` for `seconds`, through bench/wrk/requests.lua.
+fn wrk_with(envoy: &Envoy, token: &str, seconds: u64, dir: &Path, name: &str) -> Child {
+    let tokens = dir.join(format!("{name}.txt"));
+    std::fs::write(&tokens, format!("{token}\n")).unwrap();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/wrk/requests.lua");
+    Command::new(wrk_bin())
+        .args([
+            "-t",
+            "1",
+            "-c",
+            "4",
+            "-d",
+            &format!("{seconds}s"),
+            "--timeout",
+            "10s",
+            "-s",
+        ])
+        .arg(&script)
+        .arg(format!("http://{}", envoy.addr()))
+        .arg("--")
+        .arg("/v1/models/m:predict")
+        .arg(&tokens)
+        .arg("1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run wrk (make wrk)")
+}
+
+/// wrk's result line, once it has finished.
+fn wrk_result(child: Child) -> Value {
+    let output = child.wait_with_output().expect("wait for wrk");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "wrk failed: {stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let line = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("wrk-result "))
+        .unwrap_or_else(|| panic!("no result from wrk: {stdout}"));
+    serde_json::from_str(line).unwrap()
+}
+
+/// The key providers of `realm` whose `providerId` is `provider`.
+fn key_providers(keycloak: &Keycloak, realm: &str, provider: &str) -> Vec<Value> {
+    let all = keycloak
+        .admin_at(
+            "GET",
+            &format!("/admin/realms/{realm}/components?type=org.keycloak.keys.KeyProvider"),
+            None,
+        )
+        .json();
+    all.as_array()
+        .unwrap()
+        .iter()
+        .filter(|component| component["providerId"] == provider)
+        .cloned()
+        .collect()
+}
+
+// Key rotation under load, the way a Keycloak administrator does it: while wrk sends a steady
+// stream of valid tokens through Envoy, a new RSA key provider with a higher priority is added
+// through the admin REST API, tokens signed by the new key join the stream, and the old key is
+// disabled. Every answer is 2xx: no 401 at any point. (A realm of its own, imported from the
+// compose realm file under another name, so the other tests' keys never change.)
+#[test]
+fn key_rotation_under_load_refuses_nothing() {
+    let keycloak = keycloak();
+    let realm = "rotation";
+    let mut representation: Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("envoy/compose/kserve-realm.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    representation["realm"] = json!(realm);
+    keycloak.admin_at("POST", "/admin/realms", Some(&representation));
+    let realm_id = keycloak
+        .admin_at("GET", &format!("/admin/realms/{realm}"), None)
+        .json()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let token = |keycloak: &Keycloak| {
+        let response = keycloak.client_credentials_in(realm, CLIENT_ID, "kserve-secret");
+        assert_eq!(response.status, 200, "token: {}", response.text());
+        response.json()["access_token"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let config = json!({
+        "providers": {"keycloak": {
+            "issuer": keycloak.issuer_of(realm),
+            "audiences": [CLIENT_ID],
+            "remote_jwks": {"http_uri": {
+                "uri": format!("{}/protocol/openid-connect/certs", keycloak.issuer_of(realm)),
+                "cluster": "jwks", "timeout": "5s"},
+                "cache_duration": "600s"},
+        }},
+        "rules": [{"match": {"prefix": "/"}, "requires": {"provider_name": "keycloak"}}],
+    });
+    let upstream = EchoUpstream::start();
+    let envoy = Envoy::start(&EnvoyConfig::with_filter(
+        &config,
+        keycloak.port(),
+        upstream.port(),
+    ));
+    let old_token = token(keycloak);
+    let old_kid = header_json(&old_token)["kid"].as_str().unwrap().to_string();
+    assert_eq!(
+        with_token(&envoy, "/v1/models/m:predict", &old_token).status,
+        200
+    );
+
+    let dir = std::env::temp_dir().join(format!("kserve-rotation-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let before = wrk_with(&envoy, &old_token, 14, &dir, "old");
+    std::thread::sleep(Duration::from_secs(2));
+    // A new RSA key provider above the realm's own (priority 100): new tokens are signed by it.
+    keycloak.admin_at(
+        "POST",
+        &format!("/admin/realms/{realm}/components"),
+        Some(&json!({
+            "name": "rotated-rsa", "providerId": "rsa-generated",
+            "providerType": "org.keycloak.keys.KeyProvider", "parentId": realm_id,
+            "config": {"priority": ["200"], "enabled": ["true"], "active": ["true"],
+                       "algorithm": ["RS256"], "keySize": ["2048"]},
+        })),
+    );
+    let new_token = token(keycloak);
+    let new_kid = header_json(&new_token)["kid"].as_str().unwrap().to_string();
+    assert_ne!(new_kid, old_kid, "the new key provider does not sign");
+    let after = wrk_with(&envoy, &new_token, 10, &dir, "new");
+    std::thread::sleep(Duration::from_secs(3));
+    // The old signing key goes.
+    for mut old in key_providers(keycloak, realm, "rsa-generated") {
+        if old["name"] == "rotated-rsa" {
+            continue;
+        }
+        old["config"]["enabled"] = json!(["false"]);
+        let id = old["id"].as_str().unwrap().to_string();
+        keycloak.admin_at(
+            "PUT",
+            &format!("/admin/realms/{realm}/components/{id}"),
+            Some(&old),
+        );
+    }
+    let published = keycloak.get_json(&format!("/realms/{realm}/protocol/openid-connect/certs"));
+    let kids: Vec<&str> = published["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|key| key["kid"].as_str().unwrap())
+        .collect();
+    assert!(
+        !kids.contains(&old_kid.as_str()),
+        "old key still published: {kids:?}"
+    );
+    assert!(kids.contains(&new_kid.as_str()), "{kids:?}");
+
+    let before = wrk_result(before);
+    let after = wrk_result(after);
+    let _ = std::fs::remove_dir_all(&dir);
+    for (name, result) in [("old key", &before), ("new key", &after)] {
+        assert!(result["requests"].as_u64().unwrap() > 0, "{name}: {result}");
+        assert_eq!(result["non2xx"], 0, "{name}: {result}");
+        assert_eq!(result["unexpected"], 0, "{name}: {result}");
+        for errors in ["connect_errors", "read_errors", "write_errors", "timeouts"] {
+            assert_eq!(result[errors], 0, "{name}: {result}");
+        }
+    }
+    eprintln!(
+        "rotation under load: {} requests with the old key's token and {} with the new key's, \
+         every one 2xx",
+        before["requests"], after["requests"]
     );
 }

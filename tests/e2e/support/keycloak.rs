@@ -144,7 +144,12 @@ impl Keycloak {
 
     /// The realm's issuer: Keycloak's configured hostname, whatever address a token is asked on.
     pub fn issuer(&self) -> String {
-        format!("http://localhost:{}/realms/{REALM}", self.port)
+        self.issuer_of(REALM)
+    }
+
+    /// The issuer of realm `realm`.
+    pub fn issuer_of(&self, realm: &str) -> String {
+        format!("http://localhost:{}/realms/{realm}", self.port)
     }
 
     /// `GET path` on Keycloak, as JSON.
@@ -158,12 +163,22 @@ impl Keycloak {
 
     /// The token endpoint's answer to a client credentials grant for `client_id`.
     pub fn client_credentials(&self, client_id: &str, secret: &str) -> http::Response {
+        self.client_credentials_in(REALM, client_id, secret)
+    }
+
+    /// The same in realm `realm`.
+    pub fn client_credentials_in(
+        &self,
+        realm: &str,
+        client_id: &str,
+        secret: &str,
+    ) -> http::Response {
         let host = format!("localhost:{}", self.port);
         let basic = format!("Basic {}", STANDARD.encode(format!("{client_id}:{secret}")));
         http::request(
             self.addr(),
             "POST",
-            &format!("/realms/{REALM}/protocol/openid-connect/token"),
+            &format!("/realms/{realm}/protocol/openid-connect/token"),
             &[
                 ("host", &host),
                 ("authorization", &basic),
@@ -212,13 +227,18 @@ impl Keycloak {
     /// One call to Keycloak's admin REST API under `/admin/realms/kserve`, as the administrator;
     /// `body` is JSON. Panics unless the answer is 2xx.
     pub fn admin(&self, method: &str, path: &str, body: Option<&Value>) -> http::Response {
+        self.admin_at(method, &format!("/admin/realms/{REALM}{path}"), body)
+    }
+
+    /// One call to Keycloak's admin REST API at `path` (from `/admin`), as the administrator.
+    pub fn admin_at(&self, method: &str, path: &str, body: Option<&Value>) -> http::Response {
         let host = format!("localhost:{}", self.port);
         let authorization = format!("Bearer {}", self.admin_token());
         let text = body.map(Value::to_string);
         let response = http::request(
             self.addr(),
             method,
-            &format!("/admin/realms/{REALM}{path}"),
+            path,
             &[
                 ("host", &host),
                 ("authorization", &authorization),
