@@ -13,6 +13,7 @@ use crate::support::envoy::{filter_wasm, tail};
 use crate::support::http;
 use crate::support::keycloak::{keycloak, Keycloak, CLIENT_ID, REALM};
 use crate::support::keys::{header_json, payload_segment};
+use crate::support::tcp_proxy::TcpProxy;
 use crate::support::*;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -459,4 +460,55 @@ fn key_rotation_under_load_refuses_nothing() {
          every one 2xx",
         before["requests"], after["requests"]
     );
+}
+
+/// Envoy whose key callouts reach Keycloak through `jwks_port`, every path protected.
+fn envoy_through(keycloak: &Keycloak, jwks_port: u16, upstream: &EchoUpstream) -> Envoy {
+    let config = json!({
+        "providers": {"keycloak": {
+            "issuer": keycloak.issuer(),
+            "audiences": [CLIENT_ID],
+            "remote_jwks": {"http_uri": {
+                "uri": format!("{}/protocol/openid-connect/certs", keycloak.issuer()),
+                "cluster": "jwks", "timeout": "2s"},
+                "cache_duration": "600s"},
+        }},
+        "rules": [{"match": {"prefix": "/"}, "requires": {"provider_name": "keycloak"}}],
+    });
+    Envoy::start(&EnvoyConfig::with_filter(
+        &config,
+        jwks_port,
+        upstream.port(),
+    ))
+}
+
+// Keycloak down: once Envoy cannot reach it any more (the path to it is cut; the shared Keycloak
+// itself keeps serving the other tests), the keys it fetched keep verifying valid tokens, a
+// token seen before and one never seen alike. An Envoy that never got keys answers 503 with
+// Retry-After, never 401.
+#[test]
+fn keycloak_down_cached_keys_serve_and_no_keys_is_503() {
+    let keycloak = keycloak();
+    let path = TcpProxy::start(keycloak.addr());
+    let upstream = EchoUpstream::start();
+    let envoy = envoy_through(keycloak, path.port(), &upstream);
+    let seen = keycloak.token();
+    let unseen = keycloak.token();
+    assert_eq!(
+        with_token(&envoy, "/v1/models/m:predict", &seen).status,
+        200
+    );
+
+    path.cut();
+    assert_eq!(
+        with_token(&envoy, "/v1/models/m:predict", &seen).status,
+        200
+    );
+    assert_eq!(
+        with_token(&envoy, "/v1/models/m:predict", &unseen).status,
+        200
+    );
+
+    let never = envoy_through(keycloak, path.port(), &upstream);
+    assert_keys_unavailable(&with_token(&never, "/v1/models/m:predict", &unseen));
 }
