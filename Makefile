@@ -83,8 +83,10 @@ buildah:
 	  $(SUDO) apt-get update && $(APT_INSTALL) buildah; }
 
 # The OpenID provider on 127.0.0.1:9000, the model server on 8080, Envoy with the filter on 10000.
-demo: build envoy kserve op
-	@demo/run.sh
+# `make demo IDP=keycloak` runs the same demo with a real Keycloak instead of oidc-provider.
+IDP ?= oidc-provider
+demo: build envoy kserve $(if $(filter keycloak,$(IDP)),keycloak,op)
+	@IDP=$(IDP) KEYCLOAK_HOME=$(abspath $(KEYCLOAK_HOME)) demo/run.sh
 
 # A short benchmark run that checks only status codes (the figures come from `make bench`), then
 # every test tier.

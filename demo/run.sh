@@ -3,20 +3,30 @@
 # filter in front of it, all on 127.0.0.1. `make demo` installs what it needs and runs this.
 # Ctrl-C (or SIGTERM) stops everything it started.
 #
+# The provider is oidc-provider (it starts in a second), or with IDP=keycloak a real Keycloak
+# (`make demo IDP=keycloak`) importing envoy/compose/kserve-realm.json, with Envoy configured by
+# envoy/envoy.yaml.
+#
 # Ports and the state folder (signing keys, logs) can be moved, e.g. for a second copy:
 #   DEMO_OP_PORT=9000 DEMO_MODEL_PORT=8080 DEMO_ENVOY_PORT=10000 DEMO_ADMIN_PORT=9901
-#   DEMO_STATE_DIR=.demo
+#   DEMO_STATE_DIR=.demo   (with IDP=keycloak, DEMO_OP_PORT defaults to 8081)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-OP_PORT=${DEMO_OP_PORT:-9000}
+IDP=${IDP:-oidc-provider}
+case $IDP in
+  oidc-provider) DEFAULT_OP_PORT=9000 CONFIG=envoy/demo.yaml ;;
+  keycloak) DEFAULT_OP_PORT=8081 CONFIG=envoy/envoy.yaml ;;
+  *) echo "demo: IDP is oidc-provider or keycloak, not $IDP" >&2; exit 1 ;;
+esac
+KEYCLOAK_HOME=${KEYCLOAK_HOME:-.venv/keycloak/keycloak-26.7.3}
+OP_PORT=${DEMO_OP_PORT:-$DEFAULT_OP_PORT}
 MODEL_PORT=${DEMO_MODEL_PORT:-8080}
 ENVOY_PORT=${DEMO_ENVOY_PORT:-10000}
 ADMIN_PORT=${DEMO_ADMIN_PORT:-9901}
 STATE=${DEMO_STATE_DIR:-.demo}
 ENVOY=${ENVOY_BIN:-.venv/envoy/bin/envoy}
 PYTHON=${KSERVE_PYTHON:-.venv/kserve/bin/python}
-CONFIG=envoy/demo.yaml
 
 declare -A PIDS=()
 
@@ -48,42 +58,60 @@ fail() {
 
 port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
-# Waits until `curl URL` succeeds; fails with the log tail if the process exits or time runs out.
+# Waits until `curl URL` succeeds; fails with the log tail if the process exits or time runs out
+# (`tries` tenths of a second, 60 s unless given).
 wait_ready() {
-  local name=$1 url=$2 log=$3
-  for _ in $(seq 600); do
+  local name=$1 url=$2 log=$3 tries=${4:-600}
+  for _ in $(seq "$tries"); do
     curl -sf -o /dev/null "$url" && return 0
     kill -0 "${PIDS[$name]}" 2>/dev/null || { tail -n 20 "$log" >&2; fail "$name exited; log: $log"; }
     sleep 0.1
   done
   tail -n 20 "$log" >&2
-  fail "$name not ready after 60 s; log: $log"
+  fail "$name not ready after $((tries / 10)) s; log: $log"
 }
 
 command -v curl >/dev/null || fail "curl is needed"
-for tool in "$ENVOY" "$PYTHON" demo/op/node_modules/oidc-provider/package.json target/kserve_auth_filter.wasm; do
-  [[ -e $tool ]] || fail "$tool is missing: run \`make demo\`, which installs and builds it"
+tools=("$ENVOY" "$PYTHON" target/kserve_auth_filter.wasm)
+if [[ $IDP == keycloak ]]; then tools+=("$KEYCLOAK_HOME/bin/kc.sh"); else
+  tools+=(demo/op/node_modules/oidc-provider/package.json); fi
+for tool in "${tools[@]}"; do
+  [[ -e $tool ]] || fail "$tool is missing: run \`make demo IDP=$IDP\`, which installs and builds it"
 done
 for port in "$OP_PORT" "$MODEL_PORT" "$ENVOY_PORT" "$ADMIN_PORT"; do
   port_free "$port" || fail "127.0.0.1:$port is in use (another demo running?)"
 done
 
 mkdir -p "$STATE"
-if [[ $OP_PORT != 9000 || $MODEL_PORT != 8080 || $ENVOY_PORT != 10000 || $ADMIN_PORT != 9901 ]]; then
+if [[ $OP_PORT != "$DEFAULT_OP_PORT" || $MODEL_PORT != 8080 || $ENVOY_PORT != 10000 || $ADMIN_PORT != 9901 ]]; then
+  SHIPPED=$CONFIG
   CONFIG=$STATE/envoy-demo.yaml
-  sed -e "s#127.0.0.1:9000#127.0.0.1:$OP_PORT#g" \
-      -e "s#port_value: 9000}#port_value: $OP_PORT}#" \
+  sed -e "s#127.0.0.1:$DEFAULT_OP_PORT#127.0.0.1:$OP_PORT#g" \
+      -e "s#port_value: $DEFAULT_OP_PORT}#port_value: $OP_PORT}#" \
       -e "s#port_value: 8080}#port_value: $MODEL_PORT}#" \
       -e "s#port_value: 10000}#port_value: $ENVOY_PORT}#" \
       -e "s#port_value: 9901}#port_value: $ADMIN_PORT}#" \
-      envoy/demo.yaml >"$CONFIG"
+      "$SHIPPED" >"$CONFIG"
 fi
 
-say "OpenID provider on 127.0.0.1:$OP_PORT (log: $STATE/op.log; signing keys: $STATE/op-keys.json)"
-node demo/op/server.mjs --port "$OP_PORT" --keys "$STATE/op-keys.json" >"$STATE/op.log" 2>&1 &
-PIDS[op]=$!
-echo "${PIDS[op]}" >"$STATE/op.pid"  # for `kill -HUP` after a key rotation step (README)
-wait_ready op "http://127.0.0.1:$OP_PORT/.well-known/openid-configuration" "$STATE/op.log"
+if [[ $IDP == keycloak ]]; then
+  say "Keycloak on 127.0.0.1:$OP_PORT, realm kserve from envoy/compose/kserve-realm.json (log: $STATE/op.log; about half a minute)"
+  mkdir -p "$KEYCLOAK_HOME/data/import"
+  cp envoy/compose/kserve-realm.json "$KEYCLOAK_HOME/data/import/"
+  KC_BOOTSTRAP_ADMIN_USERNAME=admin KC_BOOTSTRAP_ADMIN_PASSWORD=admin \
+    "$KEYCLOAK_HOME/bin/kc.sh" start-dev --http-port="$OP_PORT" --http-host=127.0.0.1 \
+    --hostname="http://127.0.0.1:$OP_PORT" --import-realm --db=dev-file \
+    --db-url="jdbc:h2:file:$PWD/$STATE/keycloakdb;NON_KEYWORDS=VALUE" >"$STATE/op.log" 2>&1 &
+  PIDS[op]=$!
+  wait_ready op "http://127.0.0.1:$OP_PORT/realms/kserve/.well-known/openid-configuration" \
+    "$STATE/op.log" 1200
+else
+  say "OpenID provider on 127.0.0.1:$OP_PORT (log: $STATE/op.log; signing keys: $STATE/op-keys.json)"
+  node demo/op/server.mjs --port "$OP_PORT" --keys "$STATE/op-keys.json" >"$STATE/op.log" 2>&1 &
+  PIDS[op]=$!
+  echo "${PIDS[op]}" >"$STATE/op.pid"  # for `kill -HUP` after a key rotation step (README)
+  wait_ready op "http://127.0.0.1:$OP_PORT/.well-known/openid-configuration" "$STATE/op.log"
+fi
 
 say "KServe model server with demo-model on 127.0.0.1:$MODEL_PORT (log: $STATE/model.log)"
 "$PYTHON" demo/model/model.py --http_port "$MODEL_PORT" >"$STATE/model.log" 2>&1 &
@@ -95,14 +123,20 @@ say "Envoy with the kserve-auth filter on 127.0.0.1:$ENVOY_PORT ($CONFIG; log: $
 PIDS[envoy]=$!
 wait_ready envoy "http://127.0.0.1:$ENVOY_PORT/v2/health/ready" "$STATE/envoy.log"
 
-TOKEN_URL="http://127.0.0.1:$OP_PORT/token"
+if [[ $IDP == keycloak ]]; then
+  TOKEN_URL="http://127.0.0.1:$OP_PORT/realms/kserve/protocol/openid-connect/token"
+  CLIENT=kserve-client:kserve-secret
+else
+  TOKEN_URL="http://127.0.0.1:$OP_PORT/token"
+  CLIENT=demo-client:demo-secret
+fi
 PREDICT_URL="http://127.0.0.1:$ENVOY_PORT/v1/models/demo-model:predict"
 cat <<EOF
 
 The demo is up. In another terminal, try:
 
-# 1. Get an access token from the OpenID provider (client credentials grant):
-TOKEN=\$(curl -s -u demo-client:demo-secret -d grant_type=client_credentials $TOKEN_URL | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
+# 1. Get an access token from the $IDP (client credentials grant):
+TOKEN=\$(curl -s -u $CLIENT -d grant_type=client_credentials $TOKEN_URL | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
 
 # 2. Predict without it: the filter answers 401.
 curl -i $PREDICT_URL -H 'content-type: application/json' -d '{"instances": [[1, 2, 3]]}'
