@@ -208,7 +208,7 @@ struct DemoScript {
 }
 
 impl DemoScript {
-    fn start(ports: &[(&str, u16)], state: &Path) -> DemoScript {
+    fn start(ports: &[(&str, u16)], state: &Path, env: &[(&str, String)]) -> DemoScript {
         // A terminal's Ctrl-C reaches a shell whose SIGINT is in its default state; a shell
         // that inherits SIGINT ignored (a test run started in the background) cannot trap it.
         let mut command = Command::new("env");
@@ -223,6 +223,9 @@ impl DemoScript {
             .stderr(Stdio::piped());
         for (name, port) in ports {
             command.env(name, port.to_string());
+        }
+        for (name, value) in env {
+            command.env(name, value);
         }
         let mut child = command.spawn().expect("run demo/run.sh");
         let (sender, lines) = mpsc::channel();
@@ -299,6 +302,37 @@ fn listening(port: u16) -> bool {
 // and Ctrl-C (SIGINT) stops every process it started.
 #[test]
 fn demo_script_prints_working_commands_and_stops_on_ctrl_c() {
+    run_demo_script(&[], |caller_seen| {
+        assert_eq!(caller_seen, &caller(CLIENT_ID, CLIENT_ID));
+    });
+}
+
+// `make demo IDP=keycloak`: the same with a real Keycloak importing the compose realm file (started
+// after the tests' shared Keycloak is up, so the two never prepare the installation at once).
+#[test]
+fn demo_script_with_keycloak() {
+    crate::support::keycloak::keycloak();
+    let home = std::env::var("KEYCLOAK_HOME").unwrap_or_else(|_| {
+        repo()
+            .join(".venv/keycloak/keycloak-26.7.3")
+            .display()
+            .to_string()
+    });
+    run_demo_script(
+        &[("IDP", "keycloak".to_owned()), ("KEYCLOAK_HOME", home)],
+        |caller_seen| {
+            assert_eq!(caller_seen["x-jwt-client"], "kserve-client");
+            assert_eq!(caller_seen["authorization"], "absent");
+            assert!(caller_seen["x-jwt-sub"]
+                .as_str()
+                .is_some_and(|sub| !sub.is_empty()));
+        },
+    );
+}
+
+/// Runs `demo/run.sh` with `env` on free ports, runs the commands it prints as printed, checks
+/// the model's answer names the caller as `check_caller` expects, and stops it with Ctrl-C.
+fn run_demo_script(env: &[(&str, String)], check_caller: impl Fn(&Value)) {
     let ports = [
         ("DEMO_OP_PORT", free_port()),
         ("DEMO_MODEL_PORT", free_port()),
@@ -306,8 +340,8 @@ fn demo_script_prints_working_commands_and_stops_on_ctrl_c() {
         ("DEMO_ADMIN_PORT", free_port()),
     ];
     let state = Scratch::new("run");
-    let mut script = DemoScript::start(&ports, state.path());
-    let printed = script.read_until("Ctrl-C stops everything", Duration::from_secs(120));
+    let mut script = DemoScript::start(&ports, state.path(), env);
+    let printed = script.read_until("Ctrl-C stops everything", Duration::from_secs(240));
 
     let token_commands: Vec<&String> = printed
         .iter()
@@ -339,16 +373,14 @@ fn demo_script_prints_working_commands_and_stops_on_ctrl_c() {
     assert!(without.contains(r#"{"error":"unauthorized","error_description":"Jwt is missing"}"#));
     // Command 3: answered by the model, which names the caller.
     let answer: Value = serde_json::from_str(with.trim()).unwrap_or_else(|e| panic!("{e}: {with}"));
-    assert_eq!(
-        answer,
-        json!({"predictions": [6.0], "caller": caller(CLIENT_ID, CLIENT_ID)})
-    );
+    assert_eq!(answer["predictions"], json!([6.0]), "{answer}");
+    check_caller(&answer["caller"]);
 
     // Ctrl-C: the script stops everything and exits cleanly.
     script.signal("INT");
     let status = script
-        .wait(Duration::from_secs(20))
-        .expect("demo/run.sh still running 20 s after SIGINT");
+        .wait(Duration::from_secs(30))
+        .expect("demo/run.sh still running 30 s after SIGINT");
     assert!(status.success(), "exit status {status:?}");
     for (name, port) in ports {
         assert!(!listening(port), "{name} {port} still answers after Ctrl-C");
