@@ -13,7 +13,6 @@ use crate::support::envoy::{filter_wasm, tail};
 use crate::support::http;
 use crate::support::keycloak::{keycloak, Keycloak, CLIENT_ID, REALM};
 use crate::support::keys::{header_json, payload_segment};
-use crate::support::tcp_proxy::TcpProxy;
 use crate::support::*;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -462,8 +461,8 @@ fn key_rotation_under_load_refuses_nothing() {
     );
 }
 
-/// Envoy whose key callouts reach Keycloak through `jwks_port`, every path protected.
-fn envoy_through(keycloak: &Keycloak, jwks_port: u16, upstream: &EchoUpstream) -> Envoy {
+/// Envoy whose key callouts reach `keycloak`, every path protected.
+fn envoy_for(keycloak: &Keycloak, upstream: &EchoUpstream) -> Envoy {
     let config = json!({
         "providers": {"keycloak": {
             "issuer": keycloak.issuer(),
@@ -477,29 +476,28 @@ fn envoy_through(keycloak: &Keycloak, jwks_port: u16, upstream: &EchoUpstream) -
     });
     Envoy::start(&EnvoyConfig::with_filter(
         &config,
-        jwks_port,
+        keycloak.port(),
         upstream.port(),
     ))
 }
 
-// Keycloak down: once Envoy cannot reach it any more (the path to it is cut; the shared Keycloak
-// itself keeps serving the other tests), the keys it fetched keep verifying valid tokens, a
-// token seen before and one never seen alike. An Envoy that never got keys answers 503 with
-// Retry-After, never 401.
+// Keycloak down (a Keycloak of this test's own, stopped): the keys the filter fetched keep
+// verifying valid tokens, a token seen before and one never seen alike. An Envoy that never got
+// keys answers 503 with Retry-After, never 401.
 #[test]
 fn keycloak_down_cached_keys_serve_and_no_keys_is_503() {
-    let keycloak = keycloak();
-    let path = TcpProxy::start(keycloak.addr());
+    keycloak();
+    let own = Keycloak::start("down");
     let upstream = EchoUpstream::start();
-    let envoy = envoy_through(keycloak, path.port(), &upstream);
-    let seen = keycloak.token();
-    let unseen = keycloak.token();
+    let envoy = envoy_for(&own, &upstream);
+    let seen = own.token();
+    let unseen = own.token();
     assert_eq!(
         with_token(&envoy, "/v1/models/m:predict", &seen).status,
         200
     );
 
-    path.cut();
+    own.stop();
     assert_eq!(
         with_token(&envoy, "/v1/models/m:predict", &seen).status,
         200
@@ -509,6 +507,6 @@ fn keycloak_down_cached_keys_serve_and_no_keys_is_503() {
         200
     );
 
-    let never = envoy_through(keycloak, path.port(), &upstream);
+    let never = envoy_for(&own, &upstream);
     assert_keys_unavailable(&with_token(&never, "/v1/models/m:predict", &unseen));
 }

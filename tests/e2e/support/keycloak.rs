@@ -37,6 +37,8 @@ const ADMIN: (&str, &str) = ("admin", "admin");
 /// The running Keycloak.
 pub struct Keycloak {
     port: u16,
+    /// Its folder: database, log, and the process id for [`Keycloak::stop`].
+    state: PathBuf,
     /// How long it took to be ready, for the docs.
     pub started_in: Duration,
     /// The watchdog shell; it ends by itself once the test process has gone.
@@ -47,7 +49,7 @@ static SHARED: OnceLock<Keycloak> = OnceLock::new();
 
 /// The Keycloak every test of this binary shares, started on first use.
 pub fn keycloak() -> &'static Keycloak {
-    SHARED.get_or_init(Keycloak::start)
+    SHARED.get_or_init(|| Keycloak::start("shared"))
 }
 
 /// `$KEYCLOAK_HOME`, else the version `make keycloak` installs.
@@ -65,7 +67,10 @@ fn keycloak_home() -> PathBuf {
 }
 
 impl Keycloak {
-    fn start() -> Keycloak {
+    /// A Keycloak of the caller's own, named `name` among this process's instances (for a test
+    /// that stops it). Start it after [`keycloak`] is up: two instances first preparing the one
+    /// installation at once could get in each other's way.
+    pub fn start(name: &str) -> Keycloak {
         let home = keycloak_home();
         let import = home.join("data/import");
         fs::create_dir_all(&import).expect("create Keycloak's import folder");
@@ -75,7 +80,8 @@ impl Keycloak {
         )
         .expect("copy the realm file");
         let port = free_port();
-        let state = std::env::temp_dir().join(format!("kserve-keycloak-{}", std::process::id()));
+        let state =
+            std::env::temp_dir().join(format!("kserve-keycloak-{}-{name}", std::process::id()));
         let _ = fs::remove_dir_all(&state);
         fs::create_dir_all(&state).expect("create Keycloak's state folder");
         let log = state.join("keycloak.log");
@@ -87,6 +93,7 @@ impl Keycloak {
                  --db=dev-file --db-url='jdbc:h2:file:{state}/keycloakdb;NON_KEYWORDS=VALUE' \
                  >>{log} 2>&1 &
                kc=$!
+               echo $kc >{state}/kc.pid
                while kill -0 {parent} 2>/dev/null && kill -0 $kc 2>/dev/null; do sleep 0.5; done
                pkill -TERM -P $kc 2>/dev/null; kill $kc 2>/dev/null; wait $kc; rm -rf {state}"#,
             kc = home.join("bin/kc.sh").display(),
@@ -127,8 +134,24 @@ impl Keycloak {
         }
         Keycloak {
             port,
+            state,
             started_in: started.elapsed(),
             _watchdog: Mutex::new(watchdog),
+        }
+    }
+
+    /// Stops it (Keycloak's script hands the signal to the server) and waits until its port is
+    /// closed.
+    pub fn stop(&self) {
+        let pid = fs::read_to_string(self.state.join("kc.pid")).expect("Keycloak's pid file");
+        let _ = Command::new("kill").args(["-TERM", pid.trim()]).status();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while std::net::TcpStream::connect(self.addr()).is_ok() {
+            assert!(
+                Instant::now() < deadline,
+                "Keycloak still answers 60 s after SIGTERM"
+            );
+            thread::sleep(Duration::from_millis(200));
         }
     }
 

@@ -17,7 +17,6 @@ pub mod raw_rsa;
 pub mod server;
 pub mod shipped;
 pub mod stack;
-pub mod tcp_proxy;
 
 pub use echo::{Echo, EchoUpstream};
 pub use envoy::{poll, Envoy, EnvoyConfig};
