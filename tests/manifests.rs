@@ -471,3 +471,28 @@ fn keycloak_realm_matches_the_compose_envoy_config() {
     assert_eq!(provider.issuer, format!("{hostname}/realms/{realm_name}"));
     assert_eq!(provider.audiences, vec![audience.to_string()]);
 }
+
+// Keycloak's version is pinned once, in the Makefile (`make keycloak`); the compose file and the
+// defaults of the demo script and the test harness name the same one.
+#[test]
+fn keycloak_version_is_pinned_once() {
+    let makefile = fs::read_to_string(repo().join("Makefile")).unwrap();
+    let version = makefile
+        .lines()
+        .find_map(|line| line.strip_prefix("KEYCLOAK_VERSION := "))
+        .expect("KEYCLOAK_VERSION in the Makefile")
+        .trim()
+        .to_string();
+    let compose = fs::read_to_string(repo().join("envoy/docker-compose.yaml")).unwrap();
+    assert!(
+        compose.contains(&format!("image: quay.io/keycloak/keycloak:{version}")),
+        "docker-compose.yaml does not run Keycloak {version}"
+    );
+    for file in ["demo/run.sh", "tests/e2e/support/keycloak.rs"] {
+        let text = fs::read_to_string(repo().join(file)).unwrap();
+        assert!(
+            text.contains(&format!("keycloak-{version}")),
+            "{file} does not default to Keycloak {version}"
+        );
+    }
+}
