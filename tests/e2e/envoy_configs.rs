@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::support::envoy::{envoy_bin, filter_wasm, tail};
-use crate::support::shipped::embedded_plugin_configs;
+use crate::support::shipped::{compose_envoy_on_loopback, embedded_plugin_configs};
 use crate::support::*;
 use kserve_auth_filter::config::{Config, KeySource};
 use serde_json::json;
@@ -221,29 +221,7 @@ fn compose_envoy_yaml_protects_inference() {
     let keycloak = JwksServer::start(jwks(&[&key]));
     keycloak.set_jwks_path("/realms/kserve/protocol/openid-connect/certs");
     let model = EchoUpstream::start();
-    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("envoy/compose/envoy.yaml");
-    let mut moved = with_module_under_test(&file);
-    for (from, to) in [
-        (
-            "{address: 0.0.0.0, port_value: 10000}".to_string(),
-            "{address: 127.0.0.1, port_value: 0}".to_string(),
-        ),
-        ("port_value: 9901}".into(), "port_value: 0}".into()),
-        (
-            "{address: keycloak, port_value: 8080}".into(),
-            format!("{{address: 127.0.0.1, port_value: {}}}", keycloak.port()),
-        ),
-        (
-            "{address: model, port_value: 8080}".into(),
-            format!("{{address: 127.0.0.1, port_value: {}}}", model.port()),
-        ),
-    ] {
-        assert!(
-            moved.contains(&from),
-            "compose/envoy.yaml no longer has {from}"
-        );
-        moved = moved.replace(&from, &to);
-    }
+    let moved = compose_envoy_on_loopback(keycloak.port(), model.port());
     let envoy = Envoy::try_start_bootstrap("envoy.yaml", &moved, 1, "info")
         .unwrap_or_else(|f| panic!("compose/envoy.yaml did not start: {}", tail(&f.log, 40)));
 

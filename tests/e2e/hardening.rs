@@ -15,6 +15,7 @@ use std::thread;
 use std::time::Duration;
 
 use crate::support::demo::ModelServer;
+use crate::support::envoy::cluster;
 use crate::support::keys::now;
 use crate::support::*;
 use serde_json::{json, Value};
@@ -562,16 +563,6 @@ fn fractional_times_and_array_claims() {
     );
 }
 
-fn static_cluster(name: &str, port: u16) -> Value {
-    json!({
-        "name": name,
-        "type": "STATIC",
-        "connect_timeout": "1s",
-        "load_assignment": {"cluster_name": name, "endpoints": [{"lb_endpoints": [{"endpoint":
-            {"address": {"socket_address": {"address": "127.0.0.1", "port_value": port}}}}]}]},
-    })
-}
-
 // Two configurations in one VM id (as every Istio WasmPlugin is) whose key sources used to get
 // one shared-data name: cluster `jwks` with host `a.b`, and cluster `jwks.a` with host `b`. Each
 // must keep its own keys: a token signed for one listener's issuer keys never passes the other.
@@ -602,9 +593,9 @@ fn configurations_sharing_a_vm_never_share_keys() {
                 crate::support::envoy::upstream_listener("b", vec![filter(provider("jwks.a", "http://b/jwks"))]),
             ],
             "clusters": [
-                static_cluster("jwks", server_a.port()),
-                static_cluster("jwks.a", server_b.port()),
-                static_cluster("kserve", upstream.port()),
+                cluster("jwks", server_a.port()),
+                cluster("jwks.a", server_b.port()),
+                cluster("kserve", upstream.port()),
             ],
         },
     });

@@ -8,7 +8,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use crate::support::envoy::{router_http_filter, WasmFilter};
+use crate::support::envoy::{cluster, router_http_filter, WasmFilter};
 use crate::support::keys::now;
 use crate::support::*;
 use serde_json::{json, Value};
@@ -362,17 +362,6 @@ fn shipped_wasm_plugin_config(file: &str) -> Value {
         .unwrap()
 }
 
-/// A cluster named as Istio names it, with one loopback endpoint.
-fn istio_cluster(name: &str, port: u16) -> Value {
-    json!({
-        "name": name,
-        "type": "STATIC",
-        "connect_timeout": "1s",
-        "load_assignment": {"cluster_name": name, "endpoints": [{"lb_endpoints": [{"endpoint":
-            {"address": {"socket_address": {"address": "127.0.0.1", "port_value": port}}}}]}]},
-    })
-}
-
 // The predictor sidecars' shipped plugin configuration, unchanged, on an inbound listener laid
 // out as Istio's (`virtualInbound`, route to `inbound|8080||`), its key callouts through the
 // cluster names Istio generates on a sidecar: in-cluster callers pass with a service-account
@@ -416,9 +405,9 @@ fn predictor_sidecar_plugin_on_an_inbound_listener() {
                 }]}],
             }],
             "clusters": [
-                istio_cluster("inbound|8080||", model.port()),
-                istio_cluster("outbound|8080||keycloak.keycloak.svc.cluster.local", keycloak.port()),
-                istio_cluster("outbound|443||kubernetes.default.svc.cluster.local", api_server.port()),
+                cluster("inbound|8080||", model.port()),
+                cluster("outbound|8080||keycloak.keycloak.svc.cluster.local", keycloak.port()),
+                cluster("outbound|443||kubernetes.default.svc.cluster.local", api_server.port()),
             ],
         },
     });

@@ -9,10 +9,11 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use crate::support::demo::{ModelServer, V1_PREDICT, V2_INFER};
-use crate::support::envoy::{filter_wasm, tail};
+use crate::support::envoy::tail;
 use crate::support::http;
 use crate::support::keycloak::{keycloak, Keycloak, CLIENT_ID, REALM};
 use crate::support::keys::{header_json, payload_segment};
+use crate::support::shipped::compose_envoy_on_loopback;
 use crate::support::*;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -21,36 +22,16 @@ use serde_json::{json, Value};
 /// `envoy/compose/envoy.yaml` with the compose services moved to loopback: Keycloak, the model
 /// server, and the issuer Keycloak names (its hostname, with this run's port).
 fn compose_envoy(keycloak: &Keycloak, model: &ModelServer) -> Envoy {
-    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("envoy/compose/envoy.yaml");
-    let mut yaml = std::fs::read_to_string(&file).unwrap().replace(
-        "/etc/envoy/kserve_auth_filter.wasm",
-        &filter_wasm().display().to_string(),
+    let shipped_issuer = "\"issuer\": \"http://localhost:8081/realms/kserve\"";
+    let yaml = compose_envoy_on_loopback(keycloak.port(), model.port());
+    assert!(
+        yaml.contains(shipped_issuer),
+        "compose/envoy.yaml no longer has {shipped_issuer}"
     );
-    for (from, to) in [
-        (
-            "{address: 0.0.0.0, port_value: 10000}".to_string(),
-            "{address: 127.0.0.1, port_value: 0}".to_string(),
-        ),
-        ("port_value: 9901}".into(), "port_value: 0}".into()),
-        (
-            "{address: keycloak, port_value: 8080}".into(),
-            format!("{{address: 127.0.0.1, port_value: {}}}", keycloak.port()),
-        ),
-        (
-            "{address: model, port_value: 8080}".into(),
-            format!("{{address: 127.0.0.1, port_value: {}}}", model.port()),
-        ),
-        (
-            "\"issuer\": \"http://localhost:8081/realms/kserve\"".into(),
-            format!("\"issuer\": \"{}\"", keycloak.issuer()),
-        ),
-    ] {
-        assert!(
-            yaml.contains(&from),
-            "compose/envoy.yaml no longer has {from}"
-        );
-        yaml = yaml.replace(&from, &to);
-    }
+    let yaml = yaml.replace(
+        shipped_issuer,
+        &format!("\"issuer\": \"{}\"", keycloak.issuer()),
+    );
     Envoy::try_start_bootstrap("envoy.yaml", &yaml, 1, "debug")
         .unwrap_or_else(|f| panic!("compose/envoy.yaml did not start: {}", tail(&f.log, 40)))
 }
@@ -190,29 +171,37 @@ fn oidc_discovery_against_keycloak() {
     assert_missing(&envoy.get("/v1/models/m:predict", &[]));
 }
 
-/// Envoy with the filter in front of an echoing upstream, keys from Keycloak's JWKS: `/fraud/`
-/// needs realm role `fraud-predict`, everything else any valid token of the realm.
-fn role_envoy(keycloak: &Keycloak) -> (Envoy, EchoUpstream) {
+/// Envoy with the filter in front of `upstream`, every rule requiring a token of `realm` (keys
+/// from its JWKS, cached for ten minutes), after `rules` (the catch-all is added).
+fn realm_envoy(keycloak: &Keycloak, realm: &str, rules: Value, upstream: &EchoUpstream) -> Envoy {
+    let issuer = keycloak.issuer_of(realm);
+    let mut rules = rules.as_array().cloned().unwrap_or_default();
+    rules.push(json!({"match": {"prefix": "/"}, "requires": {"provider_name": "keycloak"}}));
     let config = json!({
         "providers": {"keycloak": {
-            "issuer": keycloak.issuer(),
+            "issuer": issuer,
             "audiences": [CLIENT_ID],
             "remote_jwks": {"http_uri": {
-                "uri": format!("{}/protocol/openid-connect/certs", keycloak.issuer()),
-                "cluster": "jwks", "timeout": "5s"}},
+                "uri": format!("{issuer}/protocol/openid-connect/certs"),
+                "cluster": "jwks", "timeout": "2s"},
+                "cache_duration": "600s"},
         }},
-        "rules": [
-            {"match": {"prefix": "/fraud/"}, "requires": {"provider_name": "keycloak"},
-             "require_claims": [{"claim": "realm_access.roles", "has": "fraud-predict"}]},
-            {"match": {"prefix": "/"}, "requires": {"provider_name": "keycloak"}},
-        ],
+        "rules": rules,
     });
-    let upstream = EchoUpstream::start();
-    let envoy = Envoy::start(&EnvoyConfig::with_filter(
+    Envoy::start(&EnvoyConfig::with_filter(
         &config,
         keycloak.port(),
         upstream.port(),
-    ));
+    ))
+}
+
+/// [`realm_envoy`] for realm `kserve`: `/fraud/` needs realm role `fraud-predict`, everything
+/// else any valid token of the realm.
+fn role_envoy(keycloak: &Keycloak) -> (Envoy, EchoUpstream) {
+    let upstream = EchoUpstream::start();
+    let rules = json!([{"match": {"prefix": "/fraud/"}, "requires": {"provider_name": "keycloak"},
+                        "require_claims": [{"claim": "realm_access.roles", "has": "fraud-predict"}]}]);
+    let envoy = realm_envoy(keycloak, REALM, rules, &upstream);
     (envoy, upstream)
 }
 
@@ -373,23 +362,8 @@ fn key_rotation_under_load_refuses_nothing() {
             .unwrap()
             .to_string()
     };
-    let config = json!({
-        "providers": {"keycloak": {
-            "issuer": keycloak.issuer_of(realm),
-            "audiences": [CLIENT_ID],
-            "remote_jwks": {"http_uri": {
-                "uri": format!("{}/protocol/openid-connect/certs", keycloak.issuer_of(realm)),
-                "cluster": "jwks", "timeout": "5s"},
-                "cache_duration": "600s"},
-        }},
-        "rules": [{"match": {"prefix": "/"}, "requires": {"provider_name": "keycloak"}}],
-    });
     let upstream = EchoUpstream::start();
-    let envoy = Envoy::start(&EnvoyConfig::with_filter(
-        &config,
-        keycloak.port(),
-        upstream.port(),
-    ));
+    let envoy = realm_envoy(keycloak, realm, json!([]), &upstream);
     let old_token = token(keycloak);
     let old_kid = header_json(&old_token)["kid"].as_str().unwrap().to_string();
     assert_eq!(
@@ -461,26 +435,6 @@ fn key_rotation_under_load_refuses_nothing() {
     );
 }
 
-/// Envoy whose key callouts reach `keycloak`, every path protected.
-fn envoy_for(keycloak: &Keycloak, upstream: &EchoUpstream) -> Envoy {
-    let config = json!({
-        "providers": {"keycloak": {
-            "issuer": keycloak.issuer(),
-            "audiences": [CLIENT_ID],
-            "remote_jwks": {"http_uri": {
-                "uri": format!("{}/protocol/openid-connect/certs", keycloak.issuer()),
-                "cluster": "jwks", "timeout": "2s"},
-                "cache_duration": "600s"},
-        }},
-        "rules": [{"match": {"prefix": "/"}, "requires": {"provider_name": "keycloak"}}],
-    });
-    Envoy::start(&EnvoyConfig::with_filter(
-        &config,
-        keycloak.port(),
-        upstream.port(),
-    ))
-}
-
 // Keycloak down (a Keycloak of this test's own, stopped): the keys the filter fetched keep
 // verifying valid tokens, a token seen before and one never seen alike. An Envoy that never got
 // keys answers 503 with Retry-After, never 401.
@@ -489,7 +443,7 @@ fn keycloak_down_cached_keys_serve_and_no_keys_is_503() {
     keycloak();
     let own = Keycloak::start("down");
     let upstream = EchoUpstream::start();
-    let envoy = envoy_for(&own, &upstream);
+    let envoy = realm_envoy(&own, REALM, json!([]), &upstream);
     let seen = own.token();
     let unseen = own.token();
     assert_eq!(
@@ -507,6 +461,6 @@ fn keycloak_down_cached_keys_serve_and_no_keys_is_503() {
         200
     );
 
-    let never = envoy_for(&own, &upstream);
+    let never = realm_envoy(&own, REALM, json!([]), &upstream);
     assert_keys_unavailable(&with_token(&never, "/v1/models/m:predict", &unseen));
 }

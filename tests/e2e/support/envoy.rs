@@ -244,7 +244,8 @@ fn loopback(port: u16) -> Value {
     json!({"socket_address": {"address": "127.0.0.1", "port_value": port}})
 }
 
-fn cluster(name: &str, port: u16) -> Value {
+/// A static cluster `name` with one loopback endpoint on `port`.
+pub fn cluster(name: &str, port: u16) -> Value {
     json!({
         "name": name,
         "type": "STATIC",

@@ -3,6 +3,43 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use super::envoy::filter_wasm;
+
+/// `envoy/compose/envoy.yaml` as Envoy runs it here: the module under test, and the compose
+/// services moved to loopback (the listener and admin to kernel-chosen ports, Keycloak and the
+/// model server to theirs).
+pub fn compose_envoy_on_loopback(keycloak_port: u16, model_port: u16) -> String {
+    let file = shipped_file("compose/envoy.yaml");
+    let mut yaml = fs::read_to_string(&file)
+        .unwrap_or_else(|e| panic!("read {}: {e}", file.display()))
+        .replace(
+            "/etc/envoy/kserve_auth_filter.wasm",
+            &filter_wasm().display().to_string(),
+        );
+    for (from, to) in [
+        (
+            "{address: 0.0.0.0, port_value: 10000}".to_string(),
+            "{address: 127.0.0.1, port_value: 0}".to_string(),
+        ),
+        ("port_value: 9901}".into(), "port_value: 0}".into()),
+        (
+            "{address: keycloak, port_value: 8080}".into(),
+            format!("{{address: 127.0.0.1, port_value: {keycloak_port}}}"),
+        ),
+        (
+            "{address: model, port_value: 8080}".into(),
+            format!("{{address: 127.0.0.1, port_value: {model_port}}}"),
+        ),
+    ] {
+        assert!(
+            yaml.contains(&from),
+            "compose/envoy.yaml no longer has {from}"
+        );
+        yaml = yaml.replace(&from, &to);
+    }
+    yaml
+}
+
 /// A file under `envoy/`.
 pub fn shipped_file(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
