@@ -7,6 +7,8 @@
 
 use std::borrow::Cow;
 
+use super::extract::hex_value;
+
 /// The KServe REST protocol a model path belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Protocol {
@@ -76,7 +78,9 @@ fn percent_decode(path: &str) -> Cow<'_, str> {
     let mut index = 0;
     while let Some(&byte) = bytes.get(index) {
         let escaped = match (byte, bytes.get(index + 1), bytes.get(index + 2)) {
-            (b'%', Some(&high), Some(&low)) => hex(high).zip(hex(low)).map(|(h, l)| h << 4 | l),
+            (b'%', Some(&high), Some(&low)) => {
+                hex_value(high).zip(hex_value(low)).map(|(h, l)| h << 4 | l)
+            }
             _ => None,
         };
         match escaped {
@@ -91,12 +95,6 @@ fn percent_decode(path: &str) -> Cow<'_, str> {
         }
     }
     Cow::Owned(String::from_utf8_lossy(&out).into_owned())
-}
-
-fn hex(digit: u8) -> Option<u8> {
-    char::from(digit)
-        .to_digit(16)
-        .and_then(|value| u8::try_from(value).ok())
 }
 
 /// A `match.model` value: an exact model name, or a name prefix written with a trailing `*`.

@@ -11,7 +11,7 @@
 
 use std::borrow::Cow;
 
-use super::extract::percent_decode;
+use super::extract::{hex_value, percent_decode};
 
 /// Longest path accepted, in bytes, before normalization.
 pub const MAX_PATH_BYTES: usize = 8192;
@@ -119,12 +119,6 @@ fn normalize_upstream(raw: &str) -> Result<String, PathError> {
 
 fn is_unreserved(byte: u8) -> bool {
     byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~')
-}
-
-fn hex_value(byte: u8) -> Option<u8> {
-    char::from(byte)
-        .to_digit(16)
-        .and_then(|digit| u8::try_from(digit).ok())
 }
 
 /// Decodes `%XX` where XX is an unreserved character; keeps other escapes (upper-cased) as they
