@@ -7,7 +7,7 @@
 //! rule a plain scan from the top finds: the index changes the cost, never the winner.
 
 use super::rules::Rule;
-use crate::request::host::HostPattern;
+use crate::request::host::{host_of, HostPattern};
 
 /// Rule positions by host. Positions in every list are ascending.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -52,18 +52,20 @@ impl HostIndex {
         index
     }
 
-    /// The first rule position, in configuration order, among the rules that may cover `host`
-    /// (as `request::host::host_of` gives it) for which `fits` holds. `rule_count` bounds the
-    /// plain scan used when no rule has hosts.
+    /// The first rule position, in configuration order, among the rules that may cover a request
+    /// to `authority` for which `fits` holds. `rule_count` bounds the plain scan used when no rule
+    /// has hosts, which then never reads the authority.
     pub fn first_fitting(
         &self,
-        host: &str,
+        authority: &str,
         rule_count: usize,
         mut fits: impl FnMut(usize) -> bool,
     ) -> Option<usize> {
         if !self.enabled {
             return (0..rule_count).find(|&position| fits(position));
         }
+        let host = host_of(authority);
+        let host = host.as_ref();
         let mut lists: Vec<&[usize]> = Vec::with_capacity(4);
         lists.push(&self.any_host);
         if let Ok(found) = self
@@ -183,7 +185,6 @@ fn push_once(list: &mut Vec<usize>, position: usize) {
 mod tests {
     use super::*;
     use crate::config::rules::PathMatch;
-    use crate::request::host::host_of;
 
     fn rule(hosts: &[&str]) -> Rule {
         Rule {
@@ -221,7 +222,7 @@ mod tests {
             rule(&[]),
         ];
         let index = HostIndex::build(&rules);
-        let found = |host: &str| first(&index, &rules, &host_of(host));
+        let found = |authority: &str| first(&index, &rules, authority);
         assert_eq!(found("fraud-risk.models.example.com"), Some(0));
         assert_eq!(found("FRAUD-RISK.models.example.com:443"), Some(0));
         assert_eq!(found("churn-risk.models.example.com"), Some(1));

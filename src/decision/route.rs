@@ -1,7 +1,6 @@
 //! Which rule covers a request: its host, method, path and headers.
 
 use crate::config::{Config, HostIndex, PathMatch, Rule};
-use crate::request::host::host_of;
 use crate::request::{model, Request};
 
 /// The first rule whose match fits `request`, whose path (query and fragment removed, normalized)
@@ -20,9 +19,8 @@ fn first_rule<'r>(
     request: &Request,
     path: &str,
 ) -> Option<&'r Rule> {
-    let host = host_of(&request.authority);
     let mut model: Option<Option<model::ModelPath>> = None;
-    let position = index.first_fitting(&host, rules.len(), |position| {
+    let position = index.first_fitting(&request.authority, rules.len(), |position| {
         rules
             .get(position)
             .is_some_and(|rule| fits_request(rule, request, path, &mut model))
