@@ -4,12 +4,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use crate::support::demo::{ModelServer, V1_PREDICT, V2_INFER};
-use crate::support::envoy::tail;
+use crate::support::envoy::{tail, wrk_bin};
 use crate::support::http;
 use crate::support::keycloak::{keycloak, Keycloak, CLIENT_ID, REALM};
 use crate::support::keys::{header_json, payload_segment};
@@ -258,14 +258,6 @@ fn a_realm_role_rule() {
         with_token(&envoy, "/v1/models/m:predict", &other_token).status,
         200
     );
-}
-
-/// `$WRK`, else `wrk` on `PATH` (`make wrk`).
-fn wrk_bin() -> PathBuf {
-    std::env::var_os("WRK")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("wrk"))
 }
 
 /// wrk sending `token` on every request to `envoy` for `seconds`, through bench/wrk/requests.lua.

@@ -15,7 +15,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::support::envoy::{bootstrap_with_listeners, direct_response_listener, WasmFilter};
+use crate::support::envoy::{
+    bootstrap_with_listeners, direct_response_listener, wrk_bin, WasmFilter,
+};
 use crate::support::*;
 use serde_json::{json, Value};
 
@@ -58,19 +60,6 @@ fn tokens() -> (PathBuf, String) {
     }
     let jwks = std::fs::read_to_string(options.out.join("jwks.json")).expect("read jwks.json");
     (options.out.join("tokens-es256.txt"), jwks)
-}
-
-fn wrk_bin() -> PathBuf {
-    if let Some(wrk) = std::env::var_os("WRK").filter(|v| !v.is_empty()) {
-        return PathBuf::from(wrk);
-    }
-    std::env::var_os("PATH")
-        .and_then(|path| {
-            std::env::split_paths(&path)
-                .map(|dir| dir.join("wrk"))
-                .find(|candidate| candidate.is_file())
-        })
-        .expect("wrk not found (set WRK or run `make wrk`)")
 }
 
 /// Sends tokens `first..first + count` once each through wrk; returns wrk's result line. The

@@ -244,6 +244,20 @@ fn loopback(port: u16) -> Value {
     json!({"socket_address": {"address": "127.0.0.1", "port_value": port}})
 }
 
+/// wrk: `$WRK`, else `wrk` on `PATH` (`make wrk` installs it).
+pub fn wrk_bin() -> PathBuf {
+    if let Some(wrk) = std::env::var_os("WRK").filter(|v| !v.is_empty()) {
+        return PathBuf::from(wrk);
+    }
+    std::env::var_os("PATH")
+        .and_then(|path| {
+            std::env::split_paths(&path)
+                .map(|dir| dir.join("wrk"))
+                .find(|candidate| candidate.is_file())
+        })
+        .expect("wrk not found (set WRK or run `make wrk`)")
+}
+
 /// A static cluster `name` with one loopback endpoint on `port`.
 pub fn cluster(name: &str, port: u16) -> Value {
     json!({
