@@ -13,6 +13,9 @@ pub enum FailureClass {
     Unavailable,
     /// The token is valid but does not grant this request: 403 `error="insufficient_scope"`.
     Forbidden,
+    /// The DPoP proof is missing, malformed, or does not fit the request: 401
+    /// `error="invalid_dpop_proof"` in a DPoP challenge (RFC 9449 §7.1).
+    InvalidDpopProof,
 }
 
 /// Every reason a request can be refused. The `description` is what clients see.
@@ -57,6 +60,28 @@ pub enum Failure {
     HeaderRewriteFailed,
     /// A header the filter reads (`:path`, a token header) is not valid UTF-8.
     UndecodableHeader,
+    DpopProofMissing,
+    DpopProofRepeated,
+    DpopProofMalformed,
+    DpopProofType,
+    DpopProofAlgorithm,
+    DpopProofKey,
+    DpopProofSignature,
+    DpopProofMethod,
+    DpopProofUrl,
+    DpopProofIssuedAt,
+    DpopProofTokenHash,
+    DpopProofId,
+    DpopProofReplayed,
+    DpopRequired,
+    DpopBoundTokenAsBearer,
+    DpopProofWithBearer,
+    DpopTokenNotBound,
+    DpopKeyMismatch,
+    DpopReplayCheckUnavailable,
+    CertificateMissing,
+    CertificateNotBound,
+    CertificateMismatch,
 }
 
 impl Failure {
@@ -74,6 +99,8 @@ impl Failure {
             Failure::ClaimRequirementFailed
             | Failure::HostedDomainNotAllowed
             | Failure::EmailNotAllowed => FailureClass::Forbidden,
+            Failure::DpopProofMissing | Failure::DpopProofRepeated | Failure::DpopProofMalformed | Failure::DpopProofType | Failure::DpopProofAlgorithm | Failure::DpopProofKey | Failure::DpopProofSignature | Failure::DpopProofMethod | Failure::DpopProofUrl | Failure::DpopProofIssuedAt | Failure::DpopProofTokenHash | Failure::DpopProofId | Failure::DpopProofReplayed => FailureClass::InvalidDpopProof,
+            Failure::DpopReplayCheckUnavailable => FailureClass::Unavailable,
             _ => FailureClass::InvalidToken,
         }
     }
@@ -117,6 +144,28 @@ impl Failure {
             Failure::EmailNotAllowed => "Jwt email is not allowed",
             Failure::HeaderRewriteFailed => "Request headers could not be rewritten",
             Failure::UndecodableHeader => "Request header is not valid UTF-8",
+            Failure::DpopProofMissing => "DPoP proof is missing",
+            Failure::DpopProofRepeated => "DPoP proof is sent more than once",
+            Failure::DpopProofMalformed => "DPoP proof is not a well-formed JWT",
+            Failure::DpopProofType => "DPoP proof typ is not dpop+jwt",
+            Failure::DpopProofAlgorithm => "DPoP proof algorithm is not allowed",
+            Failure::DpopProofKey => "DPoP proof has no usable public jwk",
+            Failure::DpopProofSignature => "DPoP proof signature is invalid",
+            Failure::DpopProofMethod => "DPoP proof htm does not match the request method",
+            Failure::DpopProofUrl => "DPoP proof htu does not match the request URL",
+            Failure::DpopProofIssuedAt => "DPoP proof iat is outside the accepted window",
+            Failure::DpopProofTokenHash => "DPoP proof ath does not match the access token",
+            Failure::DpopProofId => "DPoP proof has no usable jti",
+            Failure::DpopProofReplayed => "DPoP proof jti was already used",
+            Failure::DpopRequired => "Jwt must be sent with the DPoP scheme",
+            Failure::DpopBoundTokenAsBearer => "Jwt is DPoP-bound and must be sent with the DPoP scheme",
+            Failure::DpopProofWithBearer => "DPoP proof is sent with a Bearer token",
+            Failure::DpopTokenNotBound => "Jwt sent with the DPoP scheme has no cnf.jkt",
+            Failure::DpopKeyMismatch => "Jwt cnf.jkt does not match the DPoP proof key",
+            Failure::DpopReplayCheckUnavailable => "DPoP replay check is not available",
+            Failure::CertificateMissing => "Client certificate is missing",
+            Failure::CertificateNotBound => "Jwt is not bound to a client certificate",
+            Failure::CertificateMismatch => "Jwt cnf x5t#S256 does not match the client certificate",
         }
     }
 
@@ -159,11 +208,33 @@ impl Failure {
             Failure::EmailNotAllowed => "email_not_allowed",
             Failure::HeaderRewriteFailed => "header_rewrite_failed",
             Failure::UndecodableHeader => "undecodable_header",
+            Failure::DpopProofMissing => "dpop_proof_missing",
+            Failure::DpopProofRepeated => "dpop_proof_repeated",
+            Failure::DpopProofMalformed => "dpop_proof_malformed",
+            Failure::DpopProofType => "dpop_proof_type",
+            Failure::DpopProofAlgorithm => "dpop_proof_algorithm",
+            Failure::DpopProofKey => "dpop_proof_key",
+            Failure::DpopProofSignature => "dpop_proof_signature",
+            Failure::DpopProofMethod => "dpop_proof_method",
+            Failure::DpopProofUrl => "dpop_proof_url",
+            Failure::DpopProofIssuedAt => "dpop_proof_issued_at",
+            Failure::DpopProofTokenHash => "dpop_proof_token_hash",
+            Failure::DpopProofId => "dpop_proof_id",
+            Failure::DpopProofReplayed => "dpop_proof_replayed",
+            Failure::DpopRequired => "dpop_required",
+            Failure::DpopBoundTokenAsBearer => "dpop_bound_token_as_bearer",
+            Failure::DpopProofWithBearer => "dpop_proof_with_bearer",
+            Failure::DpopTokenNotBound => "dpop_token_not_bound",
+            Failure::DpopKeyMismatch => "dpop_key_mismatch",
+            Failure::DpopReplayCheckUnavailable => "dpop_replay_check_unavailable",
+            Failure::CertificateMissing => "certificate_missing",
+            Failure::CertificateNotBound => "certificate_not_bound",
+            Failure::CertificateMismatch => "certificate_mismatch",
         }
     }
 
     /// Every variant, for metric registration and exhaustive tests.
-    pub const ALL: [Failure; 36] = [
+    pub const ALL: [Failure; 58] = [
         Failure::Missing,
         Failure::MalformedAuthorization,
         Failure::RepeatedCredential,
@@ -200,6 +271,28 @@ impl Failure {
         Failure::EmailNotAllowed,
         Failure::HeaderRewriteFailed,
         Failure::UndecodableHeader,
+        Failure::DpopProofMissing,
+        Failure::DpopProofRepeated,
+        Failure::DpopProofMalformed,
+        Failure::DpopProofType,
+        Failure::DpopProofAlgorithm,
+        Failure::DpopProofKey,
+        Failure::DpopProofSignature,
+        Failure::DpopProofMethod,
+        Failure::DpopProofUrl,
+        Failure::DpopProofIssuedAt,
+        Failure::DpopProofTokenHash,
+        Failure::DpopProofId,
+        Failure::DpopProofReplayed,
+        Failure::DpopRequired,
+        Failure::DpopBoundTokenAsBearer,
+        Failure::DpopProofWithBearer,
+        Failure::DpopTokenNotBound,
+        Failure::DpopKeyMismatch,
+        Failure::DpopReplayCheckUnavailable,
+        Failure::CertificateMissing,
+        Failure::CertificateNotBound,
+        Failure::CertificateMismatch,
     ];
 }
 

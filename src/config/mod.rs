@@ -3,6 +3,7 @@
 //! Field names follow Envoy's jwt_authn v3 API in its JSON form. Every error names the field it
 //! is about, as a dotted path (`providers.keycloak.audiences`).
 
+pub mod binding;
 pub mod host_index;
 pub mod identity;
 pub mod key_source;
@@ -23,6 +24,7 @@ use rules::{compile_rules, ManagedHeaders};
 
 use crate::jose::json::{self, StrictJsonError};
 
+pub use binding::{BindingMode, ChallengeSchemes, DpopPolicy};
 pub use host_index::HostIndex;
 pub use key_source::{HttpFetch, KeySource};
 pub use provider::{ClaimToHeader, Provider, ProviderId};
@@ -53,6 +55,11 @@ pub struct Config {
     pub bypass_cors_preflight: bool,
     /// Where the filter serves its RFC 9728 protected resource metadata, when configured.
     pub protected_resource: Option<ProtectedResource>,
+    /// Which authentication schemes refusals challenge with.
+    pub challenge: ChallengeSchemes,
+    /// Some provider checks certificate-bound tokens, so requests need the peer certificate's
+    /// digest (an extra host call, made only then).
+    pub reads_peer_certificate: bool,
 }
 
 /// The RFC 9728 protected resource this filter guards.
@@ -137,7 +144,11 @@ fn compile(root: &Node<'_>) -> Result<Config, ConfigError> {
         .get("protected_resource_metadata")
         .map(|node| compile_protected_resource(&node, &providers, &rules))
         .transpose()?;
+    let challenge = binding::challenge_schemes(&providers);
+    let reads_peer_certificate = providers.iter().any(|p| p.binding.mtls.is_some());
     Ok(Config {
+        challenge,
+        reads_peer_certificate,
         providers,
         rules,
         host_index,
@@ -338,6 +349,7 @@ mod tests {
                 alternate_issuers: vec![],
                 identity: IdentityPolicy::default(),
                 filter_state: None,
+                binding: Default::default(),
             }],
             rules: vec![
                 Rule {
@@ -372,6 +384,8 @@ mod tests {
             host_crypto: true,
             bypass_cors_preflight: false,
             protected_resource: None,
+            challenge: Default::default(),
+            reads_peer_certificate: false,
         };
         let expected = Config {
             host_index: HostIndex::build(&expected.rules),

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use super::binding::{self, SenderBinding};
 use super::key_source::{compile_key_source, KeySource};
 use super::node::{child_path, quoted, ConfigError, Node, Object};
 use super::{identity, preset};
@@ -58,6 +59,8 @@ pub struct Provider {
     pub identity: IdentityPolicy,
     /// Whether, and which claims, the filter records in Envoy filter state.
     pub filter_state: Option<FilterState>,
+    /// DPoP and certificate binding of its tokens.
+    pub binding: SenderBinding,
 }
 
 impl Provider {
@@ -108,6 +111,10 @@ pub struct FilterState {
     /// (Envoy stores it as `wasm.<property>`).
     pub claims: Vec<(String, Vec<String>)>,
 }
+
+/// The header and prefix a DPoP-bound token is sent with.
+pub const DPOP_SCHEME_HEADER: &str = "authorization";
+pub const DPOP_SCHEME_PREFIX: &str = "DPoP ";
 
 /// Prefix of every filter state property the filter writes.
 pub const FILTER_STATE_PREFIX: &str = "kserve_auth.";
@@ -236,6 +243,7 @@ pub(super) fn compile_provider(
     let fields: Vec<&str> = PROVIDER_FIELDS
         .into_iter()
         .chain(identity::FIELDS)
+        .chain(binding::FIELDS)
         .chain([preset::FIELD])
         .collect();
     let object = node.object(&fields)?;
@@ -248,7 +256,16 @@ pub(super) fn compile_provider(
         .map(|audience| audience.non_empty_string().map(str::to_owned))
         .collect::<Result<Vec<_>, _>>()?;
     let keys = compile_key_source(&object, &issuer_node)?;
-    let token_sources = compile_token_sources(&object)?;
+    let binding = binding::compile(&object)?;
+    let mut token_sources = compile_token_sources(&object)?;
+    // RFC 9449 §7.1: a DPoP-bound token travels as `Authorization: DPoP <token>`.
+    let dpop_source = TokenSource::Header {
+        name: DPOP_SCHEME_HEADER.to_owned(),
+        value_prefix: DPOP_SCHEME_PREFIX.to_owned(),
+    };
+    if binding.dpop.is_some() && !token_sources.contains(&dpop_source) {
+        token_sources.push(dpop_source);
+    }
     let forward = match object.get("forward") {
         None => false,
         Some(node) => node.boolean()?,
@@ -421,6 +438,7 @@ pub(super) fn compile_provider(
         allowed_authorized_parties,
         identity,
         filter_state,
+        binding,
     };
     Ok((provider, managed))
 }

@@ -4,6 +4,7 @@
 
 use std::rc::Rc;
 
+use super::binding::PROOF_HEADER;
 use super::requirement::Verified;
 use crate::config::Config;
 use crate::request::extract::{self, TokenSource};
@@ -113,6 +114,10 @@ pub(super) fn add_token_headers<'c>(
                     }
                 }
                 TokenSource::Param { name } => removed_params.push(name.as_str()),
+            }
+            // The proof is bound to the token: without it, it is of no use upstream.
+            if token.with_proof && !allow.remove_headers.iter().any(|n| n == PROOF_HEADER) {
+                allow.remove_headers.push(PROOF_HEADER.to_owned());
             }
         }
         allow

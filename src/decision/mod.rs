@@ -6,9 +6,11 @@ pub mod route;
 pub mod token_cache;
 pub mod waiting;
 
+mod binding;
 mod clock;
 mod headers;
 pub mod proof;
+pub mod replay;
 mod reply;
 mod requirement;
 mod upstream;
@@ -16,6 +18,7 @@ mod upstream;
 use crate::config::{Config, ProviderId};
 use crate::crypto::verify::SignatureCheck;
 use crate::failure::Failure;
+use crate::keys::shared::SharedData;
 use crate::keys::store::KeyStore;
 pub use crate::policy::claims::claim_at;
 use crate::request::path;
@@ -54,14 +57,16 @@ pub fn is_cors_preflight(request: &Request) -> bool {
     request.method == "OPTIONS" && present("origin") && present("access-control-request-method")
 }
 
-/// Decides what to do with `request`. May ask `keys` for an unknown-`kid` refetch and remembers
-/// verified tokens in `tokens` (one cache per provider), which is why it takes both mutably.
+/// Decides what to do with `request`. May ask `keys` for an unknown-`kid` refetch, remembers
+/// verified tokens in `tokens` (one cache per provider) and DPoP proof ids in `shared`, which is
+/// why it takes them mutably.
 pub fn decide(
     config: &Config,
     request: &Request,
     keys: &mut KeyStore,
     tokens: &mut [TokenCache],
     crypto: &dyn SignatureCheck,
+    shared: &mut dyn SharedData,
     now: Now,
 ) -> Decision {
     if let Some(name) = undecodable_read_header(config, request) {
@@ -104,9 +109,11 @@ pub fn decide(
     let mut evaluation = Evaluation {
         config,
         request,
+        upstream_path: &path.upstream,
         keys,
         tokens,
         crypto,
+        shared,
         now,
         retry_after_seconds: 1,
     };
@@ -192,6 +199,7 @@ mod tests {
     use crate::crypto::verify::PureRustCrypto;
     use crate::jose::alg::Alg;
     use crate::jose::token::Token;
+    use crate::keys::shared::MemorySharedData;
     use crate::keys::store::Response;
 
     const NOW_S: u64 = 1_700_000_000;
@@ -215,6 +223,7 @@ mod tests {
         keys: KeyStore,
         tokens: Vec<TokenCache>,
         crypto: CountingCrypto,
+        shared: MemorySharedData,
         pair: Ed25519KeyPair,
     }
 
@@ -253,6 +262,7 @@ mod tests {
             keys,
             tokens,
             crypto: CountingCrypto::default(),
+            shared: MemorySharedData::default(),
             pair,
         }
     }
@@ -305,6 +315,7 @@ mod tests {
                 &mut self.keys,
                 &mut self.tokens,
                 &self.crypto,
+                &mut self.shared,
                 now,
             )
         }

@@ -17,6 +17,7 @@ use crate::jose::thumbprint::{access_token_hash, key_thumbprint};
 use crate::jose::token::{self, decode_base64url, NumericDate};
 use crate::keys::jwks::parse_jwk;
 use crate::policy::token_policy::normal_token_type;
+use crate::request::path;
 
 /// The longest `jti` accepted; RFC 9449 asks for enough randomness, not for length.
 const MAX_JTI_BYTES: usize = 256;
@@ -37,7 +38,8 @@ pub struct ProofRules<'a> {
 pub struct ProofTarget<'a> {
     /// The request's method.
     pub method: &'a str,
-    /// The request's URL without query and fragment: scheme, authority and normalized path.
+    /// The request's URL without query and fragment: scheme, authority and normalized path (as
+    /// [`path::normalize`] gives it for upstream).
     pub url: &'a str,
     /// The access token presented with the proof.
     pub access_token: &'a str,
@@ -54,49 +56,6 @@ pub struct CheckedProof {
     pub issued_at: u64,
 }
 
-/// Why a proof was refused; each is an `invalid_dpop_proof` answer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ProofError {
-    /// Not a compact JWS with JSON header and claims.
-    Malformed,
-    /// `typ` is not `dpop+jwt`.
-    Type,
-    /// `alg` is missing, symmetric, `none` or not accepted.
-    Algorithm,
-    /// No usable public `jwk` in the header (missing, private members, symmetric, unfit for `alg`).
-    Key,
-    /// The signature does not verify with the embedded key.
-    Signature,
-    /// `htm` is not the request's method.
-    Method,
-    /// `htu` is not the request's URL, or carries a query or fragment.
-    Url,
-    /// `iat` is missing, too old, or in the future.
-    IssuedAt,
-    /// `ath` is missing or is not the hash of the access token.
-    AccessTokenHash,
-    /// `jti` is missing, empty or too long.
-    Id,
-}
-
-impl ProofError {
-    /// The `error_description` of the refusal.
-    pub fn description(self) -> &'static str {
-        match self {
-            ProofError::Malformed => "DPoP proof is not a well-formed JWT",
-            ProofError::Type => "DPoP proof typ is not dpop+jwt",
-            ProofError::Algorithm => "DPoP proof algorithm is not allowed",
-            ProofError::Key => "DPoP proof has no usable public jwk",
-            ProofError::Signature => "DPoP proof signature is invalid",
-            ProofError::Method => "DPoP proof htm does not match the request method",
-            ProofError::Url => "DPoP proof htu does not match the request URL",
-            ProofError::IssuedAt => "DPoP proof iat is outside the accepted window",
-            ProofError::AccessTokenHash => "DPoP proof ath does not match the access token",
-            ProofError::Id => "DPoP proof has no usable jti",
-        }
-    }
-}
-
 /// Checks `proof` for `target` at `now` (seconds). Cheap checks come first, so a proof that fails
 /// them costs no signature check; the signature is checked with the embedded key only.
 pub fn check(
@@ -105,10 +64,10 @@ pub fn check(
     rules: &ProofRules<'_>,
     now: u64,
     crypto: &dyn SignatureCheck,
-) -> Result<CheckedProof, ProofError> {
+) -> Result<CheckedProof, Failure> {
     let parsed = token::parse_proof(proof).map_err(|failure| match failure {
-        Failure::AlgNotAllowed => ProofError::Algorithm,
-        _ => ProofError::Malformed,
+        Failure::AlgNotAllowed => Failure::DpopProofAlgorithm,
+        _ => Failure::DpopProofMalformed,
     })?;
     if parsed
         .header
@@ -118,41 +77,41 @@ pub fn check(
         .as_deref()
         != Some("dpop+jwt")
     {
-        return Err(ProofError::Type);
+        return Err(Failure::DpopProofType);
     }
     let alg = parsed.header.alg;
     if !rules.algorithms.contains(&alg) {
-        return Err(ProofError::Algorithm);
+        return Err(Failure::DpopProofAlgorithm);
     }
     let claim = |name: &str| parsed.claims.get(name).and_then(Value::as_str);
     if claim("htm") != Some(target.method) {
-        return Err(ProofError::Method);
+        return Err(Failure::DpopProofMethod);
     }
     if !claim("htu").is_some_and(|htu| same_url(htu, target.url)) {
-        return Err(ProofError::Url);
+        return Err(Failure::DpopProofUrl);
     }
-    let issued_at = parsed.registered.iat.ok_or(ProofError::IssuedAt)?;
+    let issued_at = parsed.registered.iat.ok_or(Failure::DpopProofIssuedAt)?;
     if !fresh(issued_at, now, rules) {
-        return Err(ProofError::IssuedAt);
+        return Err(Failure::DpopProofIssuedAt);
     }
     if claim("ath") != Some(access_token_hash(target.access_token).as_str()) {
-        return Err(ProofError::AccessTokenHash);
+        return Err(Failure::DpopProofTokenHash);
     }
     let jti = claim("jti")
         .filter(|jti| !jti.is_empty() && jti.len() <= MAX_JTI_BYTES)
-        .ok_or(ProofError::Id)?;
+        .ok_or(Failure::DpopProofId)?;
     let header = decode_base64url(parsed.header_segment)
         .and_then(|bytes| json::parse_strict(&bytes).ok())
-        .ok_or(ProofError::Malformed)?;
-    let jwk = header.get("jwk").ok_or(ProofError::Key)?;
-    let key = parse_jwk(jwk).map_err(|_| ProofError::Key)?;
+        .ok_or(Failure::DpopProofMalformed)?;
+    let jwk = header.get("jwk").ok_or(Failure::DpopProofKey)?;
+    let key = parse_jwk(jwk).map_err(|_| Failure::DpopProofKey)?;
     if !key.fits(alg) {
-        return Err(ProofError::Key);
+        return Err(Failure::DpopProofKey);
     }
-    let jwk_members = jwk.as_object().ok_or(ProofError::Key)?;
-    let key_thumbprint = key_thumbprint(jwk_members).map_err(|_| ProofError::Key)?;
+    let jwk_members = jwk.as_object().ok_or(Failure::DpopProofKey)?;
+    let key_thumbprint = key_thumbprint(jwk_members).map_err(|_| Failure::DpopProofKey)?;
     if !crypto.check(alg, &key, &parsed) {
-        return Err(ProofError::Signature);
+        return Err(Failure::DpopProofSignature);
     }
     Ok(CheckedProof {
         key_thumbprint,
@@ -172,9 +131,11 @@ fn fresh(issued_at: NumericDate, now: u64, rules: &ProofRules<'_>) -> bool {
     issued_at.floor() >= oldest && issued_at.ceil() <= latest
 }
 
-/// Whether a proof's `htu` names `expected` (scheme, authority and path, no query or fragment):
-/// scheme and host compared without case and with their default port left out, the path exactly.
-/// An `htu` with a query or fragment is refused: RFC 9449 defines it without them.
+/// Whether a proof's `htu` names `expected` (scheme, authority and normalized path, no query or
+/// fragment): scheme and host compared without case and with their default port left out, the
+/// path after the same normalization the request's path went through (RFC 9449 §4.3 asks for
+/// RFC 3986 §6.2.2 and §6.2.3 normalization). An `htu` with a query or fragment is refused: RFC
+/// 9449 defines it without them.
 fn same_url(htu: &str, expected: &str) -> bool {
     if htu.contains(['?', '#']) {
         return false;
@@ -183,7 +144,7 @@ fn same_url(htu: &str, expected: &str) -> bool {
         (Some((scheme, authority, path)), Some((want_scheme, want_authority, want_path))) => {
             scheme.eq_ignore_ascii_case(want_scheme)
                 && authority.eq_ignore_ascii_case(want_authority)
-                && path == want_path
+                && path::normalize(path).is_ok_and(|normal| normal.upstream == want_path)
         }
         _ => false,
     }
@@ -262,7 +223,7 @@ mod tests {
         }
     }
 
-    fn checked(proof: &str) -> Result<CheckedProof, ProofError> {
+    fn checked(proof: &str) -> Result<CheckedProof, Failure> {
         check(proof, &target(), &RULES, NOW, &PureRustCrypto)
     }
 
@@ -295,31 +256,31 @@ mod tests {
             }
             checked(&proof(&good_header(&pair), &claims, &pair))
         };
-        assert_eq!(with(json!({"htm": "GET"})), Err(ProofError::Method));
-        assert_eq!(with(json!({"htm": null})), Err(ProofError::Method));
+        assert_eq!(with(json!({"htm": "GET"})), Err(Failure::DpopProofMethod));
+        assert_eq!(with(json!({"htm": null})), Err(Failure::DpopProofMethod));
         assert_eq!(
             with(json!({"htu": "https://models.example.com/v1/models/churn:predict"})),
-            Err(ProofError::Url)
+            Err(Failure::DpopProofUrl)
         );
         assert_eq!(
             with(json!({"htu": format!("{URL}?x=1")})),
-            Err(ProofError::Url)
+            Err(Failure::DpopProofUrl)
         );
         assert_eq!(
             with(json!({"htu": format!("{URL}#f")})),
-            Err(ProofError::Url)
+            Err(Failure::DpopProofUrl)
         );
-        assert_eq!(with(json!({"iat": NOW - 66})), Err(ProofError::IssuedAt));
-        assert_eq!(with(json!({"iat": NOW + 6})), Err(ProofError::IssuedAt));
-        assert_eq!(with(json!({"iat": null})), Err(ProofError::IssuedAt));
+        assert_eq!(with(json!({"iat": NOW - 66})), Err(Failure::DpopProofIssuedAt));
+        assert_eq!(with(json!({"iat": NOW + 6})), Err(Failure::DpopProofIssuedAt));
+        assert_eq!(with(json!({"iat": null})), Err(Failure::DpopProofIssuedAt));
         assert_eq!(
             with(json!({"ath": access_token_hash("another.access.token")})),
-            Err(ProofError::AccessTokenHash)
+            Err(Failure::DpopProofTokenHash)
         );
-        assert_eq!(with(json!({"ath": null})), Err(ProofError::AccessTokenHash));
-        assert_eq!(with(json!({"jti": null})), Err(ProofError::Id));
-        assert_eq!(with(json!({"jti": ""})), Err(ProofError::Id));
-        assert_eq!(with(json!({"jti": "j".repeat(257)})), Err(ProofError::Id));
+        assert_eq!(with(json!({"ath": null})), Err(Failure::DpopProofTokenHash));
+        assert_eq!(with(json!({"jti": null})), Err(Failure::DpopProofId));
+        assert_eq!(with(json!({"jti": ""})), Err(Failure::DpopProofId));
+        assert_eq!(with(json!({"jti": "j".repeat(257)})), Err(Failure::DpopProofId));
     }
 
     // The window's edges are exact: 60 s old plus 5 s skew passes, one second more does not.
@@ -332,9 +293,9 @@ mod tests {
             checked(&proof(&good_header(&pair), &claims, &pair))
         };
         assert!(at(NOW - 65).is_ok());
-        assert_eq!(at(NOW - 66), Err(ProofError::IssuedAt));
+        assert_eq!(at(NOW - 66), Err(Failure::DpopProofIssuedAt));
         assert!(at(NOW + 5).is_ok());
-        assert_eq!(at(NOW + 6), Err(ProofError::IssuedAt));
+        assert_eq!(at(NOW + 6), Err(Failure::DpopProofIssuedAt));
     }
 
     // htu: scheme and host without case, default ports, exact path.
@@ -382,39 +343,39 @@ mod tests {
             header
         };
         let signed = |header: Value| checked(&proof(&header, &claims(), &pair));
-        assert_eq!(signed(header(json!({"typ": "JWT"}))), Err(ProofError::Type));
-        assert_eq!(signed(header(json!({"typ": null}))), Err(ProofError::Type));
+        assert_eq!(signed(header(json!({"typ": "JWT"}))), Err(Failure::DpopProofType));
+        assert_eq!(signed(header(json!({"typ": null}))), Err(Failure::DpopProofType));
         assert!(signed(header(json!({"typ": "application/dpop+jwt"}))).is_ok());
         assert_eq!(
             signed(header(json!({"alg": "HS256"}))),
-            Err(ProofError::Algorithm)
+            Err(Failure::DpopProofAlgorithm)
         );
         assert_eq!(
             signed(header(json!({"alg": "none"}))),
-            Err(ProofError::Algorithm)
+            Err(Failure::DpopProofAlgorithm)
         );
         assert_eq!(
             signed(header(json!({"alg": "RS256"}))),
-            Err(ProofError::Algorithm)
+            Err(Failure::DpopProofAlgorithm)
         );
-        assert_eq!(signed(header(json!({"jwk": null}))), Err(ProofError::Key));
+        assert_eq!(signed(header(json!({"jwk": null}))), Err(Failure::DpopProofKey));
         let mut private = public_jwk(&pair);
         private["d"] = json!(URL_SAFE_NO_PAD.encode([7u8; 32]));
         assert_eq!(
             signed(header(json!({"jwk": private}))),
-            Err(ProofError::Key)
+            Err(Failure::DpopProofKey)
         );
         let symmetric = json!({"kty": "oct", "k": "c2VjcmV0"});
         assert_eq!(
             signed(header(json!({"jwk": symmetric}))),
-            Err(ProofError::Key)
+            Err(Failure::DpopProofKey)
         );
         // Signed by another key than the one it carries.
         assert_eq!(
             checked(&proof(&good_header(&pair), &claims(), &other)),
-            Err(ProofError::Signature)
+            Err(Failure::DpopProofSignature)
         );
-        assert_eq!(checked("not.a.proof"), Err(ProofError::Malformed));
-        assert_eq!(checked(""), Err(ProofError::Malformed));
+        assert_eq!(checked("not.a.proof"), Err(Failure::DpopProofMalformed));
+        assert_eq!(checked(""), Err(Failure::DpopProofMalformed));
     }
 }

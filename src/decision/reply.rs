@@ -1,6 +1,7 @@
 //! Local answers: RFC 6750 challenges with a JSON body, or their gRPC equivalent.
 
-use crate::config::Config;
+use crate::config::{ChallengeSchemes, Config};
+use crate::config::provider::{DPOP_SCHEME_HEADER, DPOP_SCHEME_PREFIX};
 use crate::failure::{Failure, FailureClass};
 use crate::request::Request;
 
@@ -41,6 +42,11 @@ pub struct Recipient {
     pub grpc: bool,
     /// Scopes named in an `insufficient_scope` challenge's `scope`.
     pub scopes: Vec<String>,
+    /// Which challenges to send.
+    pub schemes: ChallengeSchemes,
+    /// The request sent its token with the `DPoP` scheme, so the error belongs in the DPoP
+    /// challenge.
+    pub used_dpop: bool,
 }
 
 impl Recipient {
@@ -54,6 +60,14 @@ impl Recipient {
                 .map(|resource| resource.metadata_url.clone()),
             grpc: is_grpc(request),
             scopes: Vec::new(),
+            used_dpop: config.challenge.dpop_algs.is_some()
+                && request.header_values(DPOP_SCHEME_HEADER).any(|value| {
+                    value
+                        .trim_start()
+                        .get(..DPOP_SCHEME_PREFIX.len())
+                        .is_some_and(|scheme| scheme.eq_ignore_ascii_case(DPOP_SCHEME_PREFIX))
+                }),
+            schemes: config.challenge.clone(),
         }
     }
 }
@@ -88,38 +102,23 @@ pub fn deny(failure: Failure, recipient: &Recipient, retry_after_seconds: u64) -
     let (status, error) = match class {
         FailureClass::Missing => (401, "unauthorized"),
         FailureClass::InvalidToken => (401, "invalid_token"),
+        FailureClass::InvalidDpopProof => (401, "invalid_dpop_proof"),
         FailureClass::InvalidRequest => (400, "invalid_request"),
         FailureClass::Forbidden => (403, "insufficient_scope"),
         FailureClass::Unavailable => (503, "temporarily_unavailable"),
     };
-    let challenge = (class != FailureClass::Unavailable).then(|| {
-        let mut challenge = format!("Bearer realm=\"{}\"", quoted_safe(&recipient.realm));
-        if let Some(url) = &recipient.resource_metadata {
-            challenge.push_str(&format!(", resource_metadata=\"{}\"", quoted_safe(url)));
-        }
-        // RFC 6750 §3.1: no error code when the request carried no credentials.
-        if class != FailureClass::Missing {
-            challenge.push_str(&format!(
-                ", error=\"{error}\", error_description=\"{description}\""
-            ));
-        }
-        let scopes: Vec<&str> = recipient
-            .scopes
-            .iter()
-            .map(String::as_str)
-            .filter(|scope| !scope.is_empty() && scope.chars().all(is_scope_char))
-            .collect();
-        if class == FailureClass::Forbidden && !scopes.is_empty() {
-            challenge.push_str(&format!(", scope=\"{}\"", scopes.join(" ")));
-        }
-        challenge
-    });
+    let challenges = if class == FailureClass::Unavailable {
+        Vec::new()
+    } else {
+        challenges(failure, error, recipient)
+    };
     let mut headers = Vec::new();
     if recipient.grpc {
         let grpc_status = match class {
-            FailureClass::Missing | FailureClass::InvalidToken | FailureClass::InvalidRequest => {
-                GRPC_UNAUTHENTICATED
-            }
+            FailureClass::Missing
+            | FailureClass::InvalidToken
+            | FailureClass::InvalidDpopProof
+            | FailureClass::InvalidRequest => GRPC_UNAUTHENTICATED,
             FailureClass::Forbidden => GRPC_PERMISSION_DENIED,
             FailureClass::Unavailable => GRPC_UNAVAILABLE,
         };
@@ -129,7 +128,7 @@ pub fn deny(failure: Failure, recipient: &Recipient, retry_after_seconds: u64) -
     } else {
         headers.push(("content-type".to_owned(), "application/json".to_owned()));
     }
-    if let Some(challenge) = challenge {
+    for challenge in challenges {
         headers.push(("www-authenticate".to_owned(), challenge));
     }
     if status == 503 {
@@ -151,6 +150,62 @@ pub fn deny(failure: Failure, recipient: &Recipient, retry_after_seconds: u64) -
         body,
         detail: None,
     }
+}
+
+/// The `WWW-Authenticate` challenges of a refusal: `Bearer`, `DPoP` or both, each with the realm
+/// and `resource_metadata`. The error goes into one of them: the DPoP one when the failure is
+/// about DPoP or the request used the DPoP scheme (RFC 9449 §7.1), the Bearer one otherwise. No
+/// error code when the request carried no credentials (RFC 6750 §3.1).
+fn challenges(failure: Failure, error: &str, recipient: &Recipient) -> Vec<String> {
+    let class = failure.class();
+    let mut common = format!("realm=\"{}\"", quoted_safe(&recipient.realm));
+    if let Some(url) = &recipient.resource_metadata {
+        common.push_str(&format!(", resource_metadata=\"{}\"", quoted_safe(url)));
+    }
+    let mut error_part = String::new();
+    if class != FailureClass::Missing {
+        error_part = format!(
+            ", error=\"{error}\", error_description=\"{}\"",
+            failure.description()
+        );
+        let scopes: Vec<&str> = recipient
+            .scopes
+            .iter()
+            .map(String::as_str)
+            .filter(|scope| !scope.is_empty() && scope.chars().all(is_scope_char))
+            .collect();
+        if class == FailureClass::Forbidden && !scopes.is_empty() {
+            error_part.push_str(&format!(", scope=\"{}\"", scopes.join(" ")));
+        }
+    }
+    let schemes = &recipient.schemes;
+    let Some(algs) = &schemes.dpop_algs else {
+        return vec![format!("Bearer {common}{error_part}")];
+    };
+    let error_in_dpop = !schemes.bearer
+        || recipient.used_dpop
+        || class == FailureClass::InvalidDpopProof
+        || concerns_dpop(failure);
+    let mut challenges = Vec::with_capacity(2);
+    if schemes.bearer {
+        let bearer_error = if error_in_dpop { "" } else { &error_part };
+        challenges.push(format!("Bearer {common}{bearer_error}"));
+    }
+    let dpop_error = if error_in_dpop { error_part.as_str() } else { "" };
+    challenges.push(format!("DPoP {common}{dpop_error}, algs=\"{algs}\""));
+    challenges
+}
+
+/// Token refusals that tell the client how to use DPoP.
+fn concerns_dpop(failure: Failure) -> bool {
+    matches!(
+        failure,
+        Failure::DpopRequired
+            | Failure::DpopBoundTokenAsBearer
+            | Failure::DpopProofWithBearer
+            | Failure::DpopTokenNotBound
+            | Failure::DpopKeyMismatch
+    )
 }
 
 /// gRPC status codes used in denials.

@@ -2,6 +2,7 @@
 //! the token cache, the claim checks, the key lookup and the signature check, then combined as
 //! `requires_any` / `requires_all` say.
 
+use super::binding::{self, BindingContext, Scheme};
 use super::clock::Now;
 use super::token_cache::{self, CacheKey, TokenCache};
 use super::upstream::{forwarded, Forwarded};
@@ -9,6 +10,7 @@ use crate::config::{Config, Provider, ProviderId, Requirement, Rule};
 use crate::crypto::verify::{self, SignatureCheck};
 use crate::failure::{Failure, FailureClass};
 use crate::jose::token::{self, NumericDate};
+use crate::keys::shared::SharedData;
 use crate::keys::store::{KeyStore, Lookup};
 use crate::policy::{identity, token_policy};
 use crate::request::extract::{self, TokenSource};
@@ -24,6 +26,8 @@ pub(super) struct Verified {
     pub(super) claims: Rc<serde_json::Map<String, serde_json::Value>>,
     /// The headers and filter state it sends on.
     pub(super) forwarded: Rc<Forwarded>,
+    /// It came with a DPoP proof, which goes upstream only with the token.
+    pub(super) with_proof: bool,
 }
 
 #[derive(Debug)]
@@ -48,9 +52,12 @@ pub(super) fn rank(failure: Failure) -> u8 {
 pub(super) struct Evaluation<'a> {
     pub(super) config: &'a Config,
     pub(super) request: &'a Request,
+    /// The normalized path, as it goes upstream: a DPoP proof names it.
+    pub(super) upstream_path: &'a str,
     pub(super) keys: &'a mut KeyStore,
     pub(super) tokens: &'a mut [TokenCache],
     pub(super) crypto: &'a dyn SignatureCheck,
+    pub(super) shared: &'a mut dyn SharedData,
     pub(super) now: Now,
     pub(super) retry_after_seconds: u64,
 }
@@ -107,10 +114,29 @@ impl Evaluation<'_> {
             Ok(None) => return Verdict::Failed(Failure::Missing),
             Err(failure) => return Verdict::Failed(failure),
         };
-        match self.token(id, provider, &found.value, found.source) {
-            Ok(verified) => Verdict::Allowed(vec![verified]),
-            Err(verdict) => verdict,
+        let scheme = Scheme::of(found.source);
+        if let Err(failure) = binding::check_presentation(provider, scheme, self.request) {
+            return Verdict::Failed(failure);
         }
+        let mut verified = match self.token(id, provider, &found.value, found.source) {
+            Ok(verified) => verified,
+            Err(verdict) => return verdict,
+        };
+        // Per request, after the cache: a binding holds for this connection and this proof only.
+        let mut context = BindingContext {
+            request: self.request,
+            upstream_path: self.upstream_path,
+            now: self.now.seconds(),
+            crypto: self.crypto,
+            shared: &mut *self.shared,
+        };
+        if let Err(failure) =
+            binding::check_binding(provider, scheme, &found.value, &verified.claims, &mut context)
+        {
+            return Verdict::Failed(failure);
+        }
+        verified.with_proof = scheme == Scheme::Dpop;
+        Verdict::Allowed(vec![verified])
     }
 
     fn token(
@@ -140,6 +166,7 @@ impl Evaluation<'_> {
                     source: source.clone(),
                     claims: Rc::clone(&entry.claims),
                     forwarded: Rc::clone(&entry.forwarded),
+                    with_proof: false,
                 });
             }
         }
@@ -177,6 +204,7 @@ impl Evaluation<'_> {
                     source: source.clone(),
                     claims: Rc::clone(&entry.claims),
                     forwarded: Rc::clone(&entry.forwarded),
+                    with_proof: false,
                 };
                 if let (Some(cache), Some(key)) = (self.tokens.get_mut(id), cache_key) {
                     cache.insert(key.digest, entry);

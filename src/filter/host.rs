@@ -114,6 +114,12 @@ extern "C" {
         value_data: *const u8,
         value_size: usize,
     ) -> u32;
+    fn proxy_get_property(
+        path_data: *const u8,
+        path_size: usize,
+        return_value_data: *mut *mut u8,
+        return_value_size: *mut usize,
+    ) -> u32;
     fn proxy_get_current_time_nanoseconds(return_time: *mut u64) -> u32;
     fn proxy_get_log_level(return_level: *mut u32) -> u32;
 }
@@ -182,6 +188,24 @@ pub fn set_filter_state(property: &str, value: &str) -> Result<(), HostError> {
             value.len(),
         )
     })
+}
+
+/// A property of the current stream or connection, by its path segments
+/// (`["connection", "sha256_peer_certificate_digest"]`); `None` when the host has no value.
+pub fn property(path: &[&str]) -> Result<Option<Vec<u8>>, HostError> {
+    // The ABI joins segments with NUL; segments here are fixed names without one.
+    let joined = path.join("\0");
+    let mut data: *mut u8 = null_mut();
+    let mut size: usize = 0;
+    // SAFETY: pointer and length of a live `String`; the host writes the two out-parameters.
+    let status =
+        unsafe { proxy_get_property(joined.as_ptr(), joined.len(), &mut data, &mut size) };
+    if status == STATUS_NOT_FOUND {
+        return Ok(None);
+    }
+    check(status)?;
+    // SAFETY: `data`/`size` come straight from the host call above.
+    Ok(Some(unsafe { owned(data, size) }))
 }
 
 /// Up to `max_size` bytes of a host buffer; empty when the host has none.

@@ -10,13 +10,14 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::ContextType;
 
-use super::fetch_host::HostFetch;
+use super::fetch_host::{HostFetch, HostSharedData};
 use super::host;
 use super::host_crypto::HostCrypto;
 use super::http::Http;
 use super::metrics::{Gauges, Metrics};
 use super::worker::{self, SharedWorker, Worker};
 use crate::config::Config;
+use crate::decision::replay;
 use crate::decision::token_cache::TokenCache;
 use crate::gauges;
 use crate::keys::coordinator::{FetchCoordinator, Origin, Settled};
@@ -85,6 +86,9 @@ impl Root {
             .map(|p| TokenCache::new(p.jwt_cache_size))
             .collect();
         let crypto = HostCrypto::detect(config.host_crypto);
+        if config.providers.iter().any(|p| p.binding.dpop.is_some()) {
+            replay::prepare(&mut HostSharedData);
+        }
         let worker = Rc::new(RefCell::new(Worker {
             config,
             keys,

@@ -7,6 +7,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use super::host;
+use super::fetch_host::HostSharedData;
 use super::host_crypto::HostCrypto;
 use super::metrics::Metrics;
 use crate::config::{Config, ProviderId};
@@ -57,10 +58,25 @@ fn read_request() -> Request {
     }
 }
 
+/// The hex SHA-256 of the connection's client certificate, or `None` without one. A host that
+/// cannot tell gives `None` too: a certificate-bound token is then refused, never accepted.
+fn peer_certificate_sha256() -> Option<String> {
+    match host::property(&["connection", "sha256_peer_certificate_digest"]) {
+        Ok(digest) => digest.and_then(|bytes| String::from_utf8(bytes).ok()),
+        Err(error) => {
+            log::warn!("cannot read the client certificate digest: {error}");
+            None
+        }
+    }
+}
+
 /// Decides on the request of the current (effective) stream context and applies the outcome.
 /// `Continue` means the request may go upstream now; `Pause` that it was answered or parked.
 pub fn handle_request(worker: &SharedWorker, context_id: u32) -> Action {
-    let request = read_request();
+    let mut request = read_request();
+    if worker.borrow().config.reads_peer_certificate {
+        request.peer_certificate_sha256 = peer_certificate_sha256();
+    }
     let Some(now) = now() else {
         log::error!("host clock unavailable; refusing request");
         let recipient = Recipient::of(&worker.borrow().config, &request);
@@ -76,7 +92,7 @@ pub fn handle_request(worker: &SharedWorker, context_id: u32) -> Action {
             crypto,
             ..
         } = &mut *state;
-        decision::decide(config, &request, keys, tokens, crypto, now)
+        decision::decide(config, &request, keys, tokens, crypto, &mut HostSharedData, now)
     };
     match decision {
         Decision::Allow(allow) => {

@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 
 use crate::config::{HttpFetch, ProviderId};
-use crate::keys::shared::{self, Channel, FetchRecord};
+use crate::keys::shared::{self, Channel, FetchRecord, SharedData, WriteError};
 use crate::keys::store::{Fetch, KeyStore, Outcome, Response};
 
 /// Slack beyond a fetch's own timeout before other VMs stop waiting for its result.
@@ -19,21 +19,8 @@ pub const LEASE_MARGIN_MS: u64 = 1_000;
 /// Attempts at a compare-and-swap write before giving up for this tick.
 const CAS_ATTEMPTS: usize = 3;
 
-/// A shared-data write that did not happen.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum WriteError {
-    /// Another VM wrote the key since it was read.
-    CasMismatch,
-    /// The host refused, for this reason.
-    Refused(String),
-}
-
-/// What the coordinator needs from the host.
-pub trait FetchHost {
-    /// A shared-data value and its compare-and-swap token; `(None, None)` when absent.
-    fn shared_get(&self, key: &str) -> Result<(Option<Vec<u8>>, Option<u32>), String>;
-    /// Writes a shared-data value; with `cas`, only if nobody wrote it since that token.
-    fn shared_set(&mut self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), WriteError>;
+/// What the coordinator needs from the host: its shared data, and HTTP callouts.
+pub trait FetchHost: SharedData {
     /// Starts an HTTP callout and returns its token; the answer comes back through
     /// [`FetchCoordinator::answer`].
     fn dispatch(&mut self, request: &HttpFetch) -> Result<u32, String>;
@@ -374,7 +361,7 @@ mod tests {
         }
     }
 
-    impl FetchHost for FakeHost {
+    impl SharedData for FakeHost {
         fn shared_get(&self, key: &str) -> Result<(Option<Vec<u8>>, Option<u32>), String> {
             Ok(match self.shared.borrow().values.get(key) {
                 Some((value, cas)) => (Some(value.clone()), Some(*cas)),
@@ -398,7 +385,9 @@ mod tests {
             shared.values.insert(key.to_owned(), (value.to_vec(), next));
             Ok(())
         }
+    }
 
+    impl FetchHost for FakeHost {
         fn dispatch(&mut self, request: &HttpFetch) -> Result<u32, String> {
             if self.refuse_dispatch {
                 return Err("no such cluster".into());

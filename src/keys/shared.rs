@@ -15,6 +15,23 @@
 
 use crate::config::{HttpFetch, KeySource};
 
+/// A shared-data write that did not happen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriteError {
+    /// Another VM wrote the key since it was read.
+    CasMismatch,
+    /// The host refused, for this reason.
+    Refused(String),
+}
+
+/// The host's shared data: one key-value space for every VM of one Envoy, with compare-and-swap.
+pub trait SharedData {
+    /// A shared-data value and its compare-and-swap token; `(None, None)` when absent.
+    fn shared_get(&self, key: &str) -> Result<(Option<Vec<u8>>, Option<u32>), String>;
+    /// Writes a shared-data value; with `cas`, only if nobody wrote it since that token.
+    fn shared_set(&mut self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), WriteError>;
+}
+
 const RECORD_VERSION: u8 = 2;
 const HEADER_LEN: usize = 1 + 8 + 8 + 8 + 1;
 const TAG_LEN: usize = 16;
@@ -324,3 +341,93 @@ mod tests {
         );
     }
 }
+
+/// Shared data in memory, for tests: handles made by [`MemorySharedData::clone_view`] see one
+/// space, as the VMs of one Envoy do.
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+pub(crate) mod memory {
+    use super::{SharedData, WriteError};
+    use std::cell::RefCell;
+    use std::collections::HashMap;
+    use std::rc::Rc;
+
+    type Hook = Box<dyn FnOnce()>;
+
+    #[derive(Default)]
+    struct Space {
+        values: HashMap<String, (Vec<u8>, u32)>,
+        next_cas: u32,
+        hooks: Vec<(String, Hook)>,
+    }
+
+    /// One handle on an in-memory shared-data space.
+    #[derive(Default)]
+    pub(crate) struct MemorySharedData {
+        space: Rc<RefCell<Space>>,
+        /// Every read fails.
+        pub(crate) fail_reads: bool,
+        /// Every write is refused.
+        pub(crate) refuse_writes: bool,
+    }
+
+    impl MemorySharedData {
+        /// Another handle on the same space.
+        pub(crate) fn clone_view(&self) -> MemorySharedData {
+            MemorySharedData {
+                space: Rc::clone(&self.space),
+                fail_reads: false,
+                refuse_writes: false,
+            }
+        }
+
+        /// Runs `hook` just before the next write of `key` through any handle: another VM
+        /// writing between this one's read and write.
+        pub(crate) fn before_next_write(&self, key: String, hook: impl FnOnce() + 'static) {
+            self.space.borrow_mut().hooks.push((key, Box::new(hook)));
+        }
+    }
+
+    impl SharedData for MemorySharedData {
+        fn shared_get(&self, key: &str) -> Result<(Option<Vec<u8>>, Option<u32>), String> {
+            if self.fail_reads {
+                return Err("shared data is unavailable".into());
+            }
+            Ok(match self.space.borrow().values.get(key) {
+                Some((value, cas)) => (Some(value.clone()), Some(*cas)),
+                None => (None, None),
+            })
+        }
+
+        fn shared_set(
+            &mut self,
+            key: &str,
+            value: &[u8],
+            cas: Option<u32>,
+        ) -> Result<(), WriteError> {
+            if self.refuse_writes {
+                return Err(WriteError::Refused("write refused".into()));
+            }
+            let hook = {
+                let mut space = self.space.borrow_mut();
+                let position = space.hooks.iter().position(|(k, _)| k == key);
+                position.map(|index| space.hooks.remove(index).1)
+            };
+            if let Some(hook) = hook {
+                hook();
+            }
+            let mut space = self.space.borrow_mut();
+            let current = space.values.get(key).map(|(_, cas)| *cas);
+            if cas.is_some() && cas != current {
+                return Err(WriteError::CasMismatch);
+            }
+            space.next_cas += 1;
+            let next = space.next_cas;
+            space.values.insert(key.to_owned(), (value.to_vec(), next));
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) use memory::MemorySharedData;

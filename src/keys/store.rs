@@ -673,6 +673,7 @@ mod tests {
                 alternate_issuers: vec![],
                 identity: Default::default(),
                 filter_state: None,
+                binding: Default::default(),
             }],
             rules: Vec::<Rule>::new(),
             host_index: Default::default(),
@@ -682,6 +683,8 @@ mod tests {
             host_crypto: true,
             bypass_cors_preflight: false,
             protected_resource: None,
+            challenge: Default::default(),
+            reads_peer_certificate: false,
         }
     }
 

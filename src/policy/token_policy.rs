@@ -154,6 +154,7 @@ mod tests {
             alternate_issuers: Vec::new(),
             identity: Default::default(),
             filter_state: None,
+            binding: Default::default(),
         }
     }
 

@@ -23,6 +23,10 @@ pub struct Request {
     /// Names of the headers whose value is not UTF-8 (their values are never read). The filter
     /// refuses a request when one of them is a header it reads, and removes one it manages.
     pub undecodable: Vec<String>,
+    /// The SHA-256 of the connection's client certificate, in hex, as Envoy reports it; `None`
+    /// when the connection has none, or when no provider checks certificate-bound tokens (the
+    /// host is then not asked).
+    pub peer_certificate_sha256: Option<String>,
 }
 
 impl Request {
