@@ -99,7 +99,19 @@ impl Failure {
             Failure::ClaimRequirementFailed
             | Failure::HostedDomainNotAllowed
             | Failure::EmailNotAllowed => FailureClass::Forbidden,
-            Failure::DpopProofMissing | Failure::DpopProofRepeated | Failure::DpopProofMalformed | Failure::DpopProofType | Failure::DpopProofAlgorithm | Failure::DpopProofKey | Failure::DpopProofSignature | Failure::DpopProofMethod | Failure::DpopProofUrl | Failure::DpopProofIssuedAt | Failure::DpopProofTokenHash | Failure::DpopProofId | Failure::DpopProofReplayed => FailureClass::InvalidDpopProof,
+            Failure::DpopProofMissing
+            | Failure::DpopProofRepeated
+            | Failure::DpopProofMalformed
+            | Failure::DpopProofType
+            | Failure::DpopProofAlgorithm
+            | Failure::DpopProofKey
+            | Failure::DpopProofSignature
+            | Failure::DpopProofMethod
+            | Failure::DpopProofUrl
+            | Failure::DpopProofIssuedAt
+            | Failure::DpopProofTokenHash
+            | Failure::DpopProofId
+            | Failure::DpopProofReplayed => FailureClass::InvalidDpopProof,
             Failure::DpopReplayCheckUnavailable => FailureClass::Unavailable,
             _ => FailureClass::InvalidToken,
         }
@@ -158,14 +170,18 @@ impl Failure {
             Failure::DpopProofId => "DPoP proof has no usable jti",
             Failure::DpopProofReplayed => "DPoP proof jti was already used",
             Failure::DpopRequired => "Jwt must be sent with the DPoP scheme",
-            Failure::DpopBoundTokenAsBearer => "Jwt is DPoP-bound and must be sent with the DPoP scheme",
+            Failure::DpopBoundTokenAsBearer => {
+                "Jwt is DPoP-bound and must be sent with the DPoP scheme"
+            }
             Failure::DpopProofWithBearer => "DPoP proof is sent with a Bearer token",
             Failure::DpopTokenNotBound => "Jwt sent with the DPoP scheme has no cnf.jkt",
             Failure::DpopKeyMismatch => "Jwt cnf.jkt does not match the DPoP proof key",
             Failure::DpopReplayCheckUnavailable => "DPoP replay check is not available",
             Failure::CertificateMissing => "Client certificate is missing",
             Failure::CertificateNotBound => "Jwt is not bound to a client certificate",
-            Failure::CertificateMismatch => "Jwt cnf x5t#S256 does not match the client certificate",
+            Failure::CertificateMismatch => {
+                "Jwt cnf x5t#S256 does not match the client certificate"
+            }
         }
     }
 

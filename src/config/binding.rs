@@ -71,7 +71,10 @@ pub struct SenderBinding {
 
 /// Reads `dpop` and `mtls_binding` of one provider.
 pub(crate) fn compile(object: &Object<'_>) -> Result<SenderBinding, ConfigError> {
-    let dpop = object.get("dpop").map(|node| compile_dpop(&node)).transpose()?;
+    let dpop = object
+        .get("dpop")
+        .map(|node| compile_dpop(&node))
+        .transpose()?;
     let mtls = object
         .get("mtls_binding")
         .map(|node| mode(&node))

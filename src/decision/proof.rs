@@ -270,8 +270,14 @@ mod tests {
             with(json!({"htu": format!("{URL}#f")})),
             Err(Failure::DpopProofUrl)
         );
-        assert_eq!(with(json!({"iat": NOW - 66})), Err(Failure::DpopProofIssuedAt));
-        assert_eq!(with(json!({"iat": NOW + 6})), Err(Failure::DpopProofIssuedAt));
+        assert_eq!(
+            with(json!({"iat": NOW - 66})),
+            Err(Failure::DpopProofIssuedAt)
+        );
+        assert_eq!(
+            with(json!({"iat": NOW + 6})),
+            Err(Failure::DpopProofIssuedAt)
+        );
         assert_eq!(with(json!({"iat": null})), Err(Failure::DpopProofIssuedAt));
         assert_eq!(
             with(json!({"ath": access_token_hash("another.access.token")})),
@@ -280,7 +286,10 @@ mod tests {
         assert_eq!(with(json!({"ath": null})), Err(Failure::DpopProofTokenHash));
         assert_eq!(with(json!({"jti": null})), Err(Failure::DpopProofId));
         assert_eq!(with(json!({"jti": ""})), Err(Failure::DpopProofId));
-        assert_eq!(with(json!({"jti": "j".repeat(257)})), Err(Failure::DpopProofId));
+        assert_eq!(
+            with(json!({"jti": "j".repeat(257)})),
+            Err(Failure::DpopProofId)
+        );
     }
 
     // The window's edges are exact: 60 s old plus 5 s skew passes, one second more does not.
@@ -343,8 +352,14 @@ mod tests {
             header
         };
         let signed = |header: Value| checked(&proof(&header, &claims(), &pair));
-        assert_eq!(signed(header(json!({"typ": "JWT"}))), Err(Failure::DpopProofType));
-        assert_eq!(signed(header(json!({"typ": null}))), Err(Failure::DpopProofType));
+        assert_eq!(
+            signed(header(json!({"typ": "JWT"}))),
+            Err(Failure::DpopProofType)
+        );
+        assert_eq!(
+            signed(header(json!({"typ": null}))),
+            Err(Failure::DpopProofType)
+        );
         assert!(signed(header(json!({"typ": "application/dpop+jwt"}))).is_ok());
         assert_eq!(
             signed(header(json!({"alg": "HS256"}))),
@@ -358,7 +373,10 @@ mod tests {
             signed(header(json!({"alg": "RS256"}))),
             Err(Failure::DpopProofAlgorithm)
         );
-        assert_eq!(signed(header(json!({"jwk": null}))), Err(Failure::DpopProofKey));
+        assert_eq!(
+            signed(header(json!({"jwk": null}))),
+            Err(Failure::DpopProofKey)
+        );
         let mut private = public_jwk(&pair);
         private["d"] = json!(URL_SAFE_NO_PAD.encode([7u8; 32]));
         assert_eq!(

@@ -135,7 +135,9 @@ fn encode(entries: &[([u8; 8], u64)]) -> Vec<u8> {
 
 /// Entries per bucket for a set of `size` proof ids.
 pub fn slots_for(size: u64) -> usize {
-    usize::try_from(size.div_ceil(BUCKETS as u64)).unwrap_or(1).max(1)
+    usize::try_from(size.div_ceil(BUCKETS as u64))
+        .unwrap_or(1)
+        .max(1)
 }
 
 #[cfg(test)]

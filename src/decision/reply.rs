@@ -1,7 +1,7 @@
 //! Local answers: RFC 6750 challenges with a JSON body, or their gRPC equivalent.
 
-use crate::config::{ChallengeSchemes, Config};
 use crate::config::provider::{DPOP_SCHEME_HEADER, DPOP_SCHEME_PREFIX};
+use crate::config::{ChallengeSchemes, Config};
 use crate::failure::{Failure, FailureClass};
 use crate::request::Request;
 
@@ -191,7 +191,11 @@ fn challenges(failure: Failure, error: &str, recipient: &Recipient) -> Vec<Strin
         let bearer_error = if error_in_dpop { "" } else { &error_part };
         challenges.push(format!("Bearer {common}{bearer_error}"));
     }
-    let dpop_error = if error_in_dpop { error_part.as_str() } else { "" };
+    let dpop_error = if error_in_dpop {
+        error_part.as_str()
+    } else {
+        ""
+    };
     challenges.push(format!("DPoP {common}{dpop_error}, algs=\"{algs}\""));
     challenges
 }

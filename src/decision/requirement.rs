@@ -130,9 +130,13 @@ impl Evaluation<'_> {
             crypto: self.crypto,
             shared: &mut *self.shared,
         };
-        if let Err(failure) =
-            binding::check_binding(provider, scheme, &found.value, &verified.claims, &mut context)
-        {
+        if let Err(failure) = binding::check_binding(
+            provider,
+            scheme,
+            &found.value,
+            &verified.claims,
+            &mut context,
+        ) {
             return Verdict::Failed(failure);
         }
         verified.with_proof = scheme == Scheme::Dpop;

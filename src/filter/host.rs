@@ -198,8 +198,7 @@ pub fn property(path: &[&str]) -> Result<Option<Vec<u8>>, HostError> {
     let mut data: *mut u8 = null_mut();
     let mut size: usize = 0;
     // SAFETY: pointer and length of a live `String`; the host writes the two out-parameters.
-    let status =
-        unsafe { proxy_get_property(joined.as_ptr(), joined.len(), &mut data, &mut size) };
+    let status = unsafe { proxy_get_property(joined.as_ptr(), joined.len(), &mut data, &mut size) };
     if status == STATUS_NOT_FOUND {
         return Ok(None);
     }

@@ -6,8 +6,8 @@ use proxy_wasm::types::Action;
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use super::host;
 use super::fetch_host::HostSharedData;
+use super::host;
 use super::host_crypto::HostCrypto;
 use super::metrics::Metrics;
 use crate::config::{Config, ProviderId};
@@ -92,7 +92,15 @@ pub fn handle_request(worker: &SharedWorker, context_id: u32) -> Action {
             crypto,
             ..
         } = &mut *state;
-        decision::decide(config, &request, keys, tokens, crypto, &mut HostSharedData, now)
+        decision::decide(
+            config,
+            &request,
+            keys,
+            tokens,
+            crypto,
+            &mut HostSharedData,
+            now,
+        )
     };
     match decision {
         Decision::Allow(allow) => {
