@@ -199,18 +199,15 @@ impl Default for ChallengeSchemes {
     }
 }
 
-/// The challenge schemes of a configuration with these providers.
-pub(crate) fn challenge_schemes(providers: &[super::Provider]) -> ChallengeSchemes {
-    let bearer = providers.iter().any(|provider| {
-        provider
-            .binding
-            .dpop
-            .as_ref()
-            .is_none_or(|dpop| dpop.mode == BindingMode::Allowed)
-    });
-    let mut algorithms: Vec<Alg> = providers
-        .iter()
-        .filter_map(|provider| provider.binding.dpop.as_ref())
+/// The challenge schemes of a configuration whose providers have these DPoP policies.
+pub(crate) fn challenge_schemes<'p>(
+    policies: impl Iterator<Item = Option<&'p DpopPolicy>> + Clone,
+) -> ChallengeSchemes {
+    let bearer = policies
+        .clone()
+        .any(|dpop| dpop.is_none_or(|dpop| dpop.mode == BindingMode::Allowed));
+    let mut algorithms: Vec<Alg> = policies
+        .flatten()
         .flat_map(|dpop| dpop.algorithms.iter().copied())
         .collect();
     algorithms.sort_unstable();

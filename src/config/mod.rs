@@ -144,7 +144,7 @@ fn compile(root: &Node<'_>) -> Result<Config, ConfigError> {
         .get("protected_resource_metadata")
         .map(|node| compile_protected_resource(&node, &providers, &rules))
         .transpose()?;
-    let challenge = binding::challenge_schemes(&providers);
+    let challenge = binding::challenge_schemes(providers.iter().map(|p| p.binding.dpop.as_ref()));
     let reads_peer_certificate = providers.iter().any(|p| p.binding.mtls.is_some());
     Ok(Config {
         challenge,
