@@ -21,4 +21,5 @@ mod memory;
 mod models;
 mod paths;
 mod reconfigure;
+mod sender;
 mod workers;

@@ -210,6 +210,38 @@ impl TestKey {
         .expect("sign token")
     }
 
+    /// A JWS over exactly this header and these claims (both serialized as given), signed by
+    /// this key with its algorithm (RS256 for RSA keys): for DPoP proofs, whose header carries a
+    /// `jwk` jwt-simple cannot add.
+    pub fn sign_jws(&self, header: &Value, claims: &Value) -> String {
+        let input = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(header.to_string()),
+            URL_SAFE_NO_PAD.encode(claims.to_string())
+        );
+        let signature = match &self.private {
+            Private::Rsa(Alg::RS256, pem) => {
+                super::raw_rsa::RawRsaKey::from_pkcs8_pem(pem).sign_rs256(input.as_bytes())
+            }
+            Private::P256(bytes) => {
+                use p256::ecdsa::signature::Signer;
+                let key = p256::ecdsa::SigningKey::from_slice(bytes).expect("P-256 scalar");
+                let signature: p256::ecdsa::Signature = key.sign(input.as_bytes());
+                signature.to_bytes().to_vec()
+            }
+            Private::Ed25519(bytes) => ed25519_compact::KeyPair::from_slice(bytes)
+                .expect("Ed25519 key")
+                .sk
+                .sign(input.as_bytes(), None)
+                .to_vec(),
+            _ => panic!(
+                "sign_jws supports RS256, ES256 and EdDSA keys, not {}",
+                self.alg()
+            ),
+        };
+        format!("{input}.{}", URL_SAFE_NO_PAD.encode(signature))
+    }
+
     /// The RSA public key as PEM text (what a key-confusion attacker uses as an HMAC secret).
     pub fn rsa_public_pem(&self) -> String {
         match &self.private {
