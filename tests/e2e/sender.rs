@@ -10,7 +10,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde_json::{json, Value};
 
-use crate::support::demo::Scratch;
+use crate::support::demo::{DemoStack, Scratch, CLIENT_ID, CLIENT_SECRET, V1_PREDICT};
 use crate::support::envoy::{
     bootstrap_with_listeners, upstream_clusters, upstream_listener, WasmFilter,
 };
@@ -63,6 +63,16 @@ fn bound_token(issuer: &TestKey, holder: &TestKey) -> String {
 fn proof_claims(token: &str, path: &str, jti: &str) -> Value {
     json!({"htm": "GET", "htu": format!("http://{DEFAULT_HOST}{path}"), "iat": now(),
            "jti": jti, "ath": access_token_hash(token)})
+}
+
+/// A proof by `holder` for `method url`, bound to `token` when there is one (a token request's
+/// proof has no `ath`).
+fn proof_for(holder: &TestKey, method: &str, url: &str, token: Option<&str>, jti: &str) -> String {
+    let mut claims = json!({"htm": method, "htu": url, "iat": now(), "jti": jti});
+    if let Some(token) = token {
+        claims["ath"] = json!(access_token_hash(token));
+    }
+    proof(holder, &claims)
 }
 
 /// A proof by `holder` with these claims; its header carries `holder`'s public key.
@@ -512,4 +522,56 @@ fn certificate_bound_token_needs_its_certificate() {
         "{body}"
     );
     assert_eq!(upstream.count(), 1);
+}
+
+// The demo's real OpenID provider binds a client credentials token to the client's DPoP key, and
+// Envoy with envoy/demo.yaml accepts that token only with proofs from that key.
+#[test]
+fn a_token_bound_by_the_openid_provider_works_only_with_its_key() {
+    let stack = DemoStack::start("600s");
+    let holder = TestKey::es256("");
+    let token_url = format!("{}/token", stack.op.issuer());
+    let token_proof = proof_for(&holder, "POST", &token_url, None, "token-request");
+    let response =
+        stack
+            .op
+            .token_response_with(CLIENT_ID, CLIENT_SECRET, &[("dpop", token_proof.as_str())]);
+    assert_eq!(response.status, 200, "{}", response.text());
+    let body = response.json();
+    assert_eq!(body["token_type"], "DPoP", "{body}");
+    let token = body["access_token"].as_str().unwrap().to_owned();
+    let payload: Value = serde_json::from_slice(
+        &URL_SAFE_NO_PAD
+            .decode(token.split('.').nth(1).unwrap())
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(payload["cnf"]["jkt"], json!(thumbprint(&holder)));
+
+    let url = format!("http://{DEFAULT_HOST}{V1_PREDICT}");
+    let authorization = format!("DPoP {token}");
+    let call = |signer: &TestKey, jti: &str| {
+        let proof = proof_for(signer, "POST", &url, Some(&token), jti);
+        stack.post_with(
+            V1_PREDICT,
+            None,
+            &[("authorization", &authorization), ("dpop", &proof)],
+            r#"{"instances": [[1, 2, 3]]}"#,
+        )
+    };
+    let response = call(&holder, "call-1");
+    assert_eq!(response.status, 200, "{}", response.text());
+    assert_eq!(response.json()["predictions"], json!([6.0]));
+    let response = call(&TestKey::es256(""), "call-2");
+    assert_eq!(response.status, 401);
+    assert_eq!(
+        response.json()["error_description"],
+        "Jwt cnf.jkt does not match the DPoP proof key"
+    );
+    let response = stack.predict(Some(&token));
+    assert_eq!(response.status, 401);
+    assert_eq!(
+        response.json()["error_description"],
+        "Jwt is DPoP-bound and must be sent with the DPoP scheme"
+    );
 }

@@ -268,17 +268,29 @@ impl OpenIdProvider {
 
     /// The token endpoint's answer to a client credentials request with HTTP Basic auth.
     pub fn token_response(&self, client_id: &str, secret: &str) -> Response {
+        self.token_response_with(client_id, secret, &[])
+    }
+
+    /// [`OpenIdProvider::token_response`] with extra request headers (a DPoP proof).
+    pub fn token_response_with(
+        &self,
+        client_id: &str,
+        secret: &str,
+        extra: &[(&str, &str)],
+    ) -> Response {
         let basic = format!("Basic {}", STANDARD.encode(format!("{client_id}:{secret}")));
         let host = self.host();
+        let mut headers = vec![
+            ("host", host.as_str()),
+            ("authorization", basic.as_str()),
+            ("content-type", "application/x-www-form-urlencoded"),
+        ];
+        headers.extend_from_slice(extra);
         http::request(
             loopback(self.port),
             "POST",
             "/token",
-            &[
-                ("host", host.as_str()),
-                ("authorization", basic.as_str()),
-                ("content-type", "application/x-www-form-urlencoded"),
-            ],
+            &headers,
             Some(b"grant_type=client_credentials"),
         )
         .unwrap_or_else(|e| panic!("POST /token failed: {e}"))
