@@ -49,6 +49,8 @@ BASELINE = "jwt_authn"
 KEY_SET_SIZE = 20
 # Host rules in the host-rule rows' configurations; each row's requests go to the last host.
 HOST_RULE_COUNTS = (1, 100, 1000)
+# The DPoP row's requests: one bound token, a fresh proof each, for GET http://DPOP_HOST/.
+DPOP_HOST = "dpop.bench.local"
 
 
 def service_host(index):
@@ -67,6 +69,7 @@ class Row:
     tokens: str | None = None  # "rs256" / "es256" / "rs256-forged" / ...: the token file wrk cycles
     hot: bool = False  # only the first token, reused on every request
     host: str | None = None  # the Host header sent; None: wrk's default (127.0.0.1:<port>)
+    single_use: bool = False  # each line is used by one request only (DPoP proofs)
     expect: int | None = None  # the status every answer must have; None: any 2xx
     port: int | None = None
     result: dict | None = None
@@ -129,6 +132,10 @@ ROWS = [
         hot=True),
     Row("wasm_identity_forward_hot", "ours, hot, identity headers, forward: true",
         "wasm_identity_forward", tokens="rs256", hot=True),
+    # DPoP: the hot RS256 token of wasm_hot, bound to an ES256 key, and a fresh proof per
+    # request (its signature checked with the key in its header, then recorded in the replay set).
+    Row("wasm_dpop_hot", "ours, hot, DPoP-bound, fresh ES256 proof each", "wasm_dpop",
+        tokens="dpop", host=DPOP_HOST, single_use=True),
     Row("jwt_authn_identity_hot", "jwt_authn, no cache, hot, identity headers",
         "jwt_authn_identity_hot", tokens="rs256", hot=True),
     # One gateway in front of many InferenceServices: a host rule per service (an exact public
@@ -303,6 +310,37 @@ def plugin_config(jwks, host_crypto=None, cache_size=None, identity=None):
     return json.dumps(config)
 
 
+# Proofs are minted right before the row and must still be fresh at its end.
+DPOP_PROOF_MAX_AGE = "300s"
+
+
+def dpop_config(jwks):
+    """The bench provider with DPoP required: every request carries a proof that is checked
+    (signature with the proof's own ES256 key, htm, htu, iat, ath, cnf.jkt) and recorded in the
+    replay set, on top of the hot token."""
+    config = json.loads(plugin_config(jwks))
+    config["providers"]["bench"]["dpop"] = {
+        "mode": "required", "max_age": DPOP_PROOF_MAX_AGE, "replay_cache_size": 262144}
+    return json.dumps(config)
+
+
+def mint_dpop(settings, row):
+    """tokens-dpop.txt: one line per request the row sends (preflight, warm-up, measured),
+    `<token>\\t<proof>`, proofs fresh for this run."""
+    command = [
+        "cargo", "run", "--quiet", "--example", "mint_dpop", "--",
+        "--out", str(settings.work), "--count", str(1 + 2 * dpop_requests(settings)),
+        "--url", f"http://{row.host}{row.path}", "--issuer", ISSUER, "--audience", AUDIENCE,
+    ]
+    if subprocess.run(command, cwd=ROOT).returncode != 0:
+        raise SetupError("minting DPoP proofs failed (cargo run --example mint_dpop)")
+
+
+def dpop_requests(settings):
+    """Proofs per wrk run of the DPoP row (each is used once): four times BENCH_TOKENS."""
+    return settings.tokens * 4
+
+
 def host_rules_config(jwks, count):
     """The bench provider behind `count` host rules, one per InferenceService: its public host
     and its namespace's in-cluster wildcard."""
@@ -340,6 +378,7 @@ def render_config(settings, dropped=()):
         PLUGIN_CONFIG_20=yaml_string(plugin_config(many_keys_jwks(jwks))),
         PLUGIN_CONFIG_IDENTITY=yaml_string(plugin_config(jwks, identity="remove")),
         PLUGIN_CONFIG_IDENTITY_FORWARD=yaml_string(plugin_config(jwks, identity="forward")),
+        PLUGIN_CONFIG_DPOP=yaml_string(dpop_config(jwks)),
 
         **{f"PLUGIN_CONFIG_HOSTS_{count}": yaml_string(host_rules_config(jwks, count))
            for count in HOST_RULE_COUNTS},
@@ -489,6 +528,10 @@ def first_and_last_token(settings, row):
     path = token_file(settings, row)
     if path is None:
         return [None]
+    if row.single_use:
+        # The first line is the preflight's; the runs use the lines after it.
+        with path.open() as lines:
+            return [lines.readline().strip()]
     tokens = [line for line in path.read_text().splitlines() if line]
     used = tokens[:1] if row.hot else tokens[: settings.tokens]
     return [used[0], used[-1]] if len(used) > 1 else used
@@ -497,7 +540,12 @@ def first_and_last_token(settings, row):
 def probe(port, path, token, host=None):
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     try:
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        headers = {}
+        if token and "\t" in token:
+            token, proof = token.split("\t", 1)
+            headers = {"Authorization": f"DPoP {token}", "DPoP": proof}
+        elif token:
+            headers = {"Authorization": f"Bearer {token}"}
         if host:
             headers["Host"] = host
         connection.request("GET", path, headers=headers)
@@ -528,11 +576,12 @@ def preflight(settings, row):
             return
 
 
-def run_wrk(settings, row, duration, cpus, connections=None):
-    """One wrk run of `row`; with `connections`, paced (bench/wrk/paced.lua) instead of flat out."""
+def run_wrk(settings, row, duration, cpus, connections=None, first=0):
+    """One wrk run of `row`; with `connections`, paced (bench/wrk/paced.lua) instead of flat out.
+    A single-use row sends each of its lines from `first` on once, and stops when they are used."""
     script = ROOT / ("bench/wrk/paced.lua" if connections else "bench/wrk/requests.lua")
     tokens = token_file(settings, row)
-    limit = 1 if row.hot else settings.tokens
+    limit = 1 if row.hot else dpop_requests(settings) if row.single_use else settings.tokens
     command = [
         settings.wrk, "-t", str(settings.threads),
         "-c", str(connections or settings.connections),
@@ -546,6 +595,8 @@ def run_wrk(settings, row, duration, cpus, connections=None):
     ]
     if connections:
         command += ["0", "-", str(row.expect or ""), str(PACED_PAUSE_MS)]
+    elif row.single_use:
+        command += [str(first), "once", str(row.expect or "")]
     elif row.expect:
         command += ["0", "-", str(row.expect)]
     completed = subprocess.run(command, capture_output=True, text=True, preexec_fn=pinned(cpus))
@@ -558,10 +609,13 @@ def run_wrk(settings, row, duration, cpus, connections=None):
 
 def measure(settings, row, envoy, wrk_cpus):
     try:
+        # A single-use row's warm-up and measured run each have their own lines after the
+        # preflight's.
+        warmup_first, measured_first = (1, 1 + dpop_requests(settings)) if row.single_use else (0, 0)
         if settings.warmup not in ("", "0", "0s"):
-            run_wrk(settings, row, settings.warmup, wrk_cpus)
+            run_wrk(settings, row, settings.warmup, wrk_cpus, first=warmup_first)
         cpu_before = envoy.cpu_seconds()
-        result = run_wrk(settings, row, settings.duration, wrk_cpus)
+        result = run_wrk(settings, row, settings.duration, wrk_cpus, first=measured_first)
         cpu_used = envoy.cpu_seconds() - cpu_before
     except RuntimeError as error:
         row.failed = str(error)
@@ -697,6 +751,8 @@ TARGETS = [
     ("wasm_cold_rs256", "jwt_authn_cold_rs256", 1.0, "both verifying every request"),
     ("wasm_cold_es256", "jwt_authn_cold_es256", 1.0, "both verifying every request"),
     ("wasm_hosts_1000", "wasm_hosts_1", 0.97, "1,000 host rules cost what one does"),
+    ("wasm_dpop_hot", "wasm_cold_es256", 0.9,
+     "a DPoP proof costs about one ES256 signature check"),
 ]
 # The plugin module's size goal, in bytes.
 MAX_WASM_BYTES = 512 * 1024
@@ -799,6 +855,8 @@ def main(argv):
                 log(f"{row.id}: {row.skipped or row.failed}")
                 continue
             row.port = ports[row.listener]
+            if row.single_use:
+                mint_dpop(settings, row)
             preflight(settings, row)
             if row.failed:
                 log(f"{row.id}: {row.failed}")

@@ -4,7 +4,8 @@
 --   path        request path, e.g. "/" or "/public"
 --   token file  one JWT per line; each request carries the next one as "Authorization: Bearer",
 --               cycling through the file, so with N tokens a token comes back every N requests;
---               "-" or absent sends no token
+--               a line "<token>\t<proof>" is sent as "Authorization: DPoP <token>" with the
+--               proof in "DPoP"; "-" or absent sends no token
 --   limit       use only <limit> tokens (1 gives a single hot token); 0 or absent: all
 --   first       0-based line of the first token used; absent: 0
 --   once        stop the thread once <limit> answers are in, so each token goes about once (run
@@ -39,7 +40,13 @@ function init(args)
     for line in io.lines(file) do
       if line ~= "" then
         if line_number >= first then
-          requests[#requests + 1] = wrk.format("GET", path, { ["Authorization"] = "Bearer " .. line })
+          local token, proof = line:match("^([^\t]+)\t(.+)$")
+          if token then
+            requests[#requests + 1] = wrk.format("GET", path,
+              { ["Authorization"] = "DPoP " .. token, ["DPoP"] = proof })
+          else
+            requests[#requests + 1] = wrk.format("GET", path, { ["Authorization"] = "Bearer " .. line })
+          end
           if limit > 0 and #requests >= limit then
             break
           end

@@ -30,7 +30,7 @@ const DEFAULT_PROOF_CLOCK_SKEW_SECONDS: u64 = 5;
 const MAX_PROOF_CLOCK_SKEW_SECONDS: u64 = 300;
 /// Proof ids remembered per Envoy unless configured otherwise, and the bounds.
 pub const DEFAULT_REPLAY_CACHE_SIZE: u64 = 32_768;
-const MIN_REPLAY_CACHE_SIZE: u64 = 1024;
+const MIN_REPLAY_CACHE_SIZE: u64 = 4096;
 const MAX_REPLAY_CACHE_SIZE: u64 = 1_048_576;
 
 /// Whether a binding is demanded of every token, or checked only on tokens that carry one.

@@ -6,6 +6,7 @@
 
 use serde_json::{json, Value};
 
+use super::binding::{challenge_schemes, BindingMode};
 use super::provider::Provider;
 use super::rules::Rule;
 use crate::config::uri;
@@ -65,7 +66,11 @@ pub fn locate(resource: &str) -> Result<Location, String> {
 /// - `authorization_servers`: every provider's issuer, once each;
 /// - `bearer_methods_supported`: `header` when a provider reads `Authorization: Bearer`, `query`
 ///   when one reads query parameters;
-/// - `scopes_supported`: the scopes rules require (see [`ClaimCondition::scope`]), when any.
+/// - `scopes_supported`: the scopes rules require (see [`ClaimCondition::scope`]), when any;
+/// - `dpop_signing_alg_values_supported`, when a provider takes DPoP, and
+///   `dpop_bound_access_tokens_required` when every provider requires it;
+/// - `tls_client_certificate_bound_access_tokens` when every provider requires certificate-bound
+///   tokens.
 ///
 /// [`ClaimCondition::scope`]: crate::policy::claims::ClaimCondition::scope
 pub fn document(resource: &str, providers: &[Provider], rules: &[Rule]) -> String {
@@ -91,9 +96,29 @@ pub fn document(resource: &str, providers: &[Provider], rules: &[Rule]) -> Strin
         "authorization_servers": issuers,
         "bearer_methods_supported": methods,
     });
+    let Value::Object(members) = &mut document else {
+        return document.to_string();
+    };
     let scopes = required_scopes(rules);
-    if let (false, Value::Object(members)) = (scopes.is_empty(), &mut document) {
+    if !scopes.is_empty() {
         members.insert("scopes_supported".to_owned(), json!(scopes));
+    }
+    let schemes = challenge_schemes(providers.iter().map(|p| p.binding.dpop.as_ref()));
+    if let Some(algs) = schemes.dpop_algs {
+        let algs: Vec<&str> = algs.split(' ').collect();
+        members.insert("dpop_signing_alg_values_supported".to_owned(), json!(algs));
+        if !schemes.bearer {
+            members.insert("dpop_bound_access_tokens_required".to_owned(), json!(true));
+        }
+    }
+    if providers
+        .iter()
+        .all(|p| p.binding.mtls == Some(BindingMode::Required))
+    {
+        members.insert(
+            "tls_client_certificate_bound_access_tokens".to_owned(),
+            json!(true),
+        );
     }
     document.to_string()
 }
@@ -236,5 +261,48 @@ mod tests {
             .remove("protected_resource_metadata");
         let config = Config::from_json(doc.to_string().as_bytes()).unwrap();
         assert_eq!(config.protected_resource, None);
+    }
+
+    // Sender-constrained providers advertise what RFC 9449 §5.1 and RFC 8705 §3.3 define.
+    #[test]
+    fn document_names_sender_constraints() {
+        let document = |binding: Value| -> Value {
+            let mut provider = json!({"issuer": "https://kc.example.com", "audiences": ["a"],
+                                      "local_jwks": {"inline_string": "{\"keys\": []}"}});
+            for (name, value) in binding.as_object().unwrap() {
+                provider[name] = value.clone();
+            }
+            let doc = json!({
+                "providers": {"kc": provider},
+                "rules": [{"match": {"prefix": "/"}, "requires": {"provider_name": "kc"}}],
+                "protected_resource_metadata": {"resource": "https://m.example.com/x"}
+            });
+            let config = Config::from_json(doc.to_string().as_bytes()).unwrap();
+            serde_json::from_str(&config.protected_resource.unwrap().document).unwrap()
+        };
+        let required = document(
+            json!({"dpop": {"mode": "required", "algorithms": ["ES256"]},
+                                       "mtls_binding": "required"}),
+        );
+        assert_eq!(
+            required["dpop_signing_alg_values_supported"],
+            json!(["ES256"])
+        );
+        assert_eq!(required["dpop_bound_access_tokens_required"], json!(true));
+        assert_eq!(
+            required["tls_client_certificate_bound_access_tokens"],
+            json!(true)
+        );
+        let allowed = document(json!({"dpop": {"mode": "allowed", "algorithms": ["ES256"]},
+                                      "mtls_binding": "allowed"}));
+        assert_eq!(
+            allowed["dpop_signing_alg_values_supported"],
+            json!(["ES256"])
+        );
+        assert_eq!(allowed.get("dpop_bound_access_tokens_required"), None);
+        assert_eq!(
+            allowed.get("tls_client_certificate_bound_access_tokens"),
+            None
+        );
     }
 }

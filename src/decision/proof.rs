@@ -12,9 +12,8 @@ use serde_json::Value;
 use crate::crypto::verify::SignatureCheck;
 use crate::failure::Failure;
 use crate::jose::alg::Alg;
-use crate::jose::json;
 use crate::jose::thumbprint::{access_token_hash, key_thumbprint};
-use crate::jose::token::{self, decode_base64url, NumericDate};
+use crate::jose::token::{self, NumericDate};
 use crate::keys::jwks::parse_jwk;
 use crate::policy::token_policy::normal_token_type;
 use crate::request::path;
@@ -100,10 +99,7 @@ pub fn check(
     let jti = claim("jti")
         .filter(|jti| !jti.is_empty() && jti.len() <= MAX_JTI_BYTES)
         .ok_or(Failure::DpopProofId)?;
-    let header = decode_base64url(parsed.header_segment)
-        .and_then(|bytes| json::parse_strict(&bytes).ok())
-        .ok_or(Failure::DpopProofMalformed)?;
-    let jwk = header.get("jwk").ok_or(Failure::DpopProofKey)?;
+    let jwk = parsed.header.jwk.as_ref().ok_or(Failure::DpopProofKey)?;
     let key = parse_jwk(jwk).map_err(|_| Failure::DpopProofKey)?;
     if !key.fits(alg) {
         return Err(Failure::DpopProofKey);

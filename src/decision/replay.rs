@@ -16,8 +16,9 @@
 use crate::failure::Failure;
 use crate::keys::shared::{SharedData, WriteError};
 
-/// Records the set is split into.
-pub const BUCKETS: usize = 1024;
+/// Records the set is split into: many small records, because each check copies one record out
+/// of shared data and back (8 entries, 128 bytes, at the default size).
+pub const BUCKETS: usize = 4096;
 const RECORD_VERSION: u8 = 1;
 const ENTRY_LEN: usize = 16;
 /// Compare-and-swap attempts before the check gives up (and refuses the proof).
@@ -253,9 +254,9 @@ mod tests {
     // Sizes spread over the fixed bucket count, at least one slot each.
     #[test]
     fn slots_per_bucket() {
-        assert_eq!(slots_for(1024), 1);
-        assert_eq!(slots_for(32_768), 32);
-        assert_eq!(slots_for(32_769), 33);
+        assert_eq!(slots_for(4096), 1);
+        assert_eq!(slots_for(32_768), 8);
+        assert_eq!(slots_for(32_769), 9);
         assert_eq!(slots_for(1), 1);
     }
 }

@@ -42,6 +42,9 @@ pub struct Header {
     pub kid: Option<String>,
     /// `typ`, when present.
     pub typ: Option<String>,
+    /// The embedded public key (`jwk`) of a DPoP proof; always `None` for an access token, whose
+    /// embedded key is never trusted.
+    pub jwk: Option<Value>,
 }
 
 /// The registered claims, type-checked.
@@ -227,7 +230,11 @@ fn parse_header(header: &Map<String, Value>, kind: Kind) -> Result<Header, Failu
         Some(_) => return Err(Failure::BadHeaderJson),
     };
     check_members_jwt_simple_reads(header, kind)?;
-    Ok(Header { alg, kid, typ })
+    let jwk = match kind {
+        Kind::Proof => header.get("jwk").cloned(),
+        Kind::Token => None,
+    };
+    Ok(Header { alg, kid, typ, jwk })
 }
 
 /// `JWT`, or a media type ending in `+jwt` (`at+jwt`, RFC 9068), compared ASCII
@@ -403,6 +410,7 @@ mod tests {
                 alg: Alg::ES256,
                 kid: Some("k1".into()),
                 typ: Some("at+jwt".into()),
+                jwk: None,
             }
         );
         assert_eq!(

@@ -10,7 +10,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde_json::{json, Value};
 
-use crate::support::demo::{DemoStack, Scratch, CLIENT_ID, CLIENT_SECRET, V1_PREDICT};
+use crate::support::demo::{repo, DemoStack, Scratch, CLIENT_ID, CLIENT_SECRET, V1_PREDICT};
 use crate::support::envoy::{
     bootstrap_with_listeners, upstream_clusters, upstream_listener, WasmFilter,
 };
@@ -574,4 +574,62 @@ fn a_token_bound_by_the_openid_provider_works_only_with_its_key() {
         response.json()["error_description"],
         "Jwt is DPoP-bound and must be sent with the DPoP scheme"
     );
+}
+
+/// Runs `demo/dpop-proof.mjs` with `args` and returns what it prints.
+fn proof_script(args: &[&str]) -> String {
+    let output = Command::new("node")
+        .arg(repo().join("demo/dpop-proof.mjs"))
+        .args(args)
+        .output()
+        .expect("run node");
+    assert!(
+        output.status.success(),
+        "dpop-proof.mjs {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap().trim().to_owned()
+}
+
+// The proof script the docs show makes proofs the provider and the filter both accept, with a key
+// file only its owner can read.
+#[test]
+fn the_documented_proof_script_gets_and_uses_a_bound_token() {
+    let stack = DemoStack::start("600s");
+    let scratch = Scratch::new("dpop-script");
+    let key = scratch.path().join("dpop-key.json");
+    let key = key.to_str().unwrap();
+    let token_url = format!("{}/token", stack.op.issuer());
+    let token_proof = proof_script(&["--key", key, "POST", &token_url]);
+    let mode = fs::metadata(key).unwrap().permissions();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
+        0o600
+    );
+    let response =
+        stack
+            .op
+            .token_response_with(CLIENT_ID, CLIENT_SECRET, &[("dpop", token_proof.as_str())]);
+    assert_eq!(response.status, 200, "{}", response.text());
+    let token = response.json()["access_token"].as_str().unwrap().to_owned();
+    let payload: Value = serde_json::from_slice(
+        &URL_SAFE_NO_PAD
+            .decode(token.split('.').nth(1).unwrap())
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        payload["cnf"]["jkt"],
+        json!(proof_script(&["--key", key, "--thumbprint"]))
+    );
+    let url = format!("http://{DEFAULT_HOST}{V1_PREDICT}");
+    let proof = proof_script(&["--key", key, "POST", &url, &token]);
+    let authorization = format!("DPoP {token}");
+    let response = stack.post_with(
+        V1_PREDICT,
+        None,
+        &[("authorization", &authorization), ("dpop", &proof)],
+        r#"{"instances": [[1, 2, 3]]}"#,
+    );
+    assert_eq!(response.status, 200, "{}", response.text());
 }
