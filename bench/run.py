@@ -325,20 +325,28 @@ def dpop_config(jwks):
 
 
 def mint_dpop(settings, row):
-    """tokens-dpop.txt: one line per request the row sends (preflight, warm-up, measured),
-    `<token>\\t<proof>`, proofs fresh for this run."""
+    """tokens-dpop.txt: the bound token, then one proof per request the row sends (preflight,
+    warm-up, measured run), fresh for this run."""
     command = [
         "cargo", "run", "--quiet", "--example", "mint_dpop", "--",
-        "--out", str(settings.work), "--count", str(1 + 2 * dpop_requests(settings)),
+        "--out", str(settings.work), "--count", str(sum(dpop_proofs(settings))),
         "--url", f"http://{row.host}{row.path}", "--issuer", ISSUER, "--audience", AUDIENCE,
     ]
     if subprocess.run(command, cwd=ROOT).returncode != 0:
         raise SetupError("minting DPoP proofs failed (cargo run --example mint_dpop)")
 
 
-def dpop_requests(settings):
-    """Proofs per wrk run of the DPoP row (each is used once): four times BENCH_TOKENS."""
-    return settings.tokens * 4
+# More DPoP requests per second than one Envoy worker verifies (about 10,000 ES256 checks): each
+# wrk run gets this many proofs per second of its duration, so it never runs out.
+DPOP_PROOFS_PER_SECOND = 15000
+
+
+def dpop_proofs(settings):
+    """Proofs for the preflight, the warm-up and the measured run of the DPoP row."""
+    def seconds(duration):
+        return float(duration.rstrip("s") or 0)
+    warmup = int(seconds(settings.warmup) * DPOP_PROOFS_PER_SECOND)
+    return 1, warmup, int(seconds(settings.duration) * DPOP_PROOFS_PER_SECOND)
 
 
 def host_rules_config(jwks, count):
@@ -529,9 +537,10 @@ def first_and_last_token(settings, row):
     if path is None:
         return [None]
     if row.single_use:
-        # The first line is the preflight's; the runs use the lines after it.
+        # The first proof is the preflight's; the runs use the proofs after it.
         with path.open() as lines:
-            return [lines.readline().strip()]
+            token = lines.readline().strip().removeprefix("dpop-token ")
+            return [f"{token}\t{lines.readline().strip()}"]
     tokens = [line for line in path.read_text().splitlines() if line]
     used = tokens[:1] if row.hot else tokens[: settings.tokens]
     return [used[0], used[-1]] if len(used) > 1 else used
@@ -576,12 +585,12 @@ def preflight(settings, row):
             return
 
 
-def run_wrk(settings, row, duration, cpus, connections=None, first=0):
+def run_wrk(settings, row, duration, cpus, connections=None, first=0, count=None):
     """One wrk run of `row`; with `connections`, paced (bench/wrk/paced.lua) instead of flat out.
-    A single-use row sends each of its lines from `first` on once, and stops when they are used."""
+    A single-use row sends `count` of its lines from `first` on, each once at most."""
     script = ROOT / ("bench/wrk/paced.lua" if connections else "bench/wrk/requests.lua")
     tokens = token_file(settings, row)
-    limit = 1 if row.hot else dpop_requests(settings) if row.single_use else settings.tokens
+    limit = 1 if row.hot else count if row.single_use else settings.tokens
     command = [
         settings.wrk, "-t", str(settings.threads),
         "-c", str(connections or settings.connections),
@@ -596,7 +605,10 @@ def run_wrk(settings, row, duration, cpus, connections=None, first=0):
     if connections:
         command += ["0", "-", str(row.expect or ""), str(PACED_PAUSE_MS)]
     elif row.single_use:
-        command += [str(first), "once", str(row.expect or "")]
+        # Stop with a connection's worth of lines to spare: requests in flight when the thread
+        # stops would otherwise start the lines again, and a proof sent twice is a replay.
+        stop_after = max(1, count - settings.connections)
+        command += [str(first), str(stop_after), str(row.expect or "")]
     elif row.expect:
         command += ["0", "-", str(row.expect)]
     completed = subprocess.run(command, capture_output=True, text=True, preexec_fn=pinned(cpus))
@@ -611,11 +623,14 @@ def measure(settings, row, envoy, wrk_cpus):
     try:
         # A single-use row's warm-up and measured run each have their own lines after the
         # preflight's.
-        warmup_first, measured_first = (1, 1 + dpop_requests(settings)) if row.single_use else (0, 0)
+        preflight_count, warmup_count, measured_count = (
+            dpop_proofs(settings) if row.single_use else (0, None, None))
         if settings.warmup not in ("", "0", "0s"):
-            run_wrk(settings, row, settings.warmup, wrk_cpus, first=warmup_first)
+            run_wrk(settings, row, settings.warmup, wrk_cpus, first=preflight_count,
+                    count=warmup_count)
         cpu_before = envoy.cpu_seconds()
-        result = run_wrk(settings, row, settings.duration, wrk_cpus, first=measured_first)
+        result = run_wrk(settings, row, settings.duration, wrk_cpus,
+                         first=preflight_count + (warmup_count or 0), count=measured_count)
         cpu_used = envoy.cpu_seconds() - cpu_before
     except RuntimeError as error:
         row.failed = str(error)
@@ -628,6 +643,9 @@ def measure(settings, row, envoy, wrk_cpus):
     errors = {k: result[k] for k in ("connect_errors", "read_errors", "write_errors", "timeouts")}
     if result["requests"] == 0:
         row.failed = "no request completed"
+    elif row.single_use and result["requests"] >= measured_count - settings.connections:
+        # wrk's rate divides by the whole -d even when the thread stopped early.
+        row.failed = "ran out of proofs before the end of the run; raise DPOP_PROOFS_PER_SECOND"
     elif result["unexpected"] or (result["status_errors"] and not row.expect):
         row.failed = f"{result['unexpected']} responses were not {row.expect or '2xx'}"
     elif any(errors.values()):

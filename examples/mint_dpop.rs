@@ -1,9 +1,9 @@
 //! Mints what the benchmark's DPoP row sends: one RS256 access token bound (`cnf.jkt`) to a fresh
 //! ES256 client key, and one DPoP proof per request, each with its own `jti`, for `GET <url>`.
 //!
-//! Writes `tokens-dpop.txt` into the output folder: one line per request, `<token>\t<proof>`.
-//! Proofs are only accepted for a few minutes and only once, so this runs right before the row,
-//! every time.
+//! Writes `tokens-dpop.txt` into the output folder: a first line `dpop-token <token>`, then one
+//! proof per line, one per request (`bench/wrk/requests.lua` reads this form). Proofs are only
+//! accepted for a few minutes and only once, so this runs right before the row, every time.
 //!
 //! Usage: `cargo run --example mint_dpop -- --out target/bench --count 50000
 //!         --url http://dpop.bench.local/ --issuer https://issuer.bench.local
@@ -79,7 +79,10 @@ fn main() -> Result<(), Box<dyn Error>> {
     let ath = access_token_hash(&token);
     let now = Clock::now_since_epoch().as_secs();
     let run = now;
-    let mut text = String::with_capacity(options.count * (token.len() + 400));
+    let mut text = String::with_capacity(token.len() + options.count * 400);
+    text.push_str("dpop-token ");
+    text.push_str(&token);
+    text.push('\n');
     for index in 0..options.count {
         let proof_claims: Value = json!({"htm": "GET", "htu": options.url, "iat": now,
                                          "jti": format!("{run}-{index}"), "ath": ath});
@@ -88,8 +91,6 @@ fn main() -> Result<(), Box<dyn Error>> {
             URL_SAFE_NO_PAD.encode(proof_claims.to_string())
         );
         let signature: p256::ecdsa::Signature = signing_key.sign(input.as_bytes());
-        text.push_str(&token);
-        text.push('\t');
         text.push_str(&input);
         text.push('.');
         text.push_str(&URL_SAFE_NO_PAD.encode(signature.to_bytes()));

@@ -4,13 +4,16 @@
 --   path        request path, e.g. "/" or "/public"
 --   token file  one JWT per line; each request carries the next one as "Authorization: Bearer",
 --               cycling through the file, so with N tokens a token comes back every N requests;
---               a line "<token>\t<proof>" is sent as "Authorization: DPoP <token>" with the
---               proof in "DPoP"; "-" or absent sends no token
+--               a file whose first line is "dpop-token <token>" holds DPoP proofs on the lines
+--               after it instead, each sent with "Authorization: DPoP <token>" (and <limit> and
+--               <first> count proofs); "-" or absent sends no token
 --   limit       use only <limit> tokens (1 gives a single hot token); 0 or absent: all
 --   first       0-based line of the first token used; absent: 0
 --   once        stop the thread once <limit> answers are in, so each token goes about once (run
 --               with one thread; connections asking after the range is used up start it again,
---               so at most connections - 1 tokens go twice); "-" to run for wrk's whole -d
+--               so at most connections - 1 tokens go twice); a number stops it after that many
+--               answers instead (<limit> minus the connections: no token goes twice); "-" to run
+--               for wrk's whole -d
 --   status      the status every answer must have, e.g. 401; absent: any 2xx
 --
 -- Every response whose status is not 2xx is counted (a `response` hook, so 3xx counts too, unlike
@@ -19,6 +22,10 @@
 -- bench/run.py reads.
 
 local requests = {}
+-- DPoP: the one token, and the proofs, formatted into a request each as it is sent.
+local dpop_token = nil
+local proofs = {}
+local request_path = "/"
 local next_request = 0
 local answered = 0
 local stop_after = 0
@@ -33,29 +40,43 @@ function init(args)
   local first = tonumber(args[4] or "0") or 0
   if args[5] == "once" then
     stop_after = limit
+  elseif tonumber(args[5] or "") then
+    stop_after = tonumber(args[5])
   end
+  request_path = path
   expected_status = tonumber(args[6] or "")
   if file ~= nil and file ~= "" and file ~= "-" then
     local line_number = 0
     for line in io.lines(file) do
-      if line ~= "" then
+      if dpop_token == nil and line_number == 0 and #proofs == 0 and #requests == 0 then
+        dpop_token = line:match("^dpop%-token (.+)$")
+        if dpop_token then
+          goto continue
+        end
+        dpop_token = false
+      end
+      if line ~= "" and dpop_token then
         if line_number >= first then
-          local token, proof = line:match("^([^\t]+)\t(.+)$")
-          if token then
-            requests[#requests + 1] = wrk.format("GET", path,
-              { ["Authorization"] = "DPoP " .. token, ["DPoP"] = proof })
-          else
-            requests[#requests + 1] = wrk.format("GET", path, { ["Authorization"] = "Bearer " .. line })
+          proofs[#proofs + 1] = line
+          if limit > 0 and #proofs >= limit then
+            break
           end
+        end
+        line_number = line_number + 1
+      elseif line ~= "" then
+        if line_number >= first then
+          requests[#requests + 1] = wrk.format("GET", path, { ["Authorization"] = "Bearer " .. line })
           if limit > 0 and #requests >= limit then
             break
           end
         end
         line_number = line_number + 1
       end
+      ::continue::
     end
-    if #requests == 0 or #requests < limit then
-      error(string.format("%s holds %d tokens from line %d, %d wanted", file, #requests, first, limit))
+    local loaded = dpop_token and #proofs or #requests
+    if loaded == 0 or loaded < limit then
+      error(string.format("%s holds %d tokens from line %d, %d wanted", file, loaded, first, limit))
     end
   else
     requests[1] = wrk.format("GET", path)
@@ -63,6 +84,11 @@ function init(args)
 end
 
 function request()
+  if dpop_token then
+    next_request = next_request % #proofs + 1
+    return wrk.format("GET", request_path,
+      { ["Authorization"] = "DPoP " .. dpop_token, ["DPoP"] = proofs[next_request] })
+  end
   next_request = next_request % #requests + 1
   return requests[next_request]
 end

@@ -6,6 +6,8 @@
 // - one confidential client, demo-client / demo-secret, with the client_credentials grant
 //   (HTTP Basic client authentication at /token);
 // - RS256 JWT access tokens whose `aud` is `demo-client`: what Keycloak's audience mapper adds;
+//   a token request carrying a DPoP proof (RFC 9449) gets a token bound to the proof's key
+//   (`cnf.jkt`, token_type DPoP), without server nonces;
 // - signing keys from FILE (created on first start, see keys.mjs); SIGHUP reloads them, so a
 //   key rotation needs no restart and drops no connection.
 //
@@ -57,6 +59,7 @@ function newProvider(jwks) {
     features: {
       devInteractions: { enabled: false },
       clientCredentials: { enabled: true },
+      dPoP: { enabled: true },
       resourceIndicators: {
         enabled: true,
         defaultResource: () => RESOURCE,

@@ -2,7 +2,8 @@
 //! remembered, and a second use is refused (RFC 9449 §11.1).
 //!
 //! The set lives in the host's shared data, so every worker of one Envoy sees it; replicas do not
-//! share it. It is split into [`BUCKETS`] records, each holding at most `slots` entries; an entry
+//! share it. It is split into [`BUCKETS`] records, each holding at most `slots` entries (see
+//! [`slots_for`]); an entry
 //! is an 8-byte id (SHA-256 of the proof key's thumbprint and the `jti`, so two clients cannot
 //! collide by choosing one `jti`) and the second after which the proof is stale anyway. Expired
 //! entries are dropped when a record is written. A full record refuses new proofs (503) rather
@@ -17,7 +18,7 @@ use crate::failure::Failure;
 use crate::keys::shared::{SharedData, WriteError};
 
 /// Records the set is split into: many small records, because each check copies one record out
-/// of shared data and back (8 entries, 128 bytes, at the default size).
+/// of shared data and back (8 live entries, 128 bytes, on average at the default size).
 pub const BUCKETS: usize = 4096;
 const RECORD_VERSION: u8 = 1;
 const ENTRY_LEN: usize = 16;
@@ -134,11 +135,14 @@ fn encode(entries: &[([u8; 8], u64)]) -> Vec<u8> {
     bytes
 }
 
-/// Entries per bucket for a set of `size` proof ids.
+/// Entries per bucket for a set sized for `size` live proof ids: twice a bucket's share, plus 8.
+/// Ids spread over the buckets unevenly (a Poisson spread around the share), and a full bucket
+/// refuses proofs. With this slack, a bucket at the default size (a share of 8) is full with a
+/// chance of 4 in a million when the set holds `size` live ids, and the set never holds more than
+/// `2 × size + 8 × BUCKETS` ids.
 pub fn slots_for(size: u64) -> usize {
-    usize::try_from(size.div_ceil(BUCKETS as u64))
-        .unwrap_or(1)
-        .max(1)
+    let share = usize::try_from(size.div_ceil(BUCKETS as u64)).unwrap_or(usize::MAX);
+    share.saturating_mul(2).saturating_add(8)
 }
 
 #[cfg(test)]
@@ -251,12 +255,12 @@ mod tests {
         assert!(decode(&[RECORD_VERSION, 1, 2, 3]).is_empty());
     }
 
-    // Sizes spread over the fixed bucket count, at least one slot each.
+    // Sizes spread over the fixed bucket count, with slack for an uneven spread.
     #[test]
     fn slots_per_bucket() {
-        assert_eq!(slots_for(4096), 1);
-        assert_eq!(slots_for(32_768), 8);
-        assert_eq!(slots_for(32_769), 9);
-        assert_eq!(slots_for(1), 1);
+        assert_eq!(slots_for(4096), 10);
+        assert_eq!(slots_for(32_768), 24);
+        assert_eq!(slots_for(32_769), 26);
+        assert_eq!(slots_for(1_048_576), 520);
     }
 }
