@@ -16,6 +16,13 @@ pub enum FailureClass {
     /// The DPoP proof is missing, malformed, or does not fit the request: 401
     /// `error="invalid_dpop_proof"` in a DPoP challenge (RFC 9449 §7.1).
     InvalidDpopProof,
+    /// A body that should name the model does not: 400 `error="invalid_request"`, no challenge
+    /// (gRPC: `INVALID_ARGUMENT`).
+    InvalidBody,
+    /// More body than the filter reads arrived without a model: 413.
+    BodyTooLarge,
+    /// A compressed body, which the filter does not decompress: 415.
+    BodyEncoded,
 }
 
 /// Every reason a request can be refused. The `description` is what clients see.
@@ -82,6 +89,13 @@ pub enum Failure {
     CertificateMissing,
     CertificateNotBound,
     CertificateMismatch,
+    BodyNotJsonObject,
+    BodyModelNotString,
+    BodyModelRepeated,
+    BodyModelMissing,
+    BodyMalformed,
+    BodyTooLarge,
+    BodyEncoded,
 }
 
 impl Failure {
@@ -113,6 +127,13 @@ impl Failure {
             | Failure::DpopProofId
             | Failure::DpopProofReplayed => FailureClass::InvalidDpopProof,
             Failure::DpopReplayCheckUnavailable => FailureClass::Unavailable,
+            Failure::BodyNotJsonObject
+            | Failure::BodyModelNotString
+            | Failure::BodyModelRepeated
+            | Failure::BodyModelMissing
+            | Failure::BodyMalformed => FailureClass::InvalidBody,
+            Failure::BodyTooLarge => FailureClass::BodyTooLarge,
+            Failure::BodyEncoded => FailureClass::BodyEncoded,
             _ => FailureClass::InvalidToken,
         }
     }
@@ -182,6 +203,15 @@ impl Failure {
             Failure::CertificateMismatch => {
                 "Jwt cnf x5t#S256 does not match the client certificate"
             }
+            Failure::BodyNotJsonObject => "Request body is not a JSON object",
+            Failure::BodyModelNotString => "Request body model is not a string",
+            Failure::BodyModelRepeated => "Request body names its model twice",
+            Failure::BodyModelMissing => "Request body names no model",
+            Failure::BodyMalformed => "Request body is not a well-formed gRPC message",
+            Failure::BodyTooLarge => "Request body is larger than the filter reads for its model",
+            Failure::BodyEncoded => {
+                "Request body is compressed; the filter reads only uncompressed bodies"
+            }
         }
     }
 
@@ -246,11 +276,18 @@ impl Failure {
             Failure::CertificateMissing => "certificate_missing",
             Failure::CertificateNotBound => "certificate_not_bound",
             Failure::CertificateMismatch => "certificate_mismatch",
+            Failure::BodyNotJsonObject => "body_not_json_object",
+            Failure::BodyModelNotString => "body_model_not_string",
+            Failure::BodyModelRepeated => "body_model_repeated",
+            Failure::BodyModelMissing => "body_model_missing",
+            Failure::BodyMalformed => "body_malformed",
+            Failure::BodyTooLarge => "body_too_large",
+            Failure::BodyEncoded => "body_encoded",
         }
     }
 
     /// Every variant, for metric registration and exhaustive tests.
-    pub const ALL: [Failure; 58] = [
+    pub const ALL: [Failure; 65] = [
         Failure::Missing,
         Failure::MalformedAuthorization,
         Failure::RepeatedCredential,
@@ -309,6 +346,13 @@ impl Failure {
         Failure::CertificateMissing,
         Failure::CertificateNotBound,
         Failure::CertificateMismatch,
+        Failure::BodyNotJsonObject,
+        Failure::BodyModelNotString,
+        Failure::BodyModelRepeated,
+        Failure::BodyModelMissing,
+        Failure::BodyMalformed,
+        Failure::BodyTooLarge,
+        Failure::BodyEncoded,
     ];
 }
 

@@ -4,6 +4,7 @@
 //! is about, as a dotted path (`providers.keycloak.audiences`).
 
 pub mod binding;
+pub mod body;
 pub mod host_index;
 pub mod identity;
 pub mod key_source;
@@ -23,8 +24,10 @@ use provider::{compile_header_prefixes, compile_providers};
 use rules::{compile_rules, ManagedHeaders};
 
 use crate::jose::json::{self, StrictJsonError};
+use crate::request;
 
 pub use binding::{BindingMode, ChallengeSchemes, DpopPolicy};
+pub use body::BodySettings;
 pub use host_index::HostIndex;
 pub use key_source::{HttpFetch, KeySource};
 pub use provider::{ClaimToHeader, Provider, ProviderId};
@@ -57,6 +60,8 @@ pub struct Config {
     pub protected_resource: Option<ProtectedResource>,
     /// Which authentication schemes refusals challenge with.
     pub challenge: ChallengeSchemes,
+    /// How bodies that name their model are read.
+    pub body: BodySettings,
     /// Some provider checks certificate-bound tokens, so requests need the peer certificate's
     /// digest (an extra host call, made only then).
     pub reads_peer_certificate: bool,
@@ -110,8 +115,21 @@ impl Config {
 }
 
 fn compile(root: &Node<'_>) -> Result<Config, ConfigError> {
-    let top = root.object(&TOP_FIELDS)?;
-    let (providers, managed_headers) = compile_providers(&top.required("providers")?)?;
+    let fields: Vec<&str> = TOP_FIELDS.into_iter().chain(body::FIELDS).collect();
+    let top = root.object(&fields)?;
+    let (providers, mut managed_headers) = compile_providers(&top.required("providers")?)?;
+    let body = body::compile(&top)?;
+    if let Some(header) = &body.model_header {
+        if managed_headers.contains(header) || reads_token_from(&providers, header) {
+            return Err(ConfigError::new(
+                "model_header",
+                format!(
+                    "\"{header}\" is already a header a provider reads or sets; use another name"
+                ),
+            ));
+        }
+        managed_headers.push(header.clone());
+    }
     let managed_header_prefixes = compile_header_prefixes(&providers)?;
     let rules = compile_rules(
         &top.required("rules")?,
@@ -147,6 +165,7 @@ fn compile(root: &Node<'_>) -> Result<Config, ConfigError> {
     let challenge = binding::challenge_schemes(providers.iter().map(|p| p.binding.dpop.as_ref()));
     let reads_peer_certificate = providers.iter().any(|p| p.binding.mtls.is_some());
     Ok(Config {
+        body,
         challenge,
         reads_peer_certificate,
         providers,
@@ -158,6 +177,16 @@ fn compile(root: &Node<'_>) -> Result<Config, ConfigError> {
         host_crypto,
         bypass_cors_preflight,
         protected_resource,
+    })
+}
+
+/// Whether some provider reads its token from header `name`.
+fn reads_token_from(providers: &[Provider], name: &str) -> bool {
+    providers.iter().any(|provider| {
+        provider.token_sources.iter().any(|source| {
+            matches!(source, request::extract::TokenSource::Header { name: read, .. }
+                if request::same_header_name(read, name))
+        })
     })
 }
 
@@ -385,6 +414,7 @@ mod tests {
             bypass_cors_preflight: false,
             protected_resource: None,
             challenge: Default::default(),
+            body: Default::default(),
             reads_peer_certificate: false,
         };
         let expected = Config {

@@ -7,6 +7,7 @@ pub mod token_cache;
 pub mod waiting;
 
 mod binding;
+mod candidates;
 mod clock;
 mod headers;
 pub mod proof;
@@ -21,10 +22,13 @@ use crate::failure::Failure;
 use crate::keys::shared::SharedData;
 use crate::keys::store::KeyStore;
 pub use crate::policy::claims::claim_at;
+use crate::request::body::BodyProtocol;
 use crate::request::path;
 use crate::request::Request;
+use route::Routed;
 use token_cache::TokenCache;
 
+pub use candidates::body_failure;
 pub use clock::Now;
 pub use headers::Allow;
 use headers::{
@@ -48,6 +52,14 @@ pub enum Decision {
     },
     /// Answer it locally with something other than a denial (the RFC 9728 metadata document).
     Respond(LocalReply),
+    /// Read the body for the model it names, then decide again with
+    /// [`Request::body_model`] set. The token has passed already.
+    ReadBody {
+        /// How the body names the model.
+        protocol: BodyProtocol,
+        /// How much to read, at most, before the model is found.
+        max_bytes: u64,
+    },
 }
 
 /// A CORS preflight, as jwt_authn recognises it: `OPTIONS` with non-empty `Origin` and
@@ -97,15 +109,6 @@ pub fn decide(
     if let Some(reply) = metadata_reply(config, request, &path.decoded) {
         return Decision::Respond(reply);
     }
-    // The configuration guarantees a final catch-all rule; a miss would be a bug, so fail closed.
-    let Some(rule) = route::find_rule(config, request, &path.decoded) else {
-        return refuse(config, request, Failure::Missing, 0);
-    };
-    let Some(requirement) = &rule.requirement else {
-        allow.public = true;
-        set_upstream_path(request, &path.upstream, &[], &mut allow);
-        return Decision::Allow(allow);
-    };
     let mut evaluation = Evaluation {
         config,
         request,
@@ -116,6 +119,37 @@ pub fn decide(
         shared,
         now,
         retry_after_seconds: 1,
+        check_bindings: true,
+    };
+    let rule = match route::find_rule(config, request, &path.decoded) {
+        Routed::Rule(rule) => rule,
+        Routed::NeedsBody(protocol) => {
+            let candidates = route::body_candidates(config, request, &path.decoded);
+            evaluation.check_bindings = false;
+            return match candidates::before_body(&mut evaluation, &candidates, protocol) {
+                Ok(decision) => decision,
+                Err(failure) => refuse(config, request, failure, evaluation.retry_after_seconds),
+            };
+        }
+        // The configuration guarantees a final catch-all rule; a miss would be a bug, so fail
+        // closed.
+        Routed::NoRule => return refuse(config, request, Failure::Missing, 0),
+    };
+    if let Some(model) = &request.body_model {
+        // The name goes into a header; one that cannot be a header value names no model.
+        if model.chars().any(char::is_control) {
+            return refuse(config, request, Failure::BodyModelNotString, 0);
+        }
+        if let Some(header) = &config.body.model_header {
+            allow
+                .set_headers
+                .push((header.as_str().into(), model.as_str().into()));
+        }
+    }
+    let Some(requirement) = &rule.requirement else {
+        allow.public = true;
+        set_upstream_path(request, &path.upstream, &[], &mut allow);
+        return Decision::Allow(allow);
     };
     match evaluation.requirement(requirement) {
         Verdict::Allowed(tokens) => {

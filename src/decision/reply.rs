@@ -103,11 +103,21 @@ pub fn deny(failure: Failure, recipient: &Recipient, retry_after_seconds: u64) -
         FailureClass::Missing => (401, "unauthorized"),
         FailureClass::InvalidToken => (401, "invalid_token"),
         FailureClass::InvalidDpopProof => (401, "invalid_dpop_proof"),
+        FailureClass::InvalidBody => (400, "invalid_request"),
+        FailureClass::BodyTooLarge => (413, "invalid_request"),
+        FailureClass::BodyEncoded => (415, "invalid_request"),
         FailureClass::InvalidRequest => (400, "invalid_request"),
         FailureClass::Forbidden => (403, "insufficient_scope"),
         FailureClass::Unavailable => (503, "temporarily_unavailable"),
     };
-    let challenges = if class == FailureClass::Unavailable {
+    // A refusal of the body is about the request, not its credentials: no challenge.
+    let challenges = if matches!(
+        class,
+        FailureClass::Unavailable
+            | FailureClass::InvalidBody
+            | FailureClass::BodyTooLarge
+            | FailureClass::BodyEncoded
+    ) {
         Vec::new()
     } else {
         challenges(failure, error, recipient)
@@ -121,6 +131,9 @@ pub fn deny(failure: Failure, recipient: &Recipient, retry_after_seconds: u64) -
             | FailureClass::InvalidRequest => GRPC_UNAUTHENTICATED,
             FailureClass::Forbidden => GRPC_PERMISSION_DENIED,
             FailureClass::Unavailable => GRPC_UNAVAILABLE,
+            FailureClass::InvalidBody | FailureClass::BodyTooLarge | FailureClass::BodyEncoded => {
+                GRPC_INVALID_ARGUMENT
+            }
         };
         headers.push(("content-type".to_owned(), "application/grpc".to_owned()));
         headers.push(("grpc-status".to_owned(), grpc_status.to_string()));
@@ -213,6 +226,7 @@ fn concerns_dpop(failure: Failure) -> bool {
 }
 
 /// gRPC status codes used in denials.
+pub(super) const GRPC_INVALID_ARGUMENT: u32 = 3;
 pub(super) const GRPC_PERMISSION_DENIED: u32 = 7;
 pub(super) const GRPC_UNAVAILABLE: u32 = 14;
 pub(super) const GRPC_UNAUTHENTICATED: u32 = 16;

@@ -60,6 +60,9 @@ pub(super) struct Evaluation<'a> {
     pub(super) shared: &'a mut dyn SharedData,
     pub(super) now: Now,
     pub(super) retry_after_seconds: u64,
+    /// Check sender bindings (DPoP proofs, client certificates); off while only the token is
+    /// judged, before a body names the rule.
+    pub(super) check_bindings: bool,
 }
 
 impl Evaluation<'_> {
@@ -122,6 +125,9 @@ impl Evaluation<'_> {
             Ok(verified) => verified,
             Err(verdict) => return verdict,
         };
+        if !self.check_bindings {
+            return Verdict::Allowed(vec![verified]);
+        }
         // Per request, after the cache: a binding holds for this connection and this proof only.
         let mut context = BindingContext {
             request: self.request,

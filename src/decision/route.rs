@@ -1,16 +1,81 @@
-//! Which rule covers a request: its host, method, path and headers.
+//! Which rule covers a request: its host, method, path and headers, and for requests that name
+//! their model in the body, that model once the body has been read.
 
+use super::reply::is_grpc;
 use crate::config::{Config, HostIndex, PathMatch, Rule};
+use crate::request::body::{body_protocol, BodyProtocol};
+use crate::request::host::host_of;
 use crate::request::{model, Request};
+
+/// Where routing a request ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Routed<'c> {
+    /// This rule covers it.
+    Rule(&'c Rule),
+    /// A model rule may cover it, but the model is in the body, not read yet.
+    NeedsBody(BodyProtocol),
+    /// No rule does (the configuration's catch-all makes this a bug).
+    NoRule,
+}
 
 /// The first rule whose match fits `request`, whose path (query and fragment removed, normalized)
 /// is `path`.
 ///
 /// The host index narrows the rules to those that may cover the request's host, in configuration
-/// order; the rest of each candidate's match is tested here. The model a path addresses is read
-/// at most once, and only when a model rule is reached.
-pub fn find_rule<'c>(config: &'c Config, request: &Request, path: &str) -> Option<&'c Rule> {
-    first_rule(&config.rules, &config.host_index, request, path)
+/// order; the rest of each candidate's match is tested here. The model a request addresses is
+/// read at most once, and only when a model rule is reached: from the path, or for the
+/// OpenAI-compatible API and V2 gRPC from the body ([`Request::body_model`]). While that body is
+/// unread, the first model rule whose other conditions fit stops the search: which rule covers
+/// the request then depends on the body.
+pub fn find_rule<'c>(config: &'c Config, request: &Request, path: &str) -> Routed<'c> {
+    first_rule(
+        &config.rules,
+        &config.host_index,
+        request,
+        path,
+        &config.body.openai_prefixes,
+    )
+}
+
+/// The rules a request whose model is in its unread body may be covered by, in configuration
+/// order: every model rule whose other conditions fit, up to and including the first rule that
+/// fits whatever the model (the catch-all at the latest). A plain scan: it runs only for such
+/// requests, before their body is read.
+pub fn body_candidates<'c>(config: &'c Config, request: &Request, path: &str) -> Vec<&'c Rule> {
+    let host = host_of(&request.authority);
+    let mut addressed = None;
+    let mut candidates = Vec::new();
+    for rule in &config.rules {
+        if !rule.hosts.is_empty() && !rule.hosts.iter().any(|pattern| pattern.matches(&host)) {
+            continue;
+        }
+        match fits_request(
+            rule,
+            request,
+            path,
+            &mut addressed,
+            &config.body.openai_prefixes,
+        ) {
+            Fit::No => {}
+            Fit::IfBodyNames(_) => candidates.push(rule),
+            Fit::Yes => {
+                candidates.push(rule);
+                break;
+            }
+        }
+    }
+    candidates
+}
+
+/// The model a request addresses, as far as it is known.
+#[derive(Debug)]
+enum Addressed {
+    /// In the path, or read from the body.
+    Model(String),
+    /// In a body not read yet.
+    Unread(BodyProtocol),
+    /// No single model.
+    None,
 }
 
 fn first_rule<'r>(
@@ -18,14 +83,50 @@ fn first_rule<'r>(
     index: &HostIndex,
     request: &Request,
     path: &str,
-) -> Option<&'r Rule> {
-    let mut model: Option<Option<model::ModelPath>> = None;
+    openai_prefixes: &[String],
+) -> Routed<'r> {
+    let mut addressed: Option<Addressed> = None;
+    let mut unread = None;
     let position = index.first_fitting(&request.authority, rules.len(), |position| {
-        rules
-            .get(position)
-            .is_some_and(|rule| fits_request(rule, request, path, &mut model))
-    })?;
-    rules.get(position)
+        let Some(rule) = rules.get(position) else {
+            return false;
+        };
+        let fits = fits_request(rule, request, path, &mut addressed, openai_prefixes);
+        match fits {
+            Fit::Yes => true,
+            Fit::No => false,
+            Fit::IfBodyNames(protocol) => {
+                unread = Some(protocol);
+                true
+            }
+        }
+    });
+    match (position.and_then(|position| rules.get(position)), unread) {
+        (Some(_), Some(protocol)) => Routed::NeedsBody(protocol),
+        (Some(rule), None) => Routed::Rule(rule),
+        (None, _) => Routed::NoRule,
+    }
+}
+
+fn addressed_model(request: &Request, path: &str, openai_prefixes: &[String]) -> Addressed {
+    if let Some(found) = model::parse(path) {
+        return Addressed::Model(found.name);
+    }
+    let Some(protocol) = body_protocol(&request.method, path, is_grpc(request), openai_prefixes)
+    else {
+        return Addressed::None;
+    };
+    match &request.body_model {
+        Some(name) => Addressed::Model(name.clone()),
+        None => Addressed::Unread(protocol),
+    }
+}
+
+enum Fit {
+    Yes,
+    No,
+    /// Everything fits but the model, which the unread body names.
+    IfBodyNames(BodyProtocol),
 }
 
 /// Whether `rule`'s method, path and header conditions fit (its hosts are the index's business).
@@ -33,20 +134,31 @@ fn fits_request(
     rule: &Rule,
     request: &Request,
     path: &str,
-    model: &mut Option<Option<model::ModelPath>>,
-) -> bool {
+    addressed: &mut Option<Addressed>,
+    openai_prefixes: &[String],
+) -> Fit {
     if !rule.methods.is_empty() && !rule.methods.contains(&request.method) {
-        return false;
+        return Fit::No;
+    }
+    if !rule.headers.iter().all(|matcher| matcher.matches(request)) {
+        return Fit::No;
     }
     let path_fits = match &rule.path_match {
         PathMatch::Prefix(prefix) => path.starts_with(prefix.as_str()),
         PathMatch::Exact(exact) => path == exact,
-        PathMatch::Model(pattern) => model
-            .get_or_insert_with(|| model::parse(path))
-            .as_ref()
-            .is_some_and(|found| pattern.matches(&found.name)),
+        PathMatch::Model(pattern) => {
+            match addressed.get_or_insert_with(|| addressed_model(request, path, openai_prefixes)) {
+                Addressed::Model(name) => pattern.matches(name),
+                Addressed::Unread(protocol) => return Fit::IfBodyNames(*protocol),
+                Addressed::None => false,
+            }
+        }
     };
-    path_fits && rule.headers.iter().all(|matcher| matcher.matches(request))
+    if path_fits {
+        Fit::Yes
+    } else {
+        Fit::No
+    }
 }
 
 #[cfg(test)]
@@ -81,14 +193,36 @@ mod tests {
         }
     }
 
-    fn find<'r>(rules: &'r [Rule], method: &str, path: &str) -> Option<&'r Rule> {
+    /// A configuration with one provider and a catch-all, whose rules a test replaces.
+    fn test_config() -> crate::config::Config {
+        crate::config::Config::from_json(
+            br#"{"providers": {"p": {"issuer": "https://i", "audiences": ["a"],
+                                     "local_jwks": {"inline_string": "{\"keys\": []}"}}},
+                 "rules": [{"match": {"prefix": "/"}}]}"#,
+        )
+        .unwrap()
+    }
+
+    fn prefixes() -> Vec<String> {
+        crate::config::BodySettings::default().openai_prefixes
+    }
+
+    fn routed<'r>(rules: &'r [Rule], request: &Request, path: &str) -> Routed<'r> {
         let index = HostIndex::build(rules);
-        first_rule(rules, &index, &request(method, "models.test", &[]), path)
+        first_rule(rules, &index, request, path, &prefixes())
+    }
+
+    fn find<'r>(rules: &'r [Rule], method: &str, path: &str) -> Option<&'r Rule> {
+        match routed(rules, &request(method, "models.test", &[]), path) {
+            Routed::Rule(rule) => Some(rule),
+            _ => None,
+        }
     }
 
     fn position_for(rules: &[Rule], request: &Request, path: &str) -> Option<usize> {
-        let index = HostIndex::build(rules);
-        let found = first_rule(rules, &index, request, path)?;
+        let Routed::Rule(found) = routed(rules, request, path) else {
+            return None;
+        };
         rules.iter().position(|rule| std::ptr::eq(rule, found))
     }
 
@@ -178,11 +312,93 @@ mod tests {
             "/v1/models/fraudulent:predict",
             "/v2/models/fraud-v2/infer",
             "/v2/health/ready",
-            "/openai/v1/completions",
+            "/openai/v1/models",
         ] {
             let found = find(&rules, "POST", path).unwrap();
             assert_eq!(found.path_match, PathMatch::Prefix("/".into()), "{path}");
         }
+    }
+
+    // A model rule reached on an OpenAI-compatible or V2 gRPC path waits for the body; once the
+    // body has named the model, it covers that model only.
+    #[test]
+    fn models_named_in_the_body() {
+        let rules = vec![
+            prefix("/v2/health", None),
+            model("llama-a"),
+            prefix("/", None),
+        ];
+        let mut chat = request("POST", "models.test", &[]);
+        assert_eq!(
+            routed(&rules, &chat, "/openai/v1/chat/completions"),
+            Routed::NeedsBody(BodyProtocol::OpenAi)
+        );
+        assert_eq!(
+            routed(&rules, &chat, "/v1/embeddings"),
+            Routed::NeedsBody(BodyProtocol::OpenAi)
+        );
+        chat.body_model = Some("llama-a".into());
+        assert_eq!(
+            position_for(&rules, &chat, "/openai/v1/chat/completions"),
+            Some(1)
+        );
+        chat.body_model = Some("llama-b".into());
+        assert_eq!(
+            position_for(&rules, &chat, "/openai/v1/chat/completions"),
+            Some(2)
+        );
+        // A GET of the model list, or a path that is no endpoint, never waits for a body.
+        let list = request("GET", "models.test", &[]);
+        assert_eq!(position_for(&rules, &list, "/openai/v1/models"), Some(2));
+        let grpc = request(
+            "POST",
+            "models.test",
+            &[("content-type", "application/grpc")],
+        );
+        assert_eq!(
+            routed(&rules, &grpc, "/inference.GRPCInferenceService/ModelInfer"),
+            Routed::NeedsBody(BodyProtocol::Grpc)
+        );
+        // Without model rules, nothing waits for a body.
+        let plain = vec![prefix("/", None)];
+        assert_eq!(
+            position_for(&plain, &request("POST", "m", &[]), "/v1/completions"),
+            Some(0)
+        );
+    }
+
+    // The candidates: every model rule whose other conditions fit, then the first rule that fits
+    // whatever the model.
+    #[test]
+    fn body_candidates_end_at_the_first_rule_that_fits_anyway() {
+        let mut only_get = model("llama-b");
+        only_get.methods = vec!["GET".into()];
+        let config = crate::config::Config {
+            rules: vec![
+                model("llama-a"),
+                only_get,
+                prefix("/openai/", Some(Requirement::Provider(0))),
+                prefix("/", None),
+            ],
+            ..test_config()
+        };
+        let config = crate::config::Config {
+            host_index: HostIndex::build(&config.rules),
+            ..config
+        };
+        let chat = request("POST", "models.test", &[]);
+        let candidates = body_candidates(&config, &chat, "/openai/v1/completions");
+        let positions: Vec<usize> = candidates
+            .iter()
+            .map(|c| {
+                config
+                    .rules
+                    .iter()
+                    .position(|r| std::ptr::eq(r, *c))
+                    .unwrap()
+            })
+            .collect();
+        assert_eq!(positions, [0, 2]);
     }
 
     // A glob rule covers every model with its prefix.

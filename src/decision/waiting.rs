@@ -23,6 +23,11 @@ impl WaitingStreams {
         true
     }
 
+    /// Whether stream `id` is parked.
+    pub fn contains(&self, id: u32) -> bool {
+        self.streams.contains_key(&id)
+    }
+
     /// Forgets a stream that ended, so it is never resumed.
     pub fn forget(&mut self, id: u32) {
         self.streams.remove(&id);

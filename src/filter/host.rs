@@ -21,6 +21,8 @@ pub const REQUEST_HEADERS: u32 = 0;
 pub const CALLOUT_RESPONSE_HEADERS: u32 = 6;
 /// `proxy_wasm::types::BufferType::HttpCallResponseBody`.
 pub const CALLOUT_RESPONSE_BODY: u32 = 4;
+/// `proxy_wasm::types::BufferType::HttpRequestBody`.
+pub const REQUEST_BODY: u32 = 0;
 /// `proxy_wasm::types::BufferType::PluginConfiguration`.
 pub const PLUGIN_CONFIGURATION: u32 = 7;
 /// `proxy_wasm::types::StreamType::HttpRequest`.
@@ -94,6 +96,7 @@ extern "C" {
         grpc_status: i32,
     ) -> u32;
     fn proxy_continue_stream(stream_type: u32) -> u32;
+    fn proxy_close_stream(stream_type: u32) -> u32;
     fn proxy_get_shared_data(
         key_data: *const u8,
         key_size: usize,
@@ -209,10 +212,16 @@ pub fn property(path: &[&str]) -> Result<Option<Vec<u8>>, HostError> {
 
 /// Up to `max_size` bytes of a host buffer; empty when the host has none.
 pub fn buffer(buffer_type: u32, max_size: usize) -> Result<Vec<u8>, HostError> {
+    buffer_range(buffer_type, 0, max_size)
+}
+
+/// Up to `max_size` bytes of a host buffer from byte `start` on; empty when the host has none.
+pub fn buffer_range(buffer_type: u32, start: usize, max_size: usize) -> Result<Vec<u8>, HostError> {
     let mut data: *mut u8 = null_mut();
     let mut size: usize = 0;
     // SAFETY: the host writes a pointer and a size into the two out-parameters.
-    let status = unsafe { proxy_get_buffer_bytes(buffer_type, 0, max_size, &mut data, &mut size) };
+    let status =
+        unsafe { proxy_get_buffer_bytes(buffer_type, start, max_size, &mut data, &mut size) };
     if status == STATUS_NOT_FOUND {
         return Ok(Vec::new());
     }
@@ -251,6 +260,12 @@ pub fn send_local_response(
 pub fn resume_request() -> Result<(), HostError> {
     // SAFETY: no pointers.
     check(unsafe { proxy_continue_stream(STREAM_HTTP_REQUEST) })
+}
+
+/// Resets the current stream's request: what went upstream of it is abandoned.
+pub fn close_request() -> Result<(), HostError> {
+    // SAFETY: no pointers.
+    check(unsafe { proxy_close_stream(STREAM_HTTP_REQUEST) })
 }
 
 /// A shared-data value and its compare-and-swap token; `(None, None)` when the key is absent.

@@ -1,4 +1,5 @@
-//! One HTTP stream: hands the request headers to the worker and forgets the stream when it ends.
+//! One HTTP stream: hands the request headers, and a body the filter reads, to the worker, and
+//! forgets the stream when it ends.
 
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
@@ -22,19 +23,28 @@ impl Context for Http {
 }
 
 impl HttpContext for Http {
-    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+    fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         match &self.worker {
-            Some(worker) => worker::handle_request(worker, self.context_id),
+            Some(worker) => worker::handle_headers(worker, self.context_id, end_of_stream),
             None => worker::refuse_unconfigured(),
+        }
+    }
+
+    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        match &self.worker {
+            Some(worker) => worker::handle_body(worker, self.context_id, body_size, end_of_stream),
+            None => Action::Pause,
         }
     }
 }
 
 impl Http {
-    /// Drops the stream from the waiting list, so it is never resumed after it ended.
+    /// Drops the stream from the waiting list and the body readings, so it is never resumed
+    /// after it ended.
     fn forget(&self) {
         if let Some(Ok(mut state)) = self.worker.as_ref().map(|w| w.try_borrow_mut()) {
             state.waiting.forget(self.context_id);
+            state.bodies.forget(self.context_id);
         }
     }
 }

@@ -1,6 +1,7 @@
 //! The proxy-wasm glue: the only module that talks to the host. It reads what the core needs,
 //! calls it, and turns its outcomes into host actions.
 
+mod body;
 mod fetch_host;
 mod host;
 mod host_crypto;

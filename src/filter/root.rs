@@ -96,6 +96,7 @@ impl Root {
             metrics,
             crypto,
             waiting: Default::default(),
+            bodies: Default::default(),
         }));
         Ok((worker, FetchCoordinator::new(channels)))
     }

@@ -6,6 +6,7 @@ use proxy_wasm::types::Action;
 use std::cell::RefCell;
 use std::rc::Rc;
 
+use super::body::BodyReadings;
 use super::fetch_host::HostSharedData;
 use super::host;
 use super::host_crypto::HostCrypto;
@@ -32,6 +33,8 @@ pub struct Worker {
     pub crypto: HostCrypto,
     /// Paused streams, with the providers they wait for.
     pub waiting: WaitingStreams,
+    /// Streams whose body is read for the model it names.
+    pub bodies: BodyReadings,
 }
 
 /// Shared handle: the root context and every stream context hold one.
@@ -77,6 +80,7 @@ pub fn handle_request(worker: &SharedWorker, context_id: u32) -> Action {
     if worker.borrow().config.reads_peer_certificate {
         request.peer_certificate_sha256 = peer_certificate_sha256();
     }
+    request.body_model = worker.borrow().bodies.model_of(context_id);
     let Some(now) = now() else {
         log::error!("host clock unavailable; refusing request");
         let recipient = Recipient::of(&worker.borrow().config, &request);
@@ -109,7 +113,8 @@ pub fn handle_request(worker: &SharedWorker, context_id: u32) -> Action {
                 let denial = decision::deny(failure, &recipient, 1);
                 return respond(worker, &denial);
             }
-            let state = worker.borrow();
+            let mut state = worker.borrow_mut();
+            state.bodies.let_through(context_id);
             if allow.public {
                 state.metrics.public();
             } else {
@@ -117,7 +122,21 @@ pub fn handle_request(worker: &SharedWorker, context_id: u32) -> Action {
             }
             Action::Continue
         }
-        Decision::Deny(denial) => respond(worker, &denial),
+        Decision::Deny(denial) => {
+            worker.borrow_mut().bodies.forget(context_id);
+            respond(worker, &denial)
+        }
+        Decision::ReadBody {
+            protocol,
+            max_bytes,
+        } => {
+            log::debug!("request waits for its body to name the model");
+            worker
+                .borrow_mut()
+                .bodies
+                .start(context_id, protocol, max_bytes);
+            Action::Pause
+        }
         Decision::Respond(reply) => {
             worker.borrow().metrics.metadata();
             send_reply(&reply)
@@ -135,6 +154,109 @@ pub fn handle_request(worker: &SharedWorker, context_id: u32) -> Action {
             respond(worker, &denial)
         }
     }
+}
+
+/// Decides on a request's headers. A request that must name its model in a body it does not have
+/// (the headers end the stream) is refused at once: no body callback would come.
+pub fn handle_headers(worker: &SharedWorker, context_id: u32, end_of_stream: bool) -> Action {
+    let action = handle_request(worker, context_id);
+    if end_of_stream && worker.borrow().bodies.is_reading(context_id) {
+        worker.borrow_mut().bodies.forget(context_id);
+        return refuse_now(worker, Failure::BodyModelMissing);
+    }
+    action
+}
+
+/// Reads the next piece of a request body the filter holds for the model it names, and decides
+/// once the model is known. `body_size` is what Envoy has buffered (all of it while the request is
+/// held, the new piece once it was let through).
+pub fn handle_body(
+    worker: &SharedWorker,
+    context_id: u32,
+    body_size: usize,
+    end_of_stream: bool,
+) -> Action {
+    let mut state = worker.borrow_mut();
+    let parked = state.waiting.contains(context_id);
+    let Some(reading) = state.bodies.get_mut(context_id) else {
+        // A request parked for its signing keys keeps its body until it is decided.
+        return if parked {
+            Action::Pause
+        } else {
+            Action::Continue
+        };
+    };
+    let start = if reading.held <= body_size {
+        reading.held
+    } else {
+        0
+    };
+    let piece = match host::buffer_range(host::REQUEST_BODY, start, body_size - start) {
+        Ok(piece) => piece,
+        Err(error) => {
+            log::warn!("request refused: cannot read the request body: {error}");
+            state.bodies.forget(context_id);
+            drop(state);
+            return refuse_now(worker, Failure::BodyMalformed);
+        }
+    };
+    let fed = reading.scanner.feed(&piece);
+    reading.held = body_size;
+    if reading.decided {
+        // Let through already: the rest is read only for a second model, which the model server's
+        // parser would take instead of the first. Nothing can be answered any more; the request
+        // is reset, so the model server never gets it whole.
+        if let Err(error) = fed {
+            state.bodies.forget(context_id);
+            if decision::body_failure(error) == Failure::BodyModelRepeated {
+                log::warn!("request reset: its body names a second model after the first");
+                if let Err(status) = host::close_request() {
+                    log::warn!("cannot reset the request: {status}");
+                }
+                return Action::Pause;
+            }
+        }
+        reading_done(&mut state, context_id, end_of_stream);
+        return Action::Continue;
+    }
+    if let Err(error) = fed {
+        state.bodies.forget(context_id);
+        drop(state);
+        log::debug!("request refused: {error}");
+        return refuse_now(worker, decision::body_failure(error));
+    }
+    if reading.scanner.model().is_some() {
+        if parked {
+            return Action::Pause;
+        }
+        drop(state);
+        return handle_request(worker, context_id);
+    }
+    if end_of_stream {
+        let failure = match reading.scanner.finish() {
+            Ok(_) => Failure::BodyModelMissing,
+            Err(error) => decision::body_failure(error),
+        };
+        state.bodies.forget(context_id);
+        drop(state);
+        return refuse_now(worker, failure);
+    }
+    Action::Pause
+}
+
+/// Stops reading a let-through stream's body at its end.
+fn reading_done(state: &mut Worker, context_id: u32, end_of_stream: bool) {
+    if end_of_stream {
+        state.bodies.forget(context_id);
+    }
+}
+
+/// Refuses the current request for `failure`, answered as its content type wants.
+fn refuse_now(worker: &SharedWorker, failure: Failure) -> Action {
+    let request = read_request();
+    let recipient = Recipient::of(&worker.borrow().config, &request);
+    let denial = decision::deny(failure, &recipient, 1);
+    respond(worker, &denial)
 }
 
 /// Applies an allowed request's header changes and filter state. The decision holds only for the request it

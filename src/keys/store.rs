@@ -684,6 +684,7 @@ mod tests {
             bypass_cors_preflight: false,
             protected_resource: None,
             challenge: Default::default(),
+            body: Default::default(),
             reads_peer_certificate: false,
         }
     }

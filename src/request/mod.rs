@@ -1,9 +1,12 @@
 //! The parts of an HTTP request the core looks at, copied once from the host.
 
+pub mod body;
 pub mod extract;
+pub mod grpc_scan;
 pub mod header_map;
 pub mod header_matcher;
 pub mod host;
+pub mod json_scan;
 pub mod model;
 pub mod path;
 
@@ -27,6 +30,9 @@ pub struct Request {
     /// when the connection has none, or when no provider checks certificate-bound tokens (the
     /// host is then not asked).
     pub peer_certificate_sha256: Option<String>,
+    /// The model the body names (OpenAI-compatible JSON, V2 gRPC), once the filter has read it;
+    /// `None` while the body has not been read, and for requests whose model is in the path.
+    pub body_model: Option<String>,
 }
 
 impl Request {

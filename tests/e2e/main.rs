@@ -6,6 +6,7 @@
 
 mod support;
 
+mod body_models;
 mod bounds;
 mod demo;
 mod differential;

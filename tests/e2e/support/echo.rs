@@ -129,10 +129,16 @@ fn echo_body(request: &ReceivedRequest) -> String {
             values.push(serde_json::Value::String(value.clone()));
         }
     }
+    let digest: String = hmac_sha256::Hash::hash(&request.body)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
     serde_json::json!({
         "method": request.method,
         "path": request.path,
         "headers": headers,
+        "body_bytes": request.body.len(),
+        "body_sha256": digest,
     })
     .to_string()
 }

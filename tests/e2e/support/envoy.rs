@@ -185,6 +185,9 @@ impl WasmFilter {
                     // As the shipped configurations: a VM that fails is reloaded, and the reload
                     // is counted in `wasm.<plugin>.vm_reload*`, which every teardown checks.
                     "failure_policy": "FAIL_RELOAD",
+                    // As the shipped configurations: the filter holds a request's headers while
+                    // it reads a body that names the model (Envoy 1.35 and later).
+                    "allow_on_headers_stop_iteration": true,
                     "configuration": {
                         "@type": "type.googleapis.com/google.protobuf.StringValue",
                         "value": self.configuration,

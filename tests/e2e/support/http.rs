@@ -182,7 +182,7 @@ fn send(
     stream.flush()
 }
 
-fn read_response(reader: &mut impl BufRead, head_only: bool) -> io::Result<Response> {
+pub fn read_response(reader: &mut impl BufRead, head_only: bool) -> io::Result<Response> {
     let status_line = read_line(reader)?;
     let mut parts = status_line.splitn(3, ' ');
     let version = parts.next().unwrap_or_default();
@@ -233,6 +233,8 @@ pub struct ReceivedRequest {
     pub path: String,
     /// Header names lower-cased, values as sent, in order.
     pub headers: Vec<(String, String)>,
+    /// The body, de-chunked.
+    pub body: Vec<u8>,
 }
 
 impl ReceivedRequest {
@@ -264,20 +266,28 @@ pub fn read_request(reader: &mut impl BufRead) -> io::Result<Option<ReceivedRequ
         return Err(bad(format!("bad request line {line:?}")));
     };
     let headers = read_headers(reader)?;
-    let len = headers
+    let chunked = headers
         .iter()
-        .find(|(n, _)| n == "content-length")
-        .map(|(_, v)| v.trim().parse::<usize>())
-        .transpose()
-        .map_err(|_| bad("bad content-length".into()))?
-        .unwrap_or(0);
-    // The body is read to keep the connection's framing, and not kept: no test looks at it.
-    let mut body = vec![0; len];
-    reader.read_exact(&mut body)?;
+        .any(|(n, v)| n == "transfer-encoding" && v.to_ascii_lowercase().contains("chunked"));
+    let body = if chunked {
+        read_chunked(reader)?
+    } else {
+        let len = headers
+            .iter()
+            .find(|(n, _)| n == "content-length")
+            .map(|(_, v)| v.trim().parse::<usize>())
+            .transpose()
+            .map_err(|_| bad("bad content-length".into()))?
+            .unwrap_or(0);
+        let mut body = vec![0; len];
+        reader.read_exact(&mut body)?;
+        body
+    };
     Ok(Some(ReceivedRequest {
         method: method.to_string(),
         path: path.to_string(),
         headers,
+        body,
     }))
 }
 

@@ -1,0 +1,71 @@
+//! The streams whose body the filter reads for the model it names: the scanner of each, and how
+//! much of Envoy's buffered body it has read.
+//!
+//! While the filter holds a stream (its callbacks answer `Pause`), Envoy buffers the body and each
+//! callback sees all of it from the start, so only the bytes after those already read are
+//! fetched. Once the request is let through, Envoy passes each later piece on its own.
+
+use std::collections::HashMap;
+
+use crate::request::body::{BodyProtocol, BodyScanner};
+
+/// One stream's body reading.
+pub struct BodyReading {
+    /// The model scanner.
+    pub scanner: BodyScanner,
+    /// Bytes at the start of Envoy's buffer already read.
+    pub held: usize,
+    /// The request was let through: later pieces are read only for a second model.
+    pub decided: bool,
+}
+
+/// Every stream whose body is being read, by context id.
+#[derive(Default)]
+pub struct BodyReadings {
+    streams: HashMap<u32, BodyReading>,
+}
+
+impl BodyReadings {
+    /// Starts reading stream `id`'s body.
+    pub fn start(&mut self, id: u32, protocol: BodyProtocol, max_bytes: u64) {
+        self.streams.insert(
+            id,
+            BodyReading {
+                scanner: BodyScanner::new(protocol, max_bytes),
+                held: 0,
+                decided: false,
+            },
+        );
+    }
+
+    /// Whether stream `id`'s body is being read.
+    pub fn is_reading(&self, id: u32) -> bool {
+        self.streams.contains_key(&id)
+    }
+
+    /// Stream `id`'s reading.
+    pub fn get_mut(&mut self, id: u32) -> Option<&mut BodyReading> {
+        self.streams.get_mut(&id)
+    }
+
+    /// The model stream `id`'s body named, once read.
+    pub fn model_of(&self, id: u32) -> Option<String> {
+        self.streams
+            .get(&id)
+            .and_then(|reading| reading.scanner.model())
+            .map(str::to_owned)
+    }
+
+    /// Stream `id` was let through: Envoy passes its buffer on, and later pieces come alone.
+    pub fn let_through(&mut self, id: u32) {
+        if let Some(reading) = self.streams.get_mut(&id) {
+            reading.decided = true;
+            reading.held = 0;
+        }
+    }
+
+    /// Stops reading stream `id`'s body.
+    pub fn forget(&mut self, id: u32) {
+        self.streams.remove(&id);
+    }
+}
