@@ -96,6 +96,7 @@ pub enum Failure {
     BodyMalformed,
     BodyTooLarge,
     BodyEncoded,
+    BodyNotDelivered,
 }
 
 impl Failure {
@@ -134,6 +135,7 @@ impl Failure {
             | Failure::BodyMalformed => FailureClass::InvalidBody,
             Failure::BodyTooLarge => FailureClass::BodyTooLarge,
             Failure::BodyEncoded => FailureClass::BodyEncoded,
+            Failure::BodyNotDelivered => FailureClass::Unavailable,
             _ => FailureClass::InvalidToken,
         }
     }
@@ -212,6 +214,7 @@ impl Failure {
             Failure::BodyEncoded => {
                 "Request body is compressed; the filter reads only uncompressed bodies"
             }
+            Failure::BodyNotDelivered => "Request body did not reach the filter",
         }
     }
 
@@ -283,11 +286,12 @@ impl Failure {
             Failure::BodyMalformed => "body_malformed",
             Failure::BodyTooLarge => "body_too_large",
             Failure::BodyEncoded => "body_encoded",
+            Failure::BodyNotDelivered => "body_not_delivered",
         }
     }
 
     /// Every variant, for metric registration and exhaustive tests.
-    pub const ALL: [Failure; 65] = [
+    pub const ALL: [Failure; 66] = [
         Failure::Missing,
         Failure::MalformedAuthorization,
         Failure::RepeatedCredential,
@@ -353,6 +357,7 @@ impl Failure {
         Failure::BodyMalformed,
         Failure::BodyTooLarge,
         Failure::BodyEncoded,
+        Failure::BodyNotDelivered,
     ];
 }
 

@@ -4,19 +4,19 @@
 //! is read and held.
 
 use super::requirement::{rank, Evaluation, Verdict};
-use super::Decision;
 use crate::config::Rule;
 use crate::failure::Failure;
-use crate::request::body::{BodyError, BodyProtocol};
+use crate::request::body::BodyError;
 use crate::request::grpc_scan::GrpcBodyError;
 use crate::request::json_scan::JsonBodyError;
 
-/// What to do before the body is read, given the rules the body's model could select (in
-/// configuration order, the last one the rule that covers the request whatever its model).
+/// Whether to read the body, given the rules the body's model could select (in configuration
+/// order, the last one the rule that covers the request whatever its model): `Ok` to read it, or
+/// the refusal.
 ///
 /// - A compressed body cannot be read: `415` (the filter does not decompress).
 /// - If one of the rules is public, or the request's token meets one rule's requirement, the
-///   body is read ([`Decision::ReadBody`]); the rule and the claim conditions are judged then.
+///   body is read; the rule and the claim conditions are judged then.
 /// - If a requirement waits for signing keys, the body is read too, and the request waits for
 ///   the keys once it has named its model: a request held for its keys before its body was read
 ///   would have no later body callback to read it in.
@@ -26,22 +26,17 @@ use crate::request::json_scan::JsonBodyError;
 pub(super) fn before_body(
     evaluation: &mut Evaluation<'_>,
     candidates: &[&Rule],
-    protocol: BodyProtocol,
-) -> Result<Decision, Failure> {
+) -> Result<(), Failure> {
     if is_encoded(evaluation) {
         return Err(Failure::BodyEncoded);
     }
-    let read_body = Decision::ReadBody {
-        protocol,
-        max_bytes: evaluation.config.body.max_body_bytes,
-    };
     let mut worst: Option<Failure> = None;
     for rule in candidates {
         let Some(requirement) = &rule.requirement else {
-            return Ok(read_body);
+            return Ok(());
         };
         match evaluation.requirement(requirement) {
-            Verdict::Allowed(_) | Verdict::Wait(_) => return Ok(read_body),
+            Verdict::Allowed(_) | Verdict::Wait(_) => return Ok(()),
             Verdict::Failed(failure) => {
                 if worst.is_none_or(|w| rank(failure) > rank(w)) {
                     worst = Some(failure);

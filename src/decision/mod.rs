@@ -126,8 +126,11 @@ pub fn decide(
         Routed::NeedsBody(protocol) => {
             let candidates = route::body_candidates(config, request, &path.decoded);
             evaluation.check_bindings = false;
-            return match candidates::before_body(&mut evaluation, &candidates, protocol) {
-                Ok(decision) => decision,
+            return match candidates::before_body(&mut evaluation, &candidates) {
+                Ok(()) => Decision::ReadBody {
+                    protocol,
+                    max_bytes: config.body.max_body_bytes,
+                },
                 Err(failure) => refuse(config, request, failure, evaluation.retry_after_seconds),
             };
         }

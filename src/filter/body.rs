@@ -17,6 +17,10 @@ pub struct BodyReading {
     pub held: usize,
     /// The request was let through: later pieces are read only for a second model.
     pub decided: bool,
+    /// When the headers were held for the body (milliseconds since the epoch).
+    pub started_ms: u64,
+    /// A body callback has come.
+    pub got_body: bool,
 }
 
 /// Every stream whose body is being read, by context id.
@@ -27,15 +31,33 @@ pub struct BodyReadings {
 
 impl BodyReadings {
     /// Starts reading stream `id`'s body.
-    pub fn start(&mut self, id: u32, protocol: BodyProtocol, max_bytes: u64) {
+    pub fn start(&mut self, id: u32, protocol: BodyProtocol, max_bytes: u64, now_ms: u64) {
         self.streams.insert(
             id,
             BodyReading {
                 scanner: BodyScanner::new(protocol, max_bytes),
                 held: 0,
                 decided: false,
+                started_ms: now_ms,
+                got_body: false,
             },
         );
+    }
+
+    /// The streams held longer than `limit_ms` without a single body callback, forgotten.
+    pub fn take_stalled(&mut self, now_ms: u64, limit_ms: u64) -> Vec<u32> {
+        let stalled: Vec<u32> = self
+            .streams
+            .iter()
+            .filter(|(_, reading)| {
+                !reading.got_body && now_ms.saturating_sub(reading.started_ms) > limit_ms
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for id in &stalled {
+            self.streams.remove(id);
+        }
+        stalled
     }
 
     /// Whether stream `id`'s body is being read.

@@ -111,10 +111,9 @@ impl Root {
             self.fetches.tick(&mut HostFetch, &mut state.keys, now.ms)
         };
         self.settle(&worker, settled);
+        worker::refuse_stalled_bodies(&worker, now.ms, self.context_id);
     }
 
-    /// Moves the gauges to this root context's cached tokens and paused streams and to the VM's
-    /// linear memory.
     /// Hands the request counters of this configuration to the host.
     fn flush_counters(&self) {
         if let Some(worker) = &self.worker {
@@ -124,6 +123,8 @@ impl Root {
         }
     }
 
+    /// Moves the gauges to this root context's cached tokens and paused streams and to the VM's
+    /// linear memory.
     fn report_gauges(&mut self) {
         let (Some(worker), Some(gauges)) = (&self.worker, &mut self.gauges) else {
             return;

@@ -134,7 +134,7 @@ pub fn handle_request(worker: &SharedWorker, context_id: u32) -> Action {
             worker
                 .borrow_mut()
                 .bodies
-                .start(context_id, protocol, max_bytes);
+                .start(context_id, protocol, max_bytes, now.ms);
             Action::Pause
         }
         Decision::Respond(reply) => {
@@ -186,6 +186,7 @@ pub fn handle_body(
             Action::Continue
         };
     };
+    reading.got_body = true;
     let start = if reading.held <= body_size {
         reading.held
     } else {
@@ -222,7 +223,6 @@ pub fn handle_body(
     if let Err(error) = fed {
         state.bodies.forget(context_id);
         drop(state);
-        log::debug!("request refused: {error}");
         return refuse_now(worker, decision::body_failure(error));
     }
     if reading.scanner.model().is_some() {
@@ -242,6 +242,39 @@ pub fn handle_body(
         return refuse_now(worker, failure);
     }
     Action::Pause
+}
+
+/// How long a request may be held for a body callback that does not come. Envoy calls the filter
+/// with the body of a request it holds only when the filter's configuration says
+/// `allow_on_headers_stop_iteration: true` (Envoy 1.35 and later); without it, such a request
+/// would wait for ever.
+const BODY_WAIT_MS: u64 = 10_000;
+
+/// Refuses (503) the requests held for a body that has not come within [`BODY_WAIT_MS`], and
+/// says what to fix.
+pub fn refuse_stalled_bodies(worker: &SharedWorker, now_ms: u64, root_context_id: u32) {
+    let stalled = worker
+        .borrow_mut()
+        .bodies
+        .take_stalled(now_ms, BODY_WAIT_MS);
+    if stalled.is_empty() {
+        return;
+    }
+    for context_id in stalled {
+        if hostcalls::set_effective_context(context_id).is_err() {
+            continue;
+        }
+        log::warn!(
+            "request refused: its body never reached the filter within {} s; a request whose \
+             model is named in its body needs allow_on_headers_stop_iteration: true in the wasm \
+             filter's configuration (Envoy 1.35 and later)",
+            BODY_WAIT_MS / 1000
+        );
+        refuse_now(worker, Failure::BodyNotDelivered);
+    }
+    if let Err(status) = hostcalls::set_effective_context(root_context_id) {
+        log::warn!("cannot restore root context: {status:?}");
+    }
 }
 
 /// Stops reading a let-through stream's body at its end.

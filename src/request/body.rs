@@ -2,8 +2,6 @@
 //! KServe's V2 gRPC service (protobuf field 1), and the scanner that reads the name as the body
 //! streams in.
 
-use std::fmt;
-
 use super::grpc_scan::{GrpcBodyError, GrpcModelScanner};
 use super::json_scan::{JsonBodyError, JsonModelScanner};
 
@@ -60,16 +58,6 @@ pub enum BodyError {
     Grpc(GrpcBodyError),
     /// More than the limit arrived without a model.
     TooLarge,
-}
-
-impl fmt::Display for BodyError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            BodyError::Json(error) => error.fmt(f),
-            BodyError::Grpc(error) => error.fmt(f),
-            BodyError::TooLarge => f.write_str("the body is larger than max_body_bytes"),
-        }
-    }
 }
 
 /// Reads the model name from a body fed to it in pieces, counting what it read against a limit.

@@ -7,8 +7,6 @@
 //! field 1. Protobuf parsers keep the last of two values of one field, so a second field 1 is
 //! refused rather than guessed.
 
-use std::fmt;
-
 use super::json_scan::MAX_MODEL_BYTES;
 
 /// Why a gRPC body cannot name a model.
@@ -25,18 +23,6 @@ pub enum GrpcBodyError {
     RepeatedModel,
     /// The message has no field 1.
     NoModel,
-}
-
-impl fmt::Display for GrpcBodyError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            GrpcBodyError::Compressed => "the gRPC message is compressed",
-            GrpcBodyError::TooLarge => "the gRPC message is larger than the limit",
-            GrpcBodyError::Malformed => "the gRPC message is malformed",
-            GrpcBodyError::RepeatedModel => "the gRPC message names its model twice",
-            GrpcBodyError::NoModel => "the gRPC message names no model",
-        })
-    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -169,7 +155,6 @@ impl GrpcModelScanner {
                     return Err(GrpcBodyError::Malformed);
                 }
                 self.state = match (field, value & 7) {
-                    (1, 2) if self.model.is_some() => return Err(GrpcBodyError::RepeatedModel),
                     (1, _) if self.model.is_some() => return Err(GrpcBodyError::RepeatedModel),
                     (1, 2) => State::Length {
                         field,

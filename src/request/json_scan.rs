@@ -13,8 +13,6 @@
 //! rather than guessed. What it does not check (number syntax, say) the model server's parser
 //! refuses on its own, so no body both passes here and names another model there.
 
-use std::fmt;
-
 /// Longest model name accepted, in bytes.
 pub const MAX_MODEL_BYTES: usize = 512;
 /// How many bytes of a top-level member name are kept: enough to tell `model` from the rest.
@@ -32,17 +30,6 @@ pub enum JsonBodyError {
     RepeatedModel,
     /// The object ended without a top-level `model`.
     NoModel,
-}
-
-impl fmt::Display for JsonBodyError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            JsonBodyError::NotAnObject => "the body is not a JSON object",
-            JsonBodyError::ModelNotAString => "the body's model member is not a string",
-            JsonBodyError::RepeatedModel => "the body has two model members",
-            JsonBodyError::NoModel => "the body has no model member",
-        })
-    }
 }
 
 /// Where the scanner is in the JSON text.
@@ -206,7 +193,7 @@ impl JsonModelScanner {
                     StringStep::Continue(escape) => {
                         self.state = State::Key(escape);
                         if let Some(decoded) = decoded {
-                            self.push_key(&decoded);
+                            self.push_key(decoded.as_slice());
                         }
                     }
                     StringStep::End => self.state = State::AfterKey,
@@ -258,10 +245,10 @@ impl JsonModelScanner {
                 let (next, decoded) = string_step(escape, byte, &mut self.high_surrogate)
                     .ok_or(JsonBodyError::ModelNotAString)?;
                 if let Some(decoded) = decoded {
-                    if self.value.len() + decoded.len() > MAX_MODEL_BYTES {
+                    if self.value.len() + decoded.len > MAX_MODEL_BYTES {
                         return Err(JsonBodyError::ModelNotAString);
                     }
-                    self.value.extend_from_slice(&decoded);
+                    self.value.extend_from_slice(decoded.as_slice());
                 }
                 match next {
                     StringStep::Continue(escape) => self.state = State::ModelValue(escape),
@@ -357,6 +344,25 @@ enum StringStep {
     End,
 }
 
+/// The UTF-8 bytes one step of a string adds: up to four.
+struct Decoded {
+    bytes: [u8; 4],
+    len: usize,
+}
+
+impl Decoded {
+    fn byte(byte: u8) -> Option<Decoded> {
+        Some(Decoded {
+            bytes: [byte, 0, 0, 0],
+            len: 1,
+        })
+    }
+
+    fn as_slice(&self) -> &[u8] {
+        self.bytes.get(..self.len).unwrap_or_default()
+    }
+}
+
 /// One byte of a JSON string being unescaped: the next state and the UTF-8 bytes it adds.
 /// `None` for what JSON does not allow in a string (a control character, a bad escape, a lone
 /// surrogate).
@@ -364,7 +370,7 @@ fn string_step(
     escape: Escape,
     byte: u8,
     high_surrogate: &mut Option<u16>,
-) -> Option<(StringStep, Option<Vec<u8>>)> {
+) -> Option<(StringStep, Option<Decoded>)> {
     match escape {
         Escape::None => {
             if high_surrogate.is_some() && byte != b'\\' {
@@ -374,7 +380,7 @@ fn string_step(
                 b'"' => Some((StringStep::End, None)),
                 b'\\' => Some((StringStep::Continue(Escape::Backslash), None)),
                 0x00..=0x1f => None,
-                byte => Some((StringStep::Continue(Escape::None), Some(vec![byte]))),
+                byte => Some((StringStep::Continue(Escape::None), Decoded::byte(byte))),
             }
         }
         Escape::Backslash => {
@@ -393,7 +399,7 @@ fn string_step(
                 b'u' => return Some((StringStep::Continue(Escape::Unicode(0, 0)), None)),
                 _ => return None,
             };
-            Some((StringStep::Continue(Escape::None), Some(vec![decoded])))
+            Some((StringStep::Continue(Escape::None), Decoded::byte(decoded)))
         }
         Escape::Unicode(count, value) => {
             let digit = u16::from(char::from(byte).to_digit(16)? as u8);
@@ -418,9 +424,12 @@ fn string_step(
                 }
                 (Some(_), _) => return None,
             };
-            let mut buffer = [0u8; 4];
-            let encoded = text.encode_utf8(&mut buffer).as_bytes().to_vec();
-            Some((StringStep::Continue(Escape::None), Some(encoded)))
+            let mut bytes = [0u8; 4];
+            let len = text.encode_utf8(&mut bytes).len();
+            Some((
+                StringStep::Continue(Escape::None),
+                Some(Decoded { bytes, len }),
+            ))
         }
     }
 }

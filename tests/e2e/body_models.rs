@@ -200,7 +200,7 @@ fn no_token_is_refused_before_the_body() {
 fn bodies_that_name_no_model_are_refused() {
     let (stack, key) = stack(json!({"max_body_bytes": 4096}));
     let team_a = token(&key, "team-a");
-    let cases: [(&[u8], &[(&str, &str)], u16, &str); 7] = [
+    let cases: [RefusalCase; 7] = [
         (b"[1, 2]", &[], 400, "Request body is not a JSON object"),
         (
             br#"{"model": 7}"#,
@@ -255,6 +255,9 @@ fn bodies_that_name_no_model_are_refused() {
     }
     assert_eq!(stack.upstream.count(), 0);
 }
+
+/// A body, extra headers, and the status and description it must get.
+type RefusalCase<'a> = (&'a [u8], &'a [(&'a str, &'a str)], u16, &'a str);
 
 /// A gRPC frame holding a ModelInferRequest with `model_name` and an id.
 fn model_infer(model: &str) -> Vec<u8> {
@@ -315,4 +318,40 @@ fn grpc_model_infer_names_its_model() {
         response.headers
     );
     assert_eq!(stack.upstream.count(), 1);
+}
+
+// Without allow_on_headers_stop_iteration (an Istio WasmPlugin cannot set it), Envoy never hands
+// the filter the body of a request it holds: the request is refused after 10 s with a 503, and
+// the log says what to set, rather than waiting for ever or going through unjudged.
+#[test]
+fn a_body_that_never_arrives_is_refused() {
+    let key = TestKey::es256("k1");
+    let server = JwksServer::start(jwks(&[&key]));
+    let upstream = EchoUpstream::start();
+    let mut config =
+        EnvoyConfig::with_filter(&config(&server, json!({})), server.port(), upstream.port());
+    if let Some(filter) = config.filter.as_mut() {
+        filter.hold_headers = false;
+    }
+    let envoy = Envoy::start(&config);
+    let authorization = format!("Bearer {}", token(&key, "team-a"));
+    let started = std::time::Instant::now();
+    let response = http::request(
+        envoy.addr(),
+        "POST",
+        CHAT,
+        &[("authorization", &authorization)],
+        Some(&chat_body("llama-a")),
+    )
+    .unwrap();
+    assert_eq!(response.status, 503, "{}", response.text());
+    assert_eq!(
+        response.json()["error_description"],
+        "Request body did not reach the filter"
+    );
+    assert!(started.elapsed() >= Duration::from_secs(10));
+    assert!(envoy
+        .log()
+        .contains("allow_on_headers_stop_iteration: true"));
+    assert_eq!(upstream.count(), 0);
 }

@@ -204,6 +204,7 @@ fn start_failure_is_reported_with_the_log() {
         filter: Some(crate::support::envoy::WasmFilter {
             module: missing,
             configuration: "{}".into(),
+            hold_headers: true,
         }),
         ..EnvoyConfig::plain(9, 9)
     };

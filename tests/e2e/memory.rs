@@ -189,6 +189,7 @@ fn memory_stays_bounded_over_100000_distinct_tokens() {
     let filter = WasmFilter {
         module: crate::support::envoy::filter_wasm(),
         configuration: config.to_string(),
+        hold_headers: true,
     };
     let bootstrap = bootstrap_with_listeners(vec![direct_response_listener(
         LISTENER,

@@ -70,6 +70,7 @@ fn plugin_listener(config: &Value) -> Value {
     let filter = WasmFilter {
         module: crate::support::envoy::filter_wasm(),
         configuration: config.to_string(),
+        hold_headers: true,
     };
     upstream_listener(LISTENER, vec![filter.http_filter()])
 }

@@ -68,6 +68,9 @@ pub struct WasmFilter {
     pub module: PathBuf,
     /// The plugin configuration (JSON text), passed as a `google.protobuf.StringValue`.
     pub configuration: String,
+    /// `allow_on_headers_stop_iteration`: true as shipped; false as an Istio `WasmPlugin` leaves
+    /// it.
+    pub hold_headers: bool,
 }
 
 /// What to render into the bootstrap.
@@ -170,6 +173,7 @@ impl WasmFilter {
         WasmFilter {
             module: filter_wasm(),
             configuration: configuration.to_string(),
+            hold_headers: true,
         }
     }
 
@@ -187,7 +191,7 @@ impl WasmFilter {
                     "failure_policy": "FAIL_RELOAD",
                     // As the shipped configurations: the filter holds a request's headers while
                     // it reads a body that names the model (Envoy 1.35 and later).
-                    "allow_on_headers_stop_iteration": true,
+                    "allow_on_headers_stop_iteration": self.hold_headers,
                     "configuration": {
                         "@type": "type.googleapis.com/google.protobuf.StringValue",
                         "value": self.configuration,
