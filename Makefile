@@ -124,7 +124,7 @@ oci: build buildah
 # Coverage-guided fuzzing (cargo-fuzz, nightly toolchain), FUZZ_SECONDS per target. Crashes land
 # in fuzz/artifacts/<target>/ and become regression tests.
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS := token jwks config request signature rsa path
+FUZZ_TARGETS := token jwks config request signature rsa path json_model grpc_model
 
 fuzz:
 	@command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked

@@ -51,6 +51,11 @@ KEY_SET_SIZE = 20
 HOST_RULE_COUNTS = (1, 100, 1000)
 # The DPoP row's requests: one bound token, a fresh proof each, for GET http://DPOP_HOST/.
 DPOP_HOST = "dpop.bench.local"
+# The body rows: the OpenAI-compatible endpoint a model rule covers, and a path whose rule does not
+# depend on the body.
+BODY_PATH = "/openai/v1/chat/completions"
+HEADER_ONLY_PATH = "/header-only/v1/chat/completions"
+BODY_MODEL = "llama-bench"
 
 
 def service_host(index):
@@ -70,6 +75,7 @@ class Row:
     hot: bool = False  # only the first token, reused on every request
     host: str | None = None  # the Host header sent; None: wrk's default (127.0.0.1:<port>)
     single_use: bool = False  # each line is used by one request only (DPoP proofs)
+    body: str | None = None  # a body file (BODIES) sent with POST on every request
     expect: int | None = None  # the status every answer must have; None: any 2xx
     port: int | None = None
     result: dict | None = None
@@ -136,6 +142,13 @@ ROWS = [
     # request (its signature checked with the key in its header, then recorded in the replay set).
     Row("wasm_dpop_hot", "ours, hot, DPoP-bound, fresh ES256 proof each", "wasm_dpop",
         tokens="dpop", host=DPOP_HOST, single_use=True),
+    # Models named in the body: an OpenAI chat completion to a model rule, with the model first or
+    # after the messages, beside the same request to a rule that does not read the body.
+    *[Row(f"wasm_body_{size}_{where}", f"ours, hot, {size} chat body, model {where}", "wasm_body",
+          path=path, tokens="rs256", hot=True, body=f"chat-{size}-{body_where}")
+      for size in ("2k", "256k")
+      for where, path, body_where in (("first", BODY_PATH, "first"), ("last", BODY_PATH, "last"),
+                                      ("header_only", HEADER_ONLY_PATH, "last"))],
     Row("jwt_authn_identity_hot", "jwt_authn, no cache, hot, identity headers",
         "jwt_authn_identity_hot", tokens="rs256", hot=True),
     # One gateway in front of many InferenceServices: a host rule per service (an exact public
@@ -349,6 +362,31 @@ def dpop_proofs(settings):
     return 1, warmup, int(seconds(settings.duration) * DPOP_PROOFS_PER_SECOND)
 
 
+def body_config(jwks):
+    """The bench provider with a model rule for BODY_MODEL: chat completions under /openai/v1/
+    are held until their body names the model; the same request under /header-only/ is not."""
+    config = json.loads(plugin_config(jwks))
+    config["rules"][1:1] = [{"match": {"model": BODY_MODEL},
+                             "requires": {"provider_name": "bench"}}]
+    config["openai_prefixes"] = ["/openai/v1/"]
+    config["model_header"] = "x-kserve-model"
+    return json.dumps(config)
+
+
+def write_bodies(work):
+    """chat-<size>-<first|last>.json: an OpenAI chat completion of about 2 KiB or 256 KiB whose
+    top-level model comes before or after its messages."""
+    for size, target in (("2k", 2 * 1024), ("256k", 256 * 1024)):
+        messages = []
+        while len(json.dumps(messages)) < target - 100:
+            messages.append({"role": "user", "content": "lorem ipsum dolor sit amet " * 4})
+        for where in ("first", "last"):
+            members = [("model", BODY_MODEL), ("messages", messages)]
+            if where == "last":
+                members.reverse()
+            (work / f"chat-{size}-{where}.json").write_text(json.dumps(dict(members)))
+
+
 def host_rules_config(jwks, count):
     """The bench provider behind `count` host rules, one per InferenceService: its public host
     and its namespace's in-cluster wildcard."""
@@ -387,6 +425,7 @@ def render_config(settings, dropped=()):
         PLUGIN_CONFIG_IDENTITY=yaml_string(plugin_config(jwks, identity="remove")),
         PLUGIN_CONFIG_IDENTITY_FORWARD=yaml_string(plugin_config(jwks, identity="forward")),
         PLUGIN_CONFIG_DPOP=yaml_string(dpop_config(jwks)),
+        PLUGIN_CONFIG_BODY=yaml_string(body_config(jwks)),
 
         **{f"PLUGIN_CONFIG_HOSTS_{count}": yaml_string(host_rules_config(jwks, count))
            for count in HOST_RULE_COUNTS},
@@ -546,7 +585,7 @@ def first_and_last_token(settings, row):
     return [used[0], used[-1]] if len(used) > 1 else used
 
 
-def probe(port, path, token, host=None):
+def probe(port, path, token, host=None, body=None):
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     try:
         headers = {}
@@ -557,7 +596,10 @@ def probe(port, path, token, host=None):
             headers = {"Authorization": f"Bearer {token}"}
         if host:
             headers["Host"] = host
-        connection.request("GET", path, headers=headers)
+        if body is not None:
+            headers["Content-Type"] = "application/json"
+        connection.request("POST" if body is not None else "GET", path, body=body,
+                           headers=headers)
         response = connection.getresponse()
         body = response.read(300).decode(errors="replace").strip()
         return response.status, body
@@ -575,7 +617,8 @@ def preflight(settings, row):
         expectations.append(("/", None, 401))
     for path, token, expected in expectations:
         try:
-            status, body = probe(row.port, path, token, row.host)
+            body_bytes = (settings.work / f"{row.body}.json").read_bytes() if row.body else None
+            status, body = probe(row.port, path, token, row.host, body_bytes)
         except OSError as error:
             row.failed = f"probe failed: {error}"
             return
@@ -611,6 +654,8 @@ def run_wrk(settings, row, duration, cpus, connections=None, first=0, count=None
         command += [str(first), str(stop_after), str(row.expect or "")]
     elif row.expect:
         command += ["0", "-", str(row.expect)]
+    elif row.body:
+        command += ["0", "-", "", str(settings.work / f"{row.body}.json")]
     completed = subprocess.run(command, capture_output=True, text=True, preexec_fn=pinned(cpus))
     match = re.search(r"^wrk-result (\{.*\})$", completed.stdout, re.MULTILINE)
     if completed.returncode != 0 or not match:
@@ -771,6 +816,7 @@ TARGETS = [
     ("wasm_hosts_1000", "wasm_hosts_1", 0.97, "1,000 host rules cost what one does"),
     ("wasm_dpop_hot", "wasm_cold_es256", 0.9,
      "a DPoP proof costs about one ES256 signature check"),
+    ("wasm_body_2k_last", "wasm_body_2k_header_only", 0.9, "the model read from a 2 KiB body"),
 ]
 # The plugin module's size goal, in bytes.
 MAX_WASM_BYTES = 512 * 1024
@@ -857,6 +903,7 @@ def main(argv):
         settings.work.mkdir(parents=True, exist_ok=True)
         mint_tokens(settings)
         write_forged_tokens(settings.work)
+        write_bodies(settings.work)
         config = render_config(settings)
     except SetupError as error:
         log(str(error))

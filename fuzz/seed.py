@@ -63,6 +63,15 @@ def main():
     for path in ("/v1/models/fraud%3Apredict", "/v2/health/..;/v1/models/x:predict", "/a/%2e%2E/b%25",
                  "/v2/%6dodels/m%3b/infer?x", "/caf%C3%A9/./x/../y"):
         write("path", path)
+    # Body scanners: a first byte choosing the piece size, then the body.
+    for body in (b'{"model": "llama-a", "messages": [{"role": "user", "content": "hi"}]}',
+                 b'{"messages": [{"model": "x"}], "m\\u006fdel": "caf\\u00e9", "n": 1.5e3}',
+                 b'\xef\xbb\xbf {"model": "a", "model": "b"}',
+                 b'{"tools": [[], {}, "}"], "stream": true, "model": null}'):
+        write("json_model", b"\x03" + body)
+    infer = b"\x1a\x02id\x0a\x07llama-a\x3a\x03\x01\x02\x03\x20\x2c"
+    write("grpc_model", b"\x02\x00" + len(infer).to_bytes(4, "big") + infer)
+    write("grpc_model", b"\x05\x00\x00\x00\x00\x04\x0a\x02ab")
     write("signature", b"\x08\x01\x12\x02ok")
     write("signature", bytes(64))
     write("signature", bytes(range(96)))

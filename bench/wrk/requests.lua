@@ -14,7 +14,8 @@
 --               so at most connections - 1 tokens go twice); a number stops it after that many
 --               answers instead (<limit> minus the connections: no token goes twice); "-" to run
 --               for wrk's whole -d
---   status      the status every answer must have, e.g. 401; absent: any 2xx
+--   status      the status every answer must have, e.g. 401; absent or "": any 2xx
+--   body file   a JSON body sent with POST (and content-type application/json) on every request
 --
 -- Every response whose status is not 2xx is counted (a `response` hook, so 3xx counts too, unlike
 -- wrk's own "Non-2xx or 3xx" line, which counts only status >= 400), and so is every response
@@ -45,6 +46,20 @@ function init(args)
   end
   request_path = path
   expected_status = tonumber(args[6] or "")
+  local method, body, base_headers = "GET", nil, {}
+  if args[7] ~= nil and args[7] ~= "" then
+    local handle = assert(io.open(args[7], "rb"))
+    body = handle:read("*a")
+    handle:close()
+    method = "POST"
+    base_headers["Content-Type"] = "application/json"
+  end
+  local function headers_with(extra)
+    local all = {}
+    for name, value in pairs(base_headers) do all[name] = value end
+    for name, value in pairs(extra) do all[name] = value end
+    return all
+  end
   if file ~= nil and file ~= "" and file ~= "-" then
     local line_number = 0
     for line in io.lines(file) do
@@ -65,7 +80,8 @@ function init(args)
         line_number = line_number + 1
       elseif line ~= "" then
         if line_number >= first then
-          requests[#requests + 1] = wrk.format("GET", path, { ["Authorization"] = "Bearer " .. line })
+          requests[#requests + 1] = wrk.format(method, path,
+            headers_with({ ["Authorization"] = "Bearer " .. line }), body)
           if limit > 0 and #requests >= limit then
             break
           end
@@ -79,7 +95,7 @@ function init(args)
       error(string.format("%s holds %d tokens from line %d, %d wanted", file, loaded, first, limit))
     end
   else
-    requests[1] = wrk.format("GET", path)
+    requests[1] = wrk.format(method, path, headers_with({}), body)
   end
 end
 

@@ -33,8 +33,8 @@ enum State {
     Tag(u64, u32),
     /// Reading a length varint, for field `field` (wire type 2).
     Length { field: u64, value: u64, shift: u32 },
-    /// Reading a varint value to skip.
-    SkipVarint,
+    /// Reading a varint value to skip: its shift so far.
+    SkipVarint(u32),
     /// Skipping this many bytes.
     Skip(u64),
     /// Reading field 1's bytes: how many are left.
@@ -150,8 +150,9 @@ impl GrpcModelScanner {
                     self.state = State::Tag(value, shift + 7);
                     return Ok(1);
                 }
+                // Field numbers run from 1 to 2^29 - 1, and a key fits 32 bits.
                 let field = value >> 3;
-                if field == 0 {
+                if field == 0 || value > u64::from(u32::MAX) {
                     return Err(GrpcBodyError::Malformed);
                 }
                 self.state = match (field, value & 7) {
@@ -162,7 +163,7 @@ impl GrpcModelScanner {
                         shift: 0,
                     },
                     (1, _) => return Err(GrpcBodyError::Malformed),
-                    (_, 0) => State::SkipVarint,
+                    (_, 0) => State::SkipVarint(0),
                     (_, 1) => State::Skip(8),
                     (_, 2) => State::Length {
                         field,
@@ -205,11 +206,14 @@ impl GrpcModelScanner {
                 self.settle();
                 Ok(1)
             }
-            State::SkipVarint => {
+            State::SkipVarint(shift) => {
                 self.take_message_byte()?;
-                if byte & 0x80 == 0 {
-                    self.state = self.next_field();
-                }
+                let (_, done) = varint_step(0, shift, byte)?;
+                self.state = if done {
+                    self.next_field()
+                } else {
+                    State::SkipVarint(shift + 7)
+                };
                 Ok(1)
             }
             State::Skip(left) => {
@@ -279,10 +283,10 @@ impl GrpcModelScanner {
     }
 }
 
-/// One byte of a varint: the value so far, and whether it ended. More than ten bytes (64 bits)
-/// is malformed.
+/// One byte of a varint: the value so far, and whether it ended. More than 64 bits (a tenth byte
+/// above 1, or an eleventh) is malformed, as protobuf decoders have it.
 fn varint_step(value: u64, shift: u32, byte: u8) -> Result<(u64, bool), GrpcBodyError> {
-    if shift > 63 {
+    if shift > 63 || (shift == 63 && byte > 1) {
         return Err(GrpcBodyError::Malformed);
     }
     let value = value | (u64::from(byte & 0x7f) << shift);

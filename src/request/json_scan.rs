@@ -134,14 +134,43 @@ impl JsonModelScanner {
         if let Some(error) = self.failed {
             return Err(error);
         }
-        for &byte in bytes {
+        let mut rest = bytes;
+        while let Some((&byte, tail)) = rest.split_first() {
+            // Inside a skipped value, most bytes change nothing: jump to the next one that may.
+            let plain = self.plain_run(rest);
+            if plain > 0 {
+                self.offset = self.offset.saturating_add(plain);
+                rest = rest.get(plain..).unwrap_or_default();
+                continue;
+            }
             if let Err(error) = self.step(byte) {
                 self.failed = Some(error);
                 return Err(error);
             }
             self.offset = self.offset.saturating_add(1);
+            rest = tail;
         }
         Ok(())
+    }
+
+    /// How many bytes at the start of `bytes` a skipped value passes over without a change of
+    /// state: in a string, up to a quote or backslash; between nested values, up to a quote or
+    /// bracket.
+    fn plain_run(&self, bytes: &[u8]) -> usize {
+        if self.state != State::Skipping(Escape::None) {
+            return 0;
+        }
+        let stops: &[u8] = if self.in_string {
+            b"\"\\"
+        } else if self.depth > 0 {
+            b"\"{}[]"
+        } else {
+            return 0;
+        };
+        bytes
+            .iter()
+            .position(|byte| stops.contains(byte))
+            .unwrap_or(bytes.len())
     }
 
     /// The verdict at the end of the body: the model, or why there is none.
