@@ -62,6 +62,8 @@ pub struct Config {
     pub challenge: ChallengeSchemes,
     /// How bodies that name their model are read.
     pub body: BodySettings,
+    /// Some rule matches a model: model lists are narrowed, and bodies may be read.
+    pub has_model_rules: bool,
     /// Some provider checks certificate-bound tokens, so requests need the peer certificate's
     /// digest (an extra host call, made only then).
     pub reads_peer_certificate: bool,
@@ -164,7 +166,11 @@ fn compile(root: &Node<'_>) -> Result<Config, ConfigError> {
         .transpose()?;
     let challenge = binding::challenge_schemes(providers.iter().map(|p| p.binding.dpop.as_ref()));
     let reads_peer_certificate = providers.iter().any(|p| p.binding.mtls.is_some());
+    let has_model_rules = rules
+        .iter()
+        .any(|rule| matches!(rule.path_match, PathMatch::Model(_)));
     Ok(Config {
+        has_model_rules,
         body,
         challenge,
         reads_peer_certificate,
@@ -415,6 +421,7 @@ mod tests {
             protected_resource: None,
             challenge: Default::default(),
             body: Default::default(),
+            has_model_rules: false,
             reads_peer_certificate: false,
         };
         let expected = Config {

@@ -22,6 +22,8 @@ pub struct Allow {
     pub set_headers: Vec<(Rc<str>, Rc<str>)>,
     /// Envoy filter state properties to write: the verified identity.
     pub filter_state: Vec<(Rc<str>, Rc<str>)>,
+    /// The answer is the OpenAI model list, to be narrowed to the models the caller may use.
+    pub narrow_model_list: bool,
 }
 
 /// The first header the filter reads whose value is not UTF-8: a pseudo-header, or a header some

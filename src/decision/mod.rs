@@ -10,6 +10,7 @@ mod binding;
 mod candidates;
 mod clock;
 mod headers;
+pub mod model_list;
 pub mod proof;
 pub mod replay;
 mod reply;
@@ -95,6 +96,7 @@ pub fn decide(
         remove_headers: present_managed_headers(config, request),
         set_headers: Vec::new(),
         filter_state: Vec::new(),
+        narrow_model_list: false,
     };
     // Rules see the normalized path, and so does the upstream: both judge the same request.
     let path = match path::normalize(&request.path) {
@@ -149,6 +151,7 @@ pub fn decide(
                 .push((header.as_str().into(), model.as_str().into()));
         }
     }
+    allow.narrow_model_list = model_list::is_model_list(config, request, &path.decoded);
     let Some(requirement) = &rule.requirement else {
         allow.public = true;
         set_upstream_path(request, &path.upstream, &[], &mut allow);

@@ -1,5 +1,6 @@
-//! The streams whose body the filter reads for the model it names: the scanner of each, and how
-//! much of Envoy's buffered body it has read.
+//! The streams whose body the filter reads: requests for the model they name (the scanner of
+//! each, and how much of Envoy's buffered body it has read), and answers that are model lists to
+//! narrow.
 //!
 //! While the filter holds a stream (its callbacks answer `Pause`), Envoy buffers the body and each
 //! callback sees all of it from the start, so only the bytes after those already read are
@@ -8,6 +9,7 @@
 use std::collections::HashMap;
 
 use crate::request::body::{BodyProtocol, BodyScanner};
+use crate::request::Request;
 
 /// One stream's body reading.
 pub struct BodyReading {
@@ -89,5 +91,28 @@ impl BodyReadings {
     /// Stops reading stream `id`'s body.
     pub fn forget(&mut self, id: u32) {
         self.streams.remove(&id);
+    }
+}
+
+/// The streams whose answer is a model list to narrow, with the request it answers.
+#[derive(Default)]
+pub struct ModelLists {
+    streams: HashMap<u32, Request>,
+}
+
+impl ModelLists {
+    /// Narrow stream `id`'s answer for `request`.
+    pub fn expect(&mut self, id: u32, request: Request) {
+        self.streams.insert(id, request);
+    }
+
+    /// Whether stream `id`'s answer is narrowed.
+    pub fn contains(&self, id: u32) -> bool {
+        self.streams.contains_key(&id)
+    }
+
+    /// Stops narrowing stream `id`'s answer.
+    pub fn forget(&mut self, id: u32) -> Option<Request> {
+        self.streams.remove(&id)
     }
 }

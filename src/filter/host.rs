@@ -23,6 +23,10 @@ pub const CALLOUT_RESPONSE_HEADERS: u32 = 6;
 pub const CALLOUT_RESPONSE_BODY: u32 = 4;
 /// `proxy_wasm::types::BufferType::HttpRequestBody`.
 pub const REQUEST_BODY: u32 = 0;
+/// `proxy_wasm::types::BufferType::HttpResponseBody`.
+pub const RESPONSE_BODY: u32 = 1;
+/// `proxy_wasm::types::MapType::HttpResponseHeaders`.
+pub const RESPONSE_HEADERS: u32 = 2;
 /// `proxy_wasm::types::BufferType::PluginConfiguration`.
 pub const PLUGIN_CONFIGURATION: u32 = 7;
 /// `proxy_wasm::types::StreamType::HttpRequest`.
@@ -97,6 +101,13 @@ extern "C" {
     ) -> u32;
     fn proxy_continue_stream(stream_type: u32) -> u32;
     fn proxy_close_stream(stream_type: u32) -> u32;
+    fn proxy_set_buffer_bytes(
+        buffer_type: u32,
+        start: usize,
+        size: usize,
+        buffer_data: *const u8,
+        buffer_size: usize,
+    ) -> u32;
     fn proxy_get_shared_data(
         key_data: *const u8,
         key_size: usize,
@@ -157,6 +168,23 @@ pub fn header_pairs(map_type: u32) -> Result<HeaderPairs, HostError> {
         .into_iter()
         .map(|(name, value)| (name.to_vec(), value.to_vec()))
         .collect())
+}
+
+/// Removes every value of a response header.
+pub fn remove_response_header(name: &str) -> Result<(), HostError> {
+    // SAFETY: pointer and length of a live `str`.
+    check(unsafe { proxy_remove_header_map_value(RESPONSE_HEADERS, name.as_ptr(), name.len()) })
+}
+
+/// Replaces bytes `start..start + size` of a host buffer with `data`.
+pub fn set_buffer(
+    buffer_type: u32,
+    start: usize,
+    size: usize,
+    data: &[u8],
+) -> Result<(), HostError> {
+    // SAFETY: pointer and length of a live slice.
+    check(unsafe { proxy_set_buffer_bytes(buffer_type, start, size, data.as_ptr(), data.len()) })
 }
 
 /// Removes every value of a request header.

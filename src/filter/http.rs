@@ -4,6 +4,7 @@
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
 
+use super::model_list;
 use super::worker::{self, SharedWorker};
 
 /// The stream context Envoy creates per request.
@@ -36,6 +37,22 @@ impl HttpContext for Http {
             None => Action::Pause,
         }
     }
+
+    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        match &self.worker {
+            Some(worker) => model_list::on_response_headers(worker, self.context_id),
+            None => Action::Continue,
+        }
+    }
+
+    fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        match &self.worker {
+            Some(worker) => {
+                model_list::on_response_body(worker, self.context_id, body_size, end_of_stream)
+            }
+            None => Action::Continue,
+        }
+    }
 }
 
 impl Http {
@@ -45,6 +62,7 @@ impl Http {
         if let Some(Ok(mut state)) = self.worker.as_ref().map(|w| w.try_borrow_mut()) {
             state.waiting.forget(self.context_id);
             state.bodies.forget(self.context_id);
+            state.lists.forget(self.context_id);
         }
     }
 }

@@ -7,6 +7,7 @@ mod host;
 mod host_crypto;
 mod http;
 mod metrics;
+mod model_list;
 mod root;
 mod worker;
 

@@ -97,6 +97,7 @@ impl Root {
             crypto,
             waiting: Default::default(),
             bodies: Default::default(),
+            lists: Default::default(),
         }));
         Ok((worker, FetchCoordinator::new(channels)))
     }

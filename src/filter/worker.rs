@@ -6,11 +6,12 @@ use proxy_wasm::types::Action;
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use super::body::BodyReadings;
+use super::body::{BodyReadings, ModelLists};
 use super::fetch_host::HostSharedData;
 use super::host;
 use super::host_crypto::HostCrypto;
 use super::metrics::Metrics;
+
 use crate::config::{Config, ProviderId};
 use crate::decision::token_cache::TokenCache;
 use crate::decision::waiting::WaitingStreams;
@@ -35,6 +36,8 @@ pub struct Worker {
     pub waiting: WaitingStreams,
     /// Streams whose body is read for the model it names.
     pub bodies: BodyReadings,
+    /// Streams whose answer is a model list to narrow.
+    pub lists: ModelLists,
 }
 
 /// Shared handle: the root context and every stream context hold one.
@@ -115,6 +118,9 @@ pub fn handle_request(worker: &SharedWorker, context_id: u32) -> Action {
             }
             let mut state = worker.borrow_mut();
             state.bodies.let_through(context_id);
+            if allow.narrow_model_list {
+                state.lists.expect(context_id, request);
+            }
             if allow.public {
                 state.metrics.public();
             } else {

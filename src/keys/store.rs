@@ -685,6 +685,7 @@ mod tests {
             protected_resource: None,
             challenge: Default::default(),
             body: Default::default(),
+            has_model_rules: false,
             reads_peer_certificate: false,
         }
     }

@@ -355,3 +355,48 @@ fn a_body_that_never_arrives_is_refused() {
         .contains("allow_on_headers_stop_iteration: true"));
     assert_eq!(upstream.count(), 0);
 }
+
+// The OpenAI model list passes through, and each caller sees only the models its token may use;
+// a caller with none gets an empty list, not a 403.
+#[test]
+fn the_model_list_shows_each_caller_its_models() {
+    use crate::support::server::{HttpServer, Reply};
+    use std::sync::Arc;
+    let key = TestKey::es256("k1");
+    let server = JwksServer::start(jwks(&[&key]));
+    let list = json!({"object": "list", "data": [
+        {"id": "llama-a", "object": "model", "owned_by": "kserve"},
+        {"id": "llama-b", "object": "model", "owned_by": "kserve"},
+    ]});
+    let body = list.to_string();
+    let models = HttpServer::start_new(
+        Arc::new(move |_: &http::ReceivedRequest| Reply::json(200, body.clone())),
+        true,
+    );
+    let mut plugin = config(&server, json!({}));
+    // Only the two models: every other path needs team-a's role.
+    plugin["rules"][3] = json!({"match": {"prefix": "/"}, "requires": {"provider_name": PROVIDER}});
+    let envoy = Envoy::start(&EnvoyConfig::with_filter(
+        &plugin,
+        server.port(),
+        models.addr().port(),
+    ));
+    let ids = |token: &str| -> Vec<String> {
+        let response = envoy.get(
+            "/openai/v1/models",
+            &[("authorization", &format!("Bearer {token}"))],
+        );
+        assert_eq!(response.status, 200, "{}", response.text());
+        response.json()["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|model| model["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(ids(&token(&key, "team-a")), ["llama-a"]);
+    assert_eq!(ids(&token(&key, "team-b")), ["llama-b"]);
+    assert!(ids(&token(&key, "nobody")).is_empty());
+    let response = envoy.get("/openai/v1/models", &[]);
+    assert_eq!(response.status, 401);
+}
