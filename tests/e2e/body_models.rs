@@ -259,6 +259,14 @@ fn bodies_that_name_no_model_are_refused() {
 /// A body, extra headers, and the status and description it must get.
 type RefusalCase<'a> = (&'a [u8], &'a [(&'a str, &'a str)], u16, &'a str);
 
+/// A gRPC frame holding `message`, uncompressed.
+fn grpc_frame(message: &[u8]) -> Vec<u8> {
+    let mut frame = vec![0];
+    frame.extend((message.len() as u32).to_be_bytes());
+    frame.extend_from_slice(message);
+    frame
+}
+
 /// A gRPC frame holding a ModelInferRequest with `model_name` and an id.
 fn model_infer(model: &str) -> Vec<u8> {
     let mut message = vec![0x1a, 2, b'i', b'd']; // field 3 (id) first
@@ -399,4 +407,59 @@ fn the_model_list_shows_each_caller_its_models() {
     assert!(ids(&token(&key, "nobody")).is_empty());
     let response = envoy.get("/openai/v1/models", &[]);
     assert_eq!(response.status, 401);
+}
+
+// 64 requests held at once, each with 200 KiB of messages and no model yet: the filter keeps no
+// body, only each stream's scanner, so its VM's memory barely moves (Envoy holds the bytes).
+#[test]
+fn held_bodies_cost_the_vm_no_memory() {
+    let (stack, key) = stack(json!({}));
+    let authorization = format!("Bearer {}", token(&key, "team-a"));
+    let gauge = || {
+        thread::sleep(Duration::from_millis(400));
+        stack
+            .envoy
+            .gauge("wasmcustom.kserve_auth.vm.memory_bytes")
+            .expect("vm.memory_bytes gauge")
+    };
+    // One request first, so the VM has grown to what one held body needs.
+    assert_eq!(
+        post(
+            &stack,
+            Some(&token(&key, "team-a")),
+            &[],
+            &chat_body("llama-a")
+        )
+        .status,
+        200
+    );
+    let before = gauge();
+    let messages = format!(r#"{{"messages": ["{}"], "#, "x".repeat(200 * 1024));
+    let rest = br#""model": "llama-a"}"#;
+    let mut streams: Vec<TcpStream> = (0..64)
+        .map(|_| {
+            let mut stream = TcpStream::connect(stack.envoy.addr()).unwrap();
+            let head = format!(
+                "POST {CHAT} HTTP/1.1\r\nHost: {DEFAULT_HOST}\r\nAuthorization: {authorization}\r\n\
+                 Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                messages.len() + rest.len()
+            );
+            stream.write_all(head.as_bytes()).unwrap();
+            stream.write_all(messages.as_bytes()).unwrap();
+            stream
+        })
+        .collect();
+    let held = gauge();
+    println!("vm.memory_bytes: {before} before, {held} with 64 held bodies of 200 KiB");
+    assert!(
+        held <= before + 2 * 1024 * 1024,
+        "64 held bodies grew the VM from {before} to {held} bytes"
+    );
+    for stream in &mut streams {
+        stream.write_all(rest).unwrap();
+    }
+    for stream in streams {
+        let response = read_response(&mut BufReader::new(stream), false).unwrap();
+        assert_eq!(response.status, 200, "{}", response.text());
+    }
 }
