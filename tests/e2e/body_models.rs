@@ -318,13 +318,29 @@ fn grpc_model_infer_names_its_model() {
     );
     let mut compressed = model_infer("llama-a");
     compressed[0] = 1;
-    let response = h2c::post(stack.envoy.addr(), path, &headers, Some(&compressed));
-    assert_eq!(
-        response.header("grpc-status"),
-        Some("3"),
-        "{:?}",
-        response.headers
-    );
+    let without_model = grpc_frame(&[0x1a, 2, b'i', b'd']);
+    let mut too_large = grpc_frame(&[0x1a, 2, b'i', b'd']);
+    too_large[1..5].copy_from_slice(&(2u32 << 20).to_be_bytes());
+    for (body, reason) in [
+        (
+            compressed,
+            "Request body is compressed; the filter reads only uncompressed bodies",
+        ),
+        (without_model, "Request body names no model"),
+        (
+            too_large,
+            "Request body is larger than the filter reads for its model",
+        ),
+    ] {
+        let response = h2c::post(stack.envoy.addr(), path, &headers, Some(&body));
+        assert_eq!(
+            response.header("grpc-status"),
+            Some("3"),
+            "{reason}: {:?}",
+            response.headers
+        );
+        assert_eq!(response.header("grpc-message"), Some(reason));
+    }
     assert_eq!(stack.upstream.count(), 1);
 }
 
