@@ -101,7 +101,7 @@ if [[ $IDP == keycloak ]]; then
   KC_BOOTSTRAP_ADMIN_USERNAME=admin KC_BOOTSTRAP_ADMIN_PASSWORD=admin \
     "$KEYCLOAK_HOME/bin/kc.sh" start-dev --http-port="$OP_PORT" --http-host=127.0.0.1 \
     --hostname="http://127.0.0.1:$OP_PORT" --import-realm --db=dev-file \
-    --db-url="jdbc:h2:file:$PWD/$STATE/keycloakdb;NON_KEYWORDS=VALUE" >"$STATE/op.log" 2>&1 &
+    --db-url="jdbc:h2:file:$(cd "$STATE" && pwd)/keycloakdb;NON_KEYWORDS=VALUE" >"$STATE/op.log" 2>&1 &
   PIDS[op]=$!
   wait_ready op "http://127.0.0.1:$OP_PORT/realms/kserve/.well-known/openid-configuration" \
     "$STATE/op.log" 1200
