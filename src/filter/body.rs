@@ -102,7 +102,7 @@ pub struct ModelLists {
 
 impl ModelLists {
     /// Narrow stream `id`'s answer for `request`.
-    pub fn expect(&mut self, id: u32, request: Request) {
+    pub fn watch(&mut self, id: u32, request: Request) {
         self.streams.insert(id, request);
     }
 

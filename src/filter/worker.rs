@@ -119,7 +119,7 @@ pub fn handle_request(worker: &SharedWorker, context_id: u32) -> Action {
             let mut state = worker.borrow_mut();
             state.bodies.let_through(context_id);
             if allow.narrow_model_list {
-                state.lists.expect(context_id, request);
+                state.lists.watch(context_id, request);
             }
             if allow.public {
                 state.metrics.public();
