@@ -204,7 +204,7 @@ pub fn handle_body(
             log::warn!("request refused: cannot read the request body: {error}");
             state.bodies.forget(context_id);
             drop(state);
-            return refuse_now(worker, Failure::BodyMalformed);
+            return refuse_now(worker, Failure::BodyNotDelivered);
         }
     };
     let fed = reading.scanner.feed(&piece);
