@@ -213,9 +213,10 @@ fn grpc_calls_are_denied_the_grpc_way() {
     );
     assert!(response.body.is_empty(), "{:?}", response.text());
 
+    // ModelInfer names its model in the message; one no model rule names falls to the gRPC rule.
     let plain = token(&key, json!({}));
     let authorization = format!("Bearer {plain}");
-    let response = h2c::grpc_call(addr, GRPC_INFER, &[("authorization", &authorization)]);
+    let response = infer(addr, &authorization, "other");
     assert_eq!(response.status, 200);
     assert_eq!(response.header("grpc-status"), Some("7"));
     assert_eq!(response.header("grpc-message"), Some(FORBIDDEN));
@@ -223,7 +224,7 @@ fn grpc_calls_are_denied_the_grpc_way() {
 
     let member = token(&key, json!({"realm_access": {"roles": ["grpc-user"]}}));
     let authorization = format!("Bearer {member}");
-    h2c::grpc_call(addr, GRPC_INFER, &[("authorization", &authorization)]);
+    infer(addr, &authorization, "other");
     h2c::grpc_call(addr, GRPC_LIVE, &[]);
     let paths: Vec<String> = stack
         .upstream
@@ -232,6 +233,21 @@ fn grpc_calls_are_denied_the_grpc_way() {
         .map(|r| r.path.clone())
         .collect();
     assert_eq!(paths, [GRPC_INFER, GRPC_LIVE]);
+}
+
+/// A gRPC ModelInfer over h2c naming `model`.
+fn infer(addr: std::net::SocketAddr, authorization: &str, model: &str) -> Response {
+    let mut message = vec![0x0a, model.len() as u8];
+    message.extend_from_slice(model.as_bytes());
+    let mut frame = vec![0];
+    frame.extend((message.len() as u32).to_be_bytes());
+    frame.extend(message);
+    let headers = [
+        ("content-type", "application/grpc"),
+        ("te", "trailers"),
+        ("authorization", authorization),
+    ];
+    h2c::post(addr, GRPC_INFER, &headers, Some(&frame))
 }
 
 // A CORS preflight (OPTIONS with Origin and Access-Control-Request-Method) reaches the
@@ -456,7 +472,22 @@ fn shipped_kserve_example_enforces_model_roles() {
     assert_eq!(call("/v1/models/fraud:predict", &churn), 403);
     assert_eq!(call("/v2/models/churn/infer", &churn), 200);
     assert_eq!(call("/v2/models/churn/infer", &fraud), 403);
-    assert_eq!(call("/openai/v1/chat/completions", &churn), 200);
+    // The OpenAI-compatible API names the model in the body, and the same model rules hold.
+    let chat = |model: &str, authorization: &str| {
+        let body = json!({"model": model, "messages": []}).to_string();
+        http::request(
+            addr,
+            "POST",
+            "/openai/v1/chat/completions",
+            &[("authorization", authorization)],
+            Some(body.as_bytes()),
+        )
+        .unwrap()
+        .status
+    };
+    assert_eq!(chat("churn", &churn), 200);
+    assert_eq!(chat("fraud", &churn), 403);
+    assert_eq!(chat("llama", &churn), 200);
     assert_eq!(envoy.get("/openai/v1/chat/completions", &[]).status, 401);
     let metadata = envoy.get(METADATA_PATH, &[]);
     assert_eq!(metadata.status, 200);
