@@ -37,6 +37,7 @@ build: toolchain binaryen
 	cargo build --release --target $(WASM_TARGET)
 	@if [ ! -f $(WASM) ] || [ $(CARGO_WASM) -nt $(WASM) ]; then \
 	  echo "==> $(WASM) (wasm-opt)"; $(WASM_OPT) $(CARGO_WASM) -o $(WASM); fi
+	cargo build --release -p kserve-auth
 
 toolchain:
 	@rustup target list --installed | grep -qx $(WASM_TARGET) || rustup target add $(WASM_TARGET)
@@ -95,11 +96,11 @@ test: build envoy kserve op tools docker-compose wrk keycloak
 	ENVOY_BIN=$(abspath $(ENVOY)) FILTER_WASM=$(abspath $(WASM)) KEYCLOAK_HOME=$(abspath $(KEYCLOAK_HOME)) \
 	KSERVE_PYTHON=$(abspath $(KSERVE_VENV)/bin/python) TOOLS_PYTHON=$(abspath $(TOOLS_VENV)/bin/python) \
 	DOCKER_COMPOSE=$$(command -v docker-compose) \
-	cargo test --all-targets
+	cargo test --workspace --all-targets
 
 lint: toolchain layout-check
-	cargo fmt --check
-	cargo clippy --all-targets -- -D warnings
+	cargo fmt --all --check
+	cargo clippy --workspace --all-targets -- -D warnings
 	cargo clippy --release --target $(WASM_TARGET) -- -D warnings
 
 # Every import in src/ points down the layers (failure, jose, crypto, request, policy, config,
