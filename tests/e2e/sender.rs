@@ -525,10 +525,12 @@ fn certificate_bound_token_needs_its_certificate() {
 }
 
 // The demo's real OpenID provider binds a client credentials token to the client's DPoP key, and
-// Envoy with envoy/demo.yaml accepts that token only with proofs from that key.
+// Envoy with envoy/demo.yaml accepts that token only with proofs from that key; the proof script
+// the docs show does the same (one demo stack for both).
 #[test]
 fn a_token_bound_by_the_openid_provider_works_only_with_its_key() {
     let stack = DemoStack::start("600s");
+    the_documented_proof_script_gets_and_uses_a_bound_token(&stack);
     let holder = TestKey::es256("");
     let token_url = format!("{}/token", stack.op.issuer());
     let token_proof = proof_for(&holder, "POST", &token_url, None, "token-request");
@@ -591,11 +593,9 @@ fn proof_script(args: &[&str]) -> String {
     String::from_utf8(output.stdout).unwrap().trim().to_owned()
 }
 
-// The proof script the docs show makes proofs the provider and the filter both accept, with a key
-// file only its owner can read.
-#[test]
-fn the_documented_proof_script_gets_and_uses_a_bound_token() {
-    let stack = DemoStack::start("600s");
+/// The proof script the docs show makes proofs the provider and the filter both accept, with a
+/// key file only its owner can read.
+fn the_documented_proof_script_gets_and_uses_a_bound_token(stack: &DemoStack) {
     let scratch = Scratch::new("dpop-script");
     let key = scratch.path().join("dpop-key.json");
     let key = key.to_str().unwrap();

@@ -36,7 +36,9 @@ pub const V2_INFER: &str = "/v2/models/demo-model/infer";
 /// The model server imports kserve (FastAPI, pandas, grpc...) before it listens; on two busy
 /// cores that takes a while.
 const MODEL_START_TIMEOUT: Duration = Duration::from_secs(90);
-const OP_START_TIMEOUT: Duration = Duration::from_secs(30);
+/// Node loads oidc-provider and makes its signing keys before it listens: a second normally, but
+/// the suite starts several of them beside Keycloak and the model servers on two cores.
+const OP_START_TIMEOUT: Duration = Duration::from_secs(90);
 
 /// The repository root.
 pub fn repo() -> &'static Path {
