@@ -43,20 +43,24 @@ pub struct Judge<'a> {
     pub now: Now,
 }
 
-/// The model list `body` (an OpenAI `{"object": "list", "data": [{"id": …}, …]}`) with only the
-/// models `request` may use. `None` when the body is not such a list: the caller then gets an
-/// empty one, never the unfiltered original.
+/// The model list `body` with only the models `request` may use: an OpenAI list
+/// (`{"object": "list", "data": [{"id": …}, …]}`), or KServe's V1 list (`{"models": [names]}`,
+/// the answer to `GET /v1/models`, which the default `/v1/` prefix also reaches). `None` when the
+/// body is neither: the caller then gets an empty list, never the unfiltered original.
 pub fn narrow(judge: &mut Judge<'_>, request: &Request, body: &[u8]) -> Option<String> {
     // The strict parser the configuration and key sets use: one JSON parser in the module.
     let mut list: Value = json::parse_strict(body).ok()?;
-    let entries = list.get_mut("data")?.as_array_mut()?;
+    let (entries, name_of): (&mut Vec<Value>, fn(&Value) -> Option<&str>) =
+        if list.get("data").is_some() {
+            let entries = list.get_mut("data")?.as_array_mut()?;
+            (entries, |entry| entry.get("id").and_then(Value::as_str))
+        } else {
+            let entries = list.get_mut("models")?.as_array_mut()?;
+            (entries, Value::as_str)
+        };
     let mut kept = Vec::with_capacity(entries.len());
     for entry in entries.drain(..) {
-        let allowed = entry
-            .get("id")
-            .and_then(Value::as_str)
-            .is_some_and(|id| may_use(judge, request, id));
-        if allowed {
+        if name_of(&entry).is_some_and(|name| may_use(judge, request, name)) {
             kept.push(entry);
         }
     }
@@ -195,6 +199,11 @@ mod tests {
             narrowed,
             json!({"object": "list", "data": [{"id": "open-small"}]})
         );
+        // KServe's V1 list.
+        let v1 = json!({"models": ["open-small", "llama-a", 7]});
+        let narrowed = narrow(&mut judge, &get("/v1/models"), v1.to_string().as_bytes()).unwrap();
+        let narrowed: Value = serde_json::from_str(&narrowed).unwrap();
+        assert_eq!(narrowed, json!({"models": ["open-small"]}));
         assert_eq!(narrow(&mut judge, &get("/v1/models"), b"[1, 2]"), None);
         assert_eq!(
             narrow(&mut judge, &get("/v1/models"), b"{\"data\": 1}"),

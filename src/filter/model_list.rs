@@ -98,7 +98,7 @@ fn narrow(
     };
     let narrowed = model_list::narrow(&mut judge, request, body);
     if narrowed.is_none() {
-        log::warn!("the model server's model list is not an OpenAI list; sent empty");
+        log::warn!("the model server's model list is neither an OpenAI nor a V1 list; sent empty");
     }
     narrowed
 }
