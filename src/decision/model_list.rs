@@ -50,14 +50,13 @@ pub struct Judge<'a> {
 pub fn narrow(judge: &mut Judge<'_>, request: &Request, body: &[u8]) -> Option<String> {
     // The strict parser the configuration and key sets use: one JSON parser in the module.
     let mut list: Value = json::parse_strict(body).ok()?;
-    let (entries, name_of): (&mut Vec<Value>, fn(&Value) -> Option<&str>) =
-        if list.get("data").is_some() {
-            let entries = list.get_mut("data")?.as_array_mut()?;
-            (entries, |entry| entry.get("id").and_then(Value::as_str))
-        } else {
-            let entries = list.get_mut("models")?.as_array_mut()?;
-            (entries, Value::as_str)
-        };
+    let (entries, name_of): (&mut Vec<Value>, NameOf) = if list.get("data").is_some() {
+        let entries = list.get_mut("data")?.as_array_mut()?;
+        (entries, |entry| entry.get("id").and_then(Value::as_str))
+    } else {
+        let entries = list.get_mut("models")?.as_array_mut()?;
+        (entries, Value::as_str)
+    };
     let mut kept = Vec::with_capacity(entries.len());
     for entry in entries.drain(..) {
         if name_of(&entry).is_some_and(|name| may_use(judge, request, name)) {
@@ -67,6 +66,9 @@ pub fn narrow(judge: &mut Judge<'_>, request: &Request, body: &[u8]) -> Option<S
     *entries = kept;
     Some(list.to_string())
 }
+
+/// How a list's entry names its model.
+type NameOf = fn(&Value) -> Option<&str>;
 
 /// An empty model list, for a caller whose list could not be narrowed.
 pub const EMPTY_LIST: &str = r#"{"object":"list","data":[]}"#;
