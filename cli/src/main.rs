@@ -3,6 +3,8 @@
 //!
 //! ```text
 //! kserve-auth check FILE...
+//! kserve-auth explain --config FILE --token TOKEN|- [--method M] [--url URL] [--header K:V]...
+//!                     [--jwks FILE] [--at SECONDS] [--json]
 //! ```
 //!
 //! Each file is a plugin configuration (JSON or YAML), an Envoy bootstrap (every wasm filter
@@ -11,9 +13,13 @@
 
 mod check;
 mod document;
+mod explain;
 
+use std::fs;
+use std::io::Read;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use clap::{Parser, Subcommand};
 
@@ -36,6 +42,31 @@ enum Command {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// Runs the filter's decision on one request and prints each check and the answer.
+    Explain {
+        /// The plugin configuration (or an Envoy bootstrap or WasmPlugin holding one).
+        #[arg(long)]
+        config: PathBuf,
+        /// The token, or `-` to read it from standard input; it is never printed.
+        #[arg(long)]
+        token: String,
+        #[arg(long, default_value = "GET")]
+        method: String,
+        #[arg(long, default_value = "http://localhost/")]
+        url: String,
+        /// A request header, `Name: value`; `$TOKEN` in the value stands for the token.
+        #[arg(long = "header")]
+        headers: Vec<String>,
+        /// A JWKS file used as every provider's signing keys.
+        #[arg(long)]
+        jwks: Option<PathBuf>,
+        /// The time to judge at, in seconds since the epoch (default: now).
+        #[arg(long)]
+        at: Option<u64>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -55,5 +86,83 @@ fn main() -> ExitCode {
                 ExitCode::SUCCESS
             }
         }
+        Command::Explain {
+            config,
+            token,
+            method,
+            url,
+            headers,
+            jwks,
+            at,
+            json,
+        } => match run_explain(config, token, method, url, headers, jwks, at, json) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(message) => {
+                eprintln!("kserve-auth explain: {message}");
+                ExitCode::from(2)
+            }
+        },
     }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_explain(
+    config: PathBuf,
+    token: String,
+    method: String,
+    url: String,
+    headers: Vec<String>,
+    jwks: Option<PathBuf>,
+    at: Option<u64>,
+    json: bool,
+) -> Result<(), String> {
+    let read =
+        |path: &PathBuf| fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()));
+    let documents = document::parse(&read(&config)?)?;
+    let configuration = document::configurations(&documents)
+        .into_iter()
+        .next()
+        .ok_or_else(|| format!("{}: no plugin configuration found", config.display()))?
+        .configuration?;
+    let token = if token == "-" {
+        let mut text = String::new();
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .map_err(|e| format!("standard input: {e}"))?;
+        text.trim().to_owned()
+    } else {
+        token
+    };
+    let headers = headers
+        .iter()
+        .map(|header| {
+            header
+                .split_once(':')
+                .map(|(name, value)| (name.trim().to_owned(), value.trim().to_owned()))
+                .ok_or_else(|| format!("--header {header:?}: expected Name: value"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let at = at.unwrap_or_else(|| {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
+    });
+    let question = explain::Question {
+        configuration,
+        jwks: jwks.as_ref().map(read).transpose()?,
+        token,
+        method,
+        url,
+        headers,
+        at,
+    };
+    let explanation = explain::explain(&question)?;
+    if json {
+        println!("{}", explanation.to_json());
+    } else {
+        for line in explanation.to_text() {
+            println!("{line}");
+        }
+    }
+    Ok(())
 }
