@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use super::node::{quoted, ConfigError, Node, Object};
+use super::node::{algorithm_list, quoted, ConfigError, Node, Object};
 use super::uri;
 use crate::jose::alg::Alg;
 
@@ -96,27 +96,12 @@ fn mode(node: &Node<'_>) -> Result<BindingMode, ConfigError> {
 fn compile_dpop(node: &Node<'_>) -> Result<DpopPolicy, ConfigError> {
     let object = node.object(&DPOP_FIELDS)?;
     let mode = mode(&object.required("mode")?)?;
-    let algorithms = match object.get("algorithms") {
-        None => Alg::ALL.to_vec(),
-        Some(list) => {
-            let mut algorithms = Vec::new();
-            for item in list.non_empty_array()? {
-                let name = item.string()?;
-                let alg = Alg::from_name(name).ok_or_else(|| {
-                    let supported: Vec<&str> = Alg::ALL.iter().map(|a| a.name()).collect();
-                    item.error(format!(
-                        "unsupported proof algorithm {}; supported (all asymmetric): {}",
-                        quoted(name),
-                        supported.join(", ")
-                    ))
-                })?;
-                if !algorithms.contains(&alg) {
-                    algorithms.push(alg);
-                }
-            }
-            algorithms
-        }
-    };
+    let algorithms = algorithm_list(
+        &object,
+        "algorithms",
+        "proof algorithm",
+        "supported (all asymmetric)",
+    )?;
     let max_age_seconds = match object.get("max_age") {
         None => DEFAULT_PROOF_MAX_AGE_SECONDS,
         Some(node) => {

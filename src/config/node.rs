@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
+use crate::jose::alg::Alg;
+
 /// A configuration that cannot be used, with the field it is about.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
@@ -248,4 +250,34 @@ pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
             )
         })?;
     Ok(Duration::new(seconds, nanos))
+}
+
+/// A list of JWS algorithm names at `field` of `object`, each once, in the order given; every
+/// algorithm the filter verifies when the field is absent. An unknown name is an error naming the
+/// entry: "unsupported `noun` …; `supported_label`: …".
+pub(crate) fn algorithm_list(
+    object: &Object<'_>,
+    field: &str,
+    noun: &str,
+    supported_label: &str,
+) -> Result<Vec<Alg>, ConfigError> {
+    let Some(list) = object.get(field) else {
+        return Ok(Alg::ALL.to_vec());
+    };
+    let mut algorithms = Vec::new();
+    for item in list.non_empty_array()? {
+        let name = item.string()?;
+        let alg = Alg::from_name(name).ok_or_else(|| {
+            let supported: Vec<&str> = Alg::ALL.iter().map(|a| a.name()).collect();
+            item.error(format!(
+                "unsupported {noun} {}; {supported_label}: {}",
+                quoted(name),
+                supported.join(", ")
+            ))
+        })?;
+        if !algorithms.contains(&alg) {
+            algorithms.push(alg);
+        }
+    }
+    Ok(algorithms)
 }

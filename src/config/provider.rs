@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use super::binding::{self, SenderBinding};
 use super::key_source::{compile_key_source, KeySource};
-use super::node::{child_path, quoted, ConfigError, Node, Object};
+use super::node::{algorithm_list, child_path, quoted, ConfigError, Node, Object};
 use super::{identity, preset};
 
 use crate::jose::alg::Alg;
@@ -332,27 +332,7 @@ pub(super) fn compile_provider(
         None => true,
         Some(node) => node.boolean()?,
     };
-    let algorithms = match object.get("algorithms") {
-        None => Alg::ALL.to_vec(),
-        Some(list) => {
-            let mut algorithms = Vec::new();
-            for item in list.non_empty_array()? {
-                let alg_name = item.string()?;
-                let alg = Alg::from_name(alg_name).ok_or_else(|| {
-                    let supported: Vec<&str> = Alg::ALL.iter().map(|a| a.name()).collect();
-                    item.error(format!(
-                        "unsupported algorithm {}; supported: {}",
-                        quoted(alg_name),
-                        supported.join(", ")
-                    ))
-                })?;
-                if !algorithms.contains(&alg) {
-                    algorithms.push(alg);
-                }
-            }
-            algorithms
-        }
-    };
+    let algorithms = algorithm_list(&object, "algorithms", "algorithm", "supported")?;
 
     let jwt_cache_size = match object.get("jwt_cache_config") {
         None => DEFAULT_JWT_CACHE_SIZE,
