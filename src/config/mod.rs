@@ -24,7 +24,6 @@ use provider::{compile_header_prefixes, compile_providers};
 use rules::{compile_rules, ManagedHeaders};
 
 use crate::jose::json::{self, StrictJsonError};
-use crate::request;
 
 pub use binding::{BindingMode, ChallengeSchemes, DpopPolicy};
 pub use body::BodySettings;
@@ -122,7 +121,8 @@ fn compile(root: &Node<'_>) -> Result<Config, ConfigError> {
     let (providers, mut managed_headers) = compile_providers(&top.required("providers")?)?;
     let body = body::compile(&top)?;
     if let Some(header) = &body.model_header {
-        if managed_headers.contains(header) || reads_token_from(&providers, header) {
+        if managed_headers.contains(header) || providers.iter().any(|p| p.reads_token_from(header))
+        {
             return Err(ConfigError::new(
                 "model_header",
                 format!(
@@ -183,16 +183,6 @@ fn compile(root: &Node<'_>) -> Result<Config, ConfigError> {
         host_crypto,
         bypass_cors_preflight,
         protected_resource,
-    })
-}
-
-/// Whether some provider reads its token from header `name`.
-fn reads_token_from(providers: &[Provider], name: &str) -> bool {
-    providers.iter().any(|provider| {
-        provider.token_sources.iter().any(|source| {
-            matches!(source, request::extract::TokenSource::Header { name: read, .. }
-                if request::same_header_name(read, name))
-        })
     })
 }
 

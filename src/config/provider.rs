@@ -79,6 +79,13 @@ impl Provider {
         }
     }
 
+    /// Whether this provider reads its token from header `name` (as any upstream would spell it).
+    pub fn reads_token_from(&self, name: &str) -> bool {
+        self.token_sources.iter().any(|source| {
+            matches!(source, TokenSource::Header { name: read, .. } if same_header_name(read, name))
+        })
+    }
+
     /// Every header this provider sets upstream from a verified token.
     pub fn set_header_names(&self) -> Vec<&str> {
         let mut names: Vec<&str> = self
@@ -203,11 +210,9 @@ pub(super) fn compile_providers(
 
     let mut managed_headers: Vec<String> = Vec::new();
     for header in compiled.iter().flat_map(|(_, headers)| headers) {
-        let token_owner = compiled.iter().find(|(provider, _)| {
-            provider.token_sources.iter().any(
-                |source| matches!(source, TokenSource::Header { name, .. } if same_header_name(name, &header.name)),
-            )
-        });
+        let token_owner = compiled
+            .iter()
+            .find(|(provider, _)| provider.reads_token_from(&header.name));
         if let Some((owner, _)) = token_owner {
             return Err(ConfigError::new(
                 header.path.clone(),
