@@ -314,9 +314,6 @@ fn publish(
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
-    use std::cell::RefCell;
-    use std::collections::HashMap;
-    use std::rc::Rc;
 
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
     use base64::Engine;
@@ -324,22 +321,17 @@ mod tests {
 
     use super::*;
     use crate::config::Config;
+    use crate::keys::shared::MemorySharedData;
     use crate::keys::store::Lookup;
 
     const T0: u64 = 1_700_000_000_000;
     /// The provider's callout timeout (2 s) plus the lease margin.
     const LEASE_MS: u64 = 2_000 + LEASE_MARGIN_MS;
 
-    /// One Envoy's shared data: what every VM sees, with compare-and-swap tokens.
-    #[derive(Default)]
-    struct SharedSpace {
-        values: HashMap<String, (Vec<u8>, u32)>,
-        next_cas: u32,
-    }
-
     /// One VM's view of the host: the shared space, and the callouts it started.
     struct FakeHost {
-        shared: Rc<RefCell<SharedSpace>>,
+        /// This VM's view of one Envoy's shared data.
+        shared: MemorySharedData,
         dispatched: Vec<(u32, HttpFetch)>,
         next_token: u32,
         /// Callouts the host refuses (a cluster that does not exist).
@@ -347,9 +339,9 @@ mod tests {
     }
 
     impl FakeHost {
-        fn on(shared: &Rc<RefCell<SharedSpace>>) -> FakeHost {
+        fn on(shared: &MemorySharedData) -> FakeHost {
             FakeHost {
-                shared: Rc::clone(shared),
+                shared: shared.clone_view(),
                 dispatched: Vec::new(),
                 next_token: 1,
                 refuse_dispatch: false,
@@ -363,10 +355,7 @@ mod tests {
 
     impl SharedData for FakeHost {
         fn shared_get(&self, key: &str) -> Result<(Option<Vec<u8>>, Option<u32>), String> {
-            Ok(match self.shared.borrow().values.get(key) {
-                Some((value, cas)) => (Some(value.clone()), Some(*cas)),
-                None => (None, None),
-            })
+            self.shared.shared_get(key)
         }
 
         fn shared_set(
@@ -375,15 +364,7 @@ mod tests {
             value: &[u8],
             cas: Option<u32>,
         ) -> Result<(), WriteError> {
-            let mut shared = self.shared.borrow_mut();
-            let current = shared.values.get(key).map(|(_, cas)| *cas);
-            if cas.is_some() && cas != current {
-                return Err(WriteError::CasMismatch);
-            }
-            shared.next_cas += 1;
-            let next = shared.next_cas;
-            shared.values.insert(key.to_owned(), (value.to_vec(), next));
-            Ok(())
+            self.shared.shared_set(key, value, cas)
         }
     }
 
@@ -412,7 +393,7 @@ mod tests {
         "rules": [{"match": {"prefix": "/"}, "requires": {"provider_name": "idp"}}]}"#;
 
     impl Vm {
-        fn start(shared: &Rc<RefCell<SharedSpace>>) -> Vm {
+        fn start(shared: &MemorySharedData) -> Vm {
             let config = Config::from_json(CONFIG.as_bytes()).unwrap();
             let digest = hmac_sha256::Hash::hash(CONFIG.as_bytes());
             let channels = config
@@ -456,7 +437,7 @@ mod tests {
     }
 
     fn two_vms() -> (Vm, Vm) {
-        let shared = Rc::new(RefCell::new(SharedSpace::default()));
+        let shared = MemorySharedData::default();
         (Vm::start(&shared), Vm::start(&shared))
     }
 
@@ -595,12 +576,12 @@ mod tests {
             serde_json::Value::String(jwks())
         );
         let config = Config::from_json(json.as_bytes()).unwrap();
-        let shared = Rc::new(RefCell::new(SharedSpace::default()));
+        let shared = MemorySharedData::default();
         let mut host = FakeHost::on(&shared);
         let mut keys = KeyStore::new(&config).unwrap();
         let mut coordinator = FetchCoordinator::new(vec![None]);
         assert!(coordinator.tick(&mut host, &mut keys, T0).is_empty());
         assert!(host.dispatched.is_empty());
-        assert!(shared.borrow().values.is_empty());
+        assert!(shared.is_empty());
     }
 }

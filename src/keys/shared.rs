@@ -381,6 +381,11 @@ pub(crate) mod memory {
             }
         }
 
+        /// Whether nothing was ever written.
+        pub(crate) fn is_empty(&self) -> bool {
+            self.space.borrow().values.is_empty()
+        }
+
         /// Runs `hook` just before the next write of `key` through any handle: another VM
         /// writing between this one's read and write.
         pub(crate) fn before_next_write(&self, key: String, hook: impl FnOnce() + 'static) {
