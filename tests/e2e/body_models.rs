@@ -200,8 +200,21 @@ fn no_token_is_refused_before_the_body() {
 fn bodies_that_name_no_model_are_refused() {
     let (stack, key) = stack(json!({"max_body_bytes": 4096}));
     let team_a = token(&key, "team-a");
-    let cases: [RefusalCase; 7] = [
+    let cases: [RefusalCase; 9] = [
         (b"[1, 2]", &[], 400, "Request body is not a JSON object"),
+        // Bytes that are not UTF-8, in the model and around it.
+        (
+            b"{\"model\": \"llama-\xff\"}",
+            &[],
+            400,
+            "Request body model is not a string",
+        ),
+        (
+            b"\xff\xfe{\"model\": 1}",
+            &[],
+            400,
+            "Request body is not a JSON object",
+        ),
         (
             br#"{"model": 7}"#,
             &[],
