@@ -31,7 +31,7 @@ OCI_DIR   := target/oci
 OCI_IMAGE := kserve-auth-filter:$(VERSION)
 
 .PHONY: layout-check build test lint demo envoy kserve op tools docker-compose buildah oci toolchain clean fuzz\
-        bench bench-smoke wrk binaryen keycloak java-tools
+        bench bench-smoke wrk binaryen keycloak java-tools openssl
 
 build: toolchain binaryen
 	cargo build --release --target $(WASM_TARGET)
@@ -91,7 +91,7 @@ demo: build envoy kserve $(if $(filter keycloak,$(IDP)),keycloak,op)
 
 # A short benchmark run that checks only status codes (the figures come from `make bench`), then
 # every test tier.
-test: build envoy kserve op tools docker-compose wrk keycloak
+test: build envoy kserve op tools docker-compose wrk keycloak openssl
 	$(MAKE) bench-smoke
 	ENVOY_BIN=$(abspath $(ENVOY)) FILTER_WASM=$(abspath $(WASM)) KEYCLOAK_HOME=$(abspath $(KEYCLOAK_HOME)) \
 	KSERVE_PYTHON=$(abspath $(KSERVE_VENV)/bin/python) TOOLS_PYTHON=$(abspath $(TOOLS_VENV)/bin/python) \
@@ -175,6 +175,12 @@ $(KEYCLOAK_HOME)/bin/kc.sh:
 	cd .venv/keycloak && unzip -q -o keycloak-quarkus-dist-$(KEYCLOAK_VERSION).zip && \
 	  rm keycloak-quarkus-dist-$(KEYCLOAK_VERSION).zip
 	touch $@
+
+# The certificates of the certificate-binding tests (tests/e2e/sender.rs) are made with openssl.
+openssl:
+	@command -v openssl >/dev/null 2>&1 || { \
+	  echo "==> openssl (Debian package)"; \
+	  $(APT_INSTALL) openssl || { $(SUDO) apt-get update && $(APT_INSTALL) openssl; }; }
 
 wrk:
 	@command -v wrk >/dev/null 2>&1 || { \
