@@ -36,10 +36,14 @@ pub fn locate(resource: &str) -> Result<Location, String> {
     let url = uri::parse_http_url(resource)?;
     let scheme = resource
         .split_once("://")
-        .map(|(s, _)| s)
+        .map(|(s, _)| s.to_ascii_lowercase())
         .unwrap_or_default();
-    if !scheme.eq_ignore_ascii_case("https") {
-        return Err("must be an https:// URL (RFC 9728 resource identifiers use https)".to_owned());
+    if scheme != "https" && !is_loopback(&url.authority) {
+        return Err(
+            "must be an https:// URL (RFC 9728 resource identifiers use https); http:// is \
+             accepted only for a loopback host (127.0.0.1, [::1], localhost)"
+                .to_owned(),
+        );
     }
     if url.query.is_some() {
         return Err("must not have a query".to_owned());
@@ -56,9 +60,20 @@ pub fn locate(resource: &str) -> Result<Location, String> {
     let resource_path = if url.path == "/" { "" } else { &url.path };
     let path = format!("{WELL_KNOWN}{resource_path}");
     Ok(Location {
-        url: format!("https://{}{path}", url.authority),
+        url: format!("{scheme}://{}{path}", url.authority),
         path,
     })
+}
+
+/// Whether `authority` names this machine. As OAuth does for native apps' redirect URIs
+/// (RFC 8252 §7.3), plain http is acceptable there: the traffic never leaves the host, which is
+/// what a demo or a developer's laptop needs.
+fn is_loopback(authority: &str) -> bool {
+    let host = match authority.strip_prefix('[') {
+        Some(bracketed) => bracketed.split_once(']').map_or("", |(host, _)| host),
+        None => authority.split(':').next().unwrap_or_default(),
+    };
+    host == "127.0.0.1" || host == "::1" || host.eq_ignore_ascii_case("localhost")
 }
 
 /// The metadata document of `resource` protected under these providers and rules.
@@ -198,11 +213,36 @@ mod tests {
         );
     }
 
+    // Plain http is accepted for this machine only, and the document is served over http.
+    #[test]
+    fn loopback_resources_may_use_http() {
+        for (resource, url) in [
+            (
+                "http://127.0.0.1:10000",
+                "http://127.0.0.1:10000/.well-known/oauth-protected-resource",
+            ),
+            (
+                "http://[::1]:10000/models",
+                "http://[::1]:10000/.well-known/oauth-protected-resource/models",
+            ),
+            (
+                "HTTP://LocalHost",
+                "http://LocalHost/.well-known/oauth-protected-resource",
+            ),
+        ] {
+            assert_eq!(location(resource).url, url);
+        }
+    }
+
     // Resources that RFC 9728 or a quoted challenge parameter cannot carry are refused.
     #[test]
     fn unusable_resources() {
         for (resource, needle) in [
             ("http://models.example.com", "https"),
+            ("http://10.0.0.1:8080", "loopback"),
+            ("http://127.0.0.2", "loopback"),
+            ("http://localhost.example.com", "loopback"),
+            ("http://[::2]:10000", "loopback"),
             ("https://models.example.com/?a=1", "query"),
             ("https://models.example.com/#x", "fragment"),
             ("https://models.example.com/a\"b", "must not contain"),

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use crate::support::demo::*;
 use crate::support::envoy::{envoy_bin, poll};
+use crate::support::http::DEFAULT_HOST;
 use crate::support::keys::header_json;
 use crate::support::server::free_port;
 use crate::support::*;
@@ -48,6 +49,40 @@ fn assert_refused_token(response: &Response) {
     );
 }
 
+/// 401 "Jwt is missing" whose Bearer challenge links the demo's RFC 9728 metadata.
+fn assert_missing_with_metadata(stack: &DemoStack, response: &Response) {
+    assert_eq!(response.status, 401, "body: {}", response.text());
+    let metadata = format!("{}/.well-known/oauth-protected-resource", stack.resource());
+    assert_eq!(
+        response.header("www-authenticate"),
+        Some(format!("Bearer realm=\"{DEFAULT_HOST}\", resource_metadata=\"{metadata}\"").as_str())
+    );
+    assert_eq!(
+        response.json(),
+        json!({"error": "unauthorized", "error_description": "Jwt is missing"})
+    );
+}
+
+/// The demo publishes RFC 9728 metadata naming its provider, without a token, so a client can
+/// start from a 401 alone.
+fn assert_publishes_metadata(stack: &DemoStack) {
+    let response = stack
+        .envoy
+        .get("/.well-known/oauth-protected-resource", &[]);
+    assert_eq!(response.status, 200, "body: {}", response.text());
+    let document = response.json();
+    assert_eq!(document["resource"], stack.resource());
+    assert_eq!(
+        document["authorization_servers"],
+        json!([stack.op.issuer()])
+    );
+    assert_eq!(document["bearer_methods_supported"], json!(["header"]));
+    assert_eq!(
+        document["dpop_signing_alg_values_supported"],
+        json!(["ES256", "EdDSA"])
+    );
+}
+
 // A token from the real provider passes V1 predict and V2 infer; the model server sees the
 // caller's identity headers and no Authorization header; requests without a valid token never
 // reach it; health stays public.
@@ -59,14 +94,15 @@ fn provider_token_reaches_the_model_over_v1_and_v2() {
     assert_eq!(header_json(&token)["alg"], "RS256");
     assert_eq!(header_json(&token)["typ"], "at+jwt");
 
-    // Health is public.
+    // Health and the resource's metadata are public.
     assert_eq!(stack.envoy.get("/v2/health/ready", &[]).status, 200);
+    assert_publishes_metadata(&stack);
 
-    // Without a token: 401 with a bare challenge, for V1 and V2.
-    assert_missing(&stack.predict(None));
+    // Without a token: 401 whose challenge links the RFC 9728 metadata, for V1 and V2.
+    assert_missing_with_metadata(&stack, &stack.predict(None));
     let v2_body = r#"{"inputs": [{"name": "x", "shape": [2, 3], "datatype": "FP32",
                        "data": [1, 2, 3, 4, 5, 6]}]}"#;
-    assert_missing(&stack.post(V2_INFER, None, v2_body));
+    assert_missing_with_metadata(&stack, &stack.post(V2_INFER, None, v2_body));
 
     // V1 predict with the token: the model answers and names the caller.
     let response = stack.predict(Some(&token));

@@ -409,16 +409,26 @@ impl ModelServer {
     }
 }
 
-/// `envoy/demo.yaml` with its ports moved: listener and admin to 0 (the kernel picks), the
-/// provider and model server to theirs, the module to the one under test, and the key cache
-/// duration to `cache_duration` (`"600s"` as shipped).
-pub fn demo_bootstrap(op: &OpenIdProvider, model: &ModelServer, cache_duration: &str) -> String {
+/// `envoy/demo.yaml` with its ports moved: the listener (and the resource identifier its
+/// RFC 9728 metadata names) to `listener_port`, admin to 0 (the kernel picks), the provider and
+/// model server to theirs, the module to the one under test, and the key cache duration to
+/// `cache_duration` (`"600s"` as shipped).
+pub fn demo_bootstrap(
+    op: &OpenIdProvider,
+    model: &ModelServer,
+    listener_port: u16,
+    cache_duration: &str,
+) -> String {
     let path = repo().join("envoy/demo.yaml");
     let mut text = fs::read_to_string(&path).expect("read envoy/demo.yaml");
     let replacements = [
         (
             "port_value: 10000}".to_string(),
-            "port_value: 0}".to_string(),
+            format!("port_value: {listener_port}}}"),
+        ),
+        (
+            "\"resource\": \"http://127.0.0.1:10000\"".into(),
+            format!("\"resource\": \"http://127.0.0.1:{listener_port}\""),
         ),
         ("port_value: 9901}".into(), "port_value: 0}".into()),
         (
@@ -468,7 +478,7 @@ impl DemoStack {
         let model = model
             .join()
             .unwrap_or_else(|e| std::panic::resume_unwind(e));
-        let bootstrap = demo_bootstrap(&op, &model, cache_duration);
+        let bootstrap = demo_bootstrap(&op, &model, free_port(), cache_duration);
         let envoy = Envoy::try_start_bootstrap("demo.yaml", &bootstrap, 1, "debug")
             .unwrap_or_else(|f| panic!("envoy/demo.yaml did not start: {}", tail(&f.log, 40)));
         DemoStack { envoy, model, op }
@@ -501,6 +511,11 @@ impl DemoStack {
             Some(body.as_bytes()),
         )
         .unwrap_or_else(|e| panic!("POST {path} through Envoy failed: {e}"))
+    }
+
+    /// The resource identifier Envoy's RFC 9728 metadata names: its listener's URL.
+    pub fn resource(&self) -> String {
+        format!("http://{}", self.envoy.addr())
     }
 
     /// A V1 predict of one instance `[1, 2, 3]`.
