@@ -95,7 +95,7 @@ test: build envoy kserve op tools docker-compose wrk keycloak openssl
 	$(MAKE) bench-smoke
 	ENVOY_BIN=$(abspath $(ENVOY)) FILTER_WASM=$(abspath $(WASM)) KEYCLOAK_HOME=$(abspath $(KEYCLOAK_HOME)) \
 	KSERVE_PYTHON=$(abspath $(KSERVE_VENV)/bin/python) TOOLS_PYTHON=$(abspath $(TOOLS_VENV)/bin/python) \
-	DOCKER_COMPOSE=$$(command -v docker-compose) \
+	DOCKER_COMPOSE=$$(command -v docker-compose) KSERVE_AUTH_BIN=$(abspath target/release/kserve-auth) \
 	cargo test --workspace --all-targets
 
 lint: toolchain layout-check

@@ -4,10 +4,13 @@
 //! corpus (valid tokens of every algorithm and each mutation class: signature, header, claims,
 //! times, encoding, size, keys) must get the same verdict from both, except the deliberate
 //! differences in [`DIFFERENCES`], which are asserted as such: if either side changes, this
-//! test fails. The differences are documented in `docs/differences-from-jwt_authn.md`.
+//! test fails. The differences are documented in `docs/differences-from-jwt_authn.md`. The same
+//! corpus also checks that `kserve-auth explain` gives each token the status the filter in
+//! Envoy gave it.
 //!
 //! Needs `ENVOY_BIN` and `FILTER_WASM` (set by `make test`); without them it uses
-//! `.venv/envoy/bin/envoy` and the release build of the plugin. `KSERVE_DIFF_DUMP=1` (with
+//! `.venv/envoy/bin/envoy` and the release build of the plugin (and `KSERVE_AUTH_BIN`, else the
+//! release build of `kserve-auth`). `KSERVE_DIFF_DUMP=1` (with
 //! `--nocapture`) prints both answers for every token.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -16,8 +19,13 @@ use crate::support::ecdsa::{ecdsa_der, hex, subtract, P256_ORDER, P384_ORDER};
 use kserve_auth_filter::jose::alg::Alg;
 
 use std::collections::BTreeMap;
+use std::io::Write as _;
 use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Command, Stdio};
 
+use crate::support::cli::kserve_auth_bin;
+use crate::support::demo::Scratch;
 use crate::support::envoy::{bootstrap_with_listeners, direct_response_listener, WasmFilter};
 use crate::support::http;
 use crate::support::keys::{
@@ -1420,17 +1428,24 @@ fn corpus(keys: &Keys) -> Vec<Case> {
 const OURS: &str = "filter";
 const THEIRS: &str = "jwt_authn";
 
+/// The providers and rules both filters get.
+fn shared_configuration(jwks: &str) -> Value {
+    json!({
+        "providers": {PROVIDER: {
+            "issuer": ISSUER,
+            "audiences": [AUDIENCE],
+            "local_jwks": {"inline_string": jwks},
+            "forward": false,
+            "clock_skew_seconds": 60,
+        }},
+        "rules": [{"match": {"prefix": "/"}, "requires": {"provider_name": PROVIDER}}],
+    })
+}
+
 fn start_envoy(jwks: &str) -> Envoy {
-    // The same provider and rules for both filters.
-    let providers = json!({PROVIDER: {
-        "issuer": ISSUER,
-        "audiences": [AUDIENCE],
-        "local_jwks": {"inline_string": jwks},
-        "forward": false,
-        "clock_skew_seconds": 60,
-    }});
-    let rules = json!([{"match": {"prefix": "/"}, "requires": {"provider_name": PROVIDER}}]);
-    let ours = WasmFilter::new(&json!({"providers": providers, "rules": rules}));
+    let configuration = shared_configuration(jwks);
+    let (providers, rules) = (&configuration["providers"], &configuration["rules"]);
+    let ours = WasmFilter::new(&configuration);
     let jwt_authn = json!({
         "name": "envoy.filters.http.jwt_authn",
         "typed_config": {
@@ -1593,4 +1608,75 @@ fn same_verdicts_as_jwt_authn() {
         failures.len(),
         failures.join("\n")
     );
+}
+
+/// The status `kserve-auth explain` gives for a request to [`PATH`] with this `Authorization`
+/// value, judged at `at` (seconds since the epoch).
+fn explain_status(config: &Path, authorization: &str, at: i64) -> u16 {
+    let mut child = Command::new(kserve_auth_bin())
+        .args(["explain", "--json", "--token", "-", "--method", "GET"])
+        .arg("--config")
+        .arg(config)
+        .args(["--url", &format!("http://localhost{PATH}")])
+        .args(["--header", "authorization: $TOKEN", "--at", &at.to_string()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start kserve-auth");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(authorization.as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "kserve-auth explain failed: {}{}",
+        stdout,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let explanation: Value = serde_json::from_str(&stdout).unwrap();
+    explanation["answer"]["status"].as_u64().unwrap() as u16
+}
+
+// `kserve-auth explain` judges as the filter in Envoy does: for every token of the corpus
+// (valid tokens, signatures, headers, claims, times, encodings, sizes, keys), its status equals
+// the status Envoy with the filter returned.
+#[test]
+fn explain_agrees_with_the_filter_in_envoy() {
+    let keys = Keys::new();
+    let cases = corpus(&keys);
+    let jwks = keys.jwks();
+    let envoy = start_envoy(&jwks);
+    let ours_addr = envoy.listener_addr(OURS);
+    let scratch = Scratch::new("explain");
+    let config = scratch.path().join("plugin.json");
+    std::fs::write(&config, shared_configuration(&jwks).to_string()).unwrap();
+
+    let mut statuses = BTreeMap::new();
+    let mut failures = Vec::new();
+    for case in &cases {
+        let at = now();
+        let envoy_status = ask(ours_addr, &case.authorization).status;
+        let explained = explain_status(&config, &case.authorization, at);
+        *statuses.entry(envoy_status).or_insert(0) += 1;
+        if explained != envoy_status {
+            failures.push(format!(
+                "{}: Envoy {envoy_status}, explain {explained}",
+                case.name()
+            ));
+        }
+    }
+    eprintln!(
+        "explain: {} corpus tokens, Envoy's statuses {statuses:?}, {} disagree",
+        cases.len(),
+        failures.len()
+    );
+    // Agreement must cover passes and refusals alike.
+    assert!(statuses.get(&200).is_some_and(|n| *n >= 5), "{statuses:?}");
+    assert!(statuses.get(&401).is_some_and(|n| *n >= 50), "{statuses:?}");
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }

@@ -48,7 +48,7 @@ pub fn filter_wasm() -> PathBuf {
     )
 }
 
-fn existing(var: &str, fallback: PathBuf, hint: &str) -> PathBuf {
+pub fn existing(var: &str, fallback: PathBuf, hint: &str) -> PathBuf {
     let path = std::env::var_os(var)
         .filter(|v| !v.is_empty())
         .map(PathBuf::from)
