@@ -1,19 +1,33 @@
-//! `kserve-auth`: checks a kserve-auth-filter configuration before it is deployed, with the
-//! filter's own configuration compiler, so a configuration it passes is one the filter loads.
+//! `kserve-auth`: for operators, checks a kserve-auth-filter configuration before it is deployed
+//! and explains a decision, with the filter's own code, so it judges as the filter does; for
+//! callers, gets tokens and calls a protected model with them.
 //!
 //! ```text
 //! kserve-auth check FILE...
 //! kserve-auth explain --config FILE --token TOKEN|- [--method M] [--url URL] [--header K:V]...
 //!                     [--jwks FILE] [--at SECONDS] [--json]
+//! kserve-auth token [--issuer URL] [--flow F] [--client-id ID] [--scope S] [--audience A] ...
+//! kserve-auth curl URL [-X M] [-H K:V]... [-d DATA | --data-binary @FILE] [-i] [token options]
 //! ```
 //!
-//! Each file is a plugin configuration (JSON or YAML), an Envoy bootstrap (every wasm filter
-//! running this plugin is checked), or Istio manifests (every `WasmPlugin`'s `pluginConfig`).
-//! Errors name the field and make the exit status 1; warnings name legal but risky choices.
+//! `check`: each file is a plugin configuration (JSON or YAML), an Envoy bootstrap (every wasm
+//! filter running this plugin is checked), or Istio manifests (every `WasmPlugin`'s
+//! `pluginConfig`). Errors name the field and make the exit status 1; warnings name legal but
+//! risky choices.
 
+mod cache;
+mod challenge;
 mod check;
+mod curl;
+mod device;
 mod document;
+mod dpop;
 mod explain;
+mod http;
+mod oauth;
+mod resource;
+mod secret;
+mod token;
 
 use std::fs;
 use std::io::Read;
@@ -27,7 +41,7 @@ use clap::{Parser, Subcommand};
 #[command(
     name = "kserve-auth",
     version,
-    about = "Checks kserve-auth-filter configurations"
+    about = "Checks kserve-auth-filter configurations, explains its decisions, and calls the models it protects"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -67,6 +81,13 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Gets a token (from the cache while fresh) and prints only the access token.
+    Token {
+        #[command(flatten)]
+        options: token::TokenOptions,
+    },
+    /// Calls a protected URL with a token, following the server's 401 to get one.
+    Curl(curl::CurlOptions),
 }
 
 fn main() -> ExitCode {
@@ -102,6 +123,45 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Command::Token { options } => {
+            let http = http::Client::new();
+            let mut tokens = token::Tokens {
+                cache: options.open_cache(),
+                options,
+                http: &http,
+            };
+            match tokens.get(None, false) {
+                Ok(token) => {
+                    println!("{}", token.access_token);
+                    ExitCode::SUCCESS
+                }
+                Err(message) => {
+                    eprintln!("kserve-auth token: {message}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Curl(options) => {
+            let include = options.include;
+            match curl::run(options) {
+                Ok(response) => {
+                    if let Err(error) = curl::print(&response, include) {
+                        eprintln!("kserve-auth curl: {error}");
+                        return ExitCode::FAILURE;
+                    }
+                    // As `curl --fail-with-body`: the body is printed, and the status shows.
+                    if response.status >= 400 {
+                        ExitCode::from(22)
+                    } else {
+                        ExitCode::SUCCESS
+                    }
+                }
+                Err(message) => {
+                    eprintln!("kserve-auth curl: {message}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
     }
 }
 
