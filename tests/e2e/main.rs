@@ -8,6 +8,7 @@ mod support;
 
 mod body_models;
 mod bounds;
+mod callers;
 mod demo;
 mod differential;
 mod envoy_configs;

@@ -259,6 +259,11 @@ impl OpenIdProvider {
         self.port
     }
 
+    /// Everything it logged (one line per token issued, with the client and the grant).
+    pub fn log(&self) -> String {
+        self.process.log()
+    }
+
     /// Its issuer URL.
     pub fn issuer(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)

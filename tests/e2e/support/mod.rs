@@ -4,6 +4,7 @@
 //! Paths come from `ENVOY_BIN` and `FILTER_WASM` (set by `make test`), defaulting to
 //! `.venv/envoy/bin/envoy` and `target/kserve_auth_filter.wasm`.
 
+pub mod browser;
 pub mod cli;
 pub mod demo;
 pub mod ecdsa;
