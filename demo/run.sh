@@ -90,6 +90,7 @@ if [[ $OP_PORT != "$DEFAULT_OP_PORT" || $MODEL_PORT != 8080 || $ENVOY_PORT != 10
       -e "s#port_value: $DEFAULT_OP_PORT}#port_value: $OP_PORT}#" \
       -e "s#port_value: 8080}#port_value: $MODEL_PORT}#" \
       -e "s#port_value: 10000}#port_value: $ENVOY_PORT}#" \
+      -e "s#\"http://127.0.0.1:10000\"#\"http://127.0.0.1:$ENVOY_PORT\"#" \
       -e "s#port_value: 9901}#port_value: $ADMIN_PORT}#" \
       "$SHIPPED" >"$CONFIG"
 fi
@@ -126,9 +127,12 @@ wait_ready envoy "http://127.0.0.1:$ENVOY_PORT/v2/health/ready" "$STATE/envoy.lo
 if [[ $IDP == keycloak ]]; then
   TOKEN_URL="http://127.0.0.1:$OP_PORT/realms/kserve/protocol/openid-connect/token"
   CLIENT=kserve-client:kserve-secret
+  # envoy/envoy.yaml publishes no RFC 9728 metadata: name the issuer.
+  KSERVE_AUTH="--issuer http://127.0.0.1:$OP_PORT/realms/kserve --client-id kserve-client"
 else
   TOKEN_URL="http://127.0.0.1:$OP_PORT/token"
   CLIENT=demo-client:demo-secret
+  KSERVE_AUTH="--client-id demo-client"
 fi
 PREDICT_URL="http://127.0.0.1:$ENVOY_PORT/v1/models/demo-model:predict"
 cat <<EOF
@@ -143,6 +147,9 @@ curl -i $PREDICT_URL -H 'content-type: application/json' -d '{"instances": [[1, 
 
 # 3. Predict with it: the model answers, and shows who called (never the token).
 curl $PREDICT_URL -H "authorization: Bearer \$TOKEN" -H 'content-type: application/json' -d '{"instances": [[1, 2, 3]]}'
+
+# 4. Or let kserve-auth get, cache and send the token (it learns where from the 401):
+KSERVE_AUTH_CLIENT_SECRET=${CLIENT#*:} target/release/kserve-auth curl $PREDICT_URL $KSERVE_AUTH -H 'content-type: application/json' -d '{"instances": [[1, 2, 3]]}'
 
 Also: V2 inference at http://127.0.0.1:$ENVOY_PORT/v2/models/demo-model/infer, Envoy's counters at
 http://127.0.0.1:$ADMIN_PORT/stats?filter=wasmcustom, logs in $STATE/. Ctrl-C stops everything.

@@ -15,6 +15,7 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use crate::support::cli::kserve_auth_bin;
 use crate::support::demo::*;
 use crate::support::envoy::{envoy_bin, poll};
 use crate::support::http::DEFAULT_HOST;
@@ -334,7 +335,7 @@ fn listening(port: u16) -> bool {
     .is_ok()
 }
 
-// `demo/run.sh` (what `make demo` runs) comes up, the three commands it prints work as printed,
+// `demo/run.sh` (what `make demo` runs) comes up, the four commands it prints work as printed,
 // and Ctrl-C (SIGINT) stops every process it started.
 #[test]
 fn demo_script_prints_working_commands_and_stops_on_ctrl_c() {
@@ -384,14 +385,32 @@ fn run_demo_script(env: &[(&str, String)], check_caller: impl Fn(&Value)) {
         .filter(|l| l.starts_with("TOKEN=$("))
         .collect();
     let curl_commands: Vec<&String> = printed.iter().filter(|l| l.starts_with("curl ")).collect();
+    let kserve_auth_commands: Vec<String> = printed
+        .iter()
+        .filter(|l| l.starts_with("KSERVE_AUTH_CLIENT_SECRET="))
+        .map(|l| {
+            l.replace(
+                "target/release/kserve-auth",
+                &kserve_auth_bin().display().to_string(),
+            )
+        })
+        .collect();
     assert_eq!(token_commands.len(), 1, "printed:\n{}", printed.join("\n"));
     assert_eq!(curl_commands.len(), 2, "printed:\n{}", printed.join("\n"));
+    assert_eq!(
+        kserve_auth_commands.len(),
+        1,
+        "printed:\n{}",
+        printed.join("\n")
+    );
     let session = format!(
-        "set -e\n{}\necho '--- without'\n{}\necho\necho '--- with'\n{}\n",
-        token_commands[0], curl_commands[0], curl_commands[1]
+        "set -e\n{}\necho '--- without'\n{}\necho\necho '--- with'\n{}\necho\n\
+         echo '--- kserve-auth'\n{}\n",
+        token_commands[0], curl_commands[0], curl_commands[1], kserve_auth_commands[0]
     );
     let output = Command::new("bash")
         .args(["-c", &session])
+        .env("KSERVE_AUTH_CACHE", state.path().join("tokens.json"))
         .output()
         .expect("run the printed commands");
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
@@ -400,15 +419,23 @@ fn run_demo_script(env: &[(&str, String)], check_caller: impl Fn(&Value)) {
         "the printed commands failed:\n{session}\n{stdout}\n{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    let (without, with) = stdout
+    let (without, rest) = stdout
         .split_once("--- without\n")
         .and_then(|(_, rest)| rest.split_once("--- with\n"))
+        .unwrap_or_else(|| panic!("unexpected output:\n{stdout}"));
+    let (with, by_kserve_auth) = rest
+        .split_once("--- kserve-auth\n")
         .unwrap_or_else(|| panic!("unexpected output:\n{stdout}"));
     // Command 2: refused by the filter.
     assert!(without.starts_with("HTTP/1.1 401"), "{without}");
     assert!(without.contains(r#"{"error":"unauthorized","error_description":"Jwt is missing"}"#));
     // Command 3: answered by the model, which names the caller.
     let answer: Value = serde_json::from_str(with.trim()).unwrap_or_else(|e| panic!("{e}: {with}"));
+    assert_eq!(answer["predictions"], json!([6.0]), "{answer}");
+    check_caller(&answer["caller"]);
+    // Command 4: kserve-auth got the token itself.
+    let answer: Value = serde_json::from_str(by_kserve_auth.trim())
+        .unwrap_or_else(|e| panic!("{e}: {by_kserve_auth}"));
     assert_eq!(answer["predictions"], json!([6.0]), "{answer}");
     check_caller(&answer["caller"]);
 
