@@ -8,7 +8,7 @@ use std::fs;
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
@@ -19,7 +19,7 @@ use base64::Engine as _;
 use serde_json::{json, Value};
 
 use crate::support::browser::Browser;
-use crate::support::cli::kserve_auth_bin;
+use crate::support::cli::{kserve_auth, run_kserve_auth, stderr, stdout};
 use crate::support::demo::{DemoStack, Scratch, CLIENT_ID, CLIENT_SECRET, V1_PREDICT};
 use crate::support::server::{HttpServer, Reply};
 
@@ -27,30 +27,8 @@ use crate::support::server::{HttpServer, Reply};
 const CLI_CLIENT: &str = "demo-cli";
 const PREDICT_BODY: &str = r#"{"instances": [[1, 2, 3]]}"#;
 
-/// `kserve-auth` with `args`, the cache at `cache`, and only the environment given (no
-/// secrets leak in from the test's own environment).
-fn kserve_auth(args: &[&str], cache: &Path, env: &[(&str, &str)]) -> Command {
-    let mut command = Command::new(kserve_auth_bin());
-    command
-        .args(args)
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("KSERVE_AUTH_CACHE", cache)
-        .envs(env.iter().copied())
-        .stdin(Stdio::null());
-    command
-}
-
 fn run(args: &[&str], cache: &Path, env: &[(&str, &str)]) -> Output {
-    kserve_auth(args, cache, env).output().unwrap()
-}
-
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
+    run_kserve_auth(args, cache, env)
 }
 
 fn claims(token: &str) -> Value {

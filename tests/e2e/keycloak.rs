@@ -8,7 +8,8 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use crate::support::demo::{ModelServer, V1_PREDICT, V2_INFER};
+use crate::support::cli::{run_kserve_auth, stderr, stdout};
+use crate::support::demo::{ModelServer, Scratch, V1_PREDICT, V2_INFER};
 use crate::support::envoy::{tail, wrk_bin};
 use crate::support::http;
 use crate::support::keycloak::{keycloak, Keycloak, CLIENT_ID, REALM};
@@ -455,4 +456,86 @@ fn keycloak_down_cached_keys_serve_and_no_keys_is_503() {
 
     let never = realm_envoy(&own, REALM, json!([]), &upstream);
     assert_keys_unavailable(&with_token(&never, "/v1/models/m:predict", &unseen));
+}
+
+/// Creates a confidential client whose tokens name `audience` in `aud` (Keycloak's audience
+/// mapper), with Keycloak's standard token exchange enabled when `exchanges` is set.
+fn add_client_with_audience(keycloak: &Keycloak, client_id: &str, audience: &str, exchanges: bool) {
+    let client = json!({
+        "clientId": client_id, "enabled": true, "protocol": "openid-connect",
+        "publicClient": false, "clientAuthenticatorType": "client-secret",
+        "secret": format!("{client_id}-secret"),
+        "serviceAccountsEnabled": true, "standardFlowEnabled": false,
+        "directAccessGrantsEnabled": false,
+        "attributes": {"standard.token.exchange.enabled": exchanges.to_string()},
+        "protocolMappers": [{
+            "name": format!("{client_id}-audience"),
+            "protocol": "openid-connect",
+            "protocolMapper": "oidc-audience-mapper",
+            "config": {"included.client.audience": audience, "access.token.claim": "true",
+                       "id.token.claim": "false"}
+        }],
+    });
+    keycloak.admin("POST", "/clients", Some(&client));
+}
+
+// RFC 8693 token exchange with `kserve-auth token --flow exchange`: a token meant for another
+// service (its `aud` names the exchanging client, not the model) is exchanged at Keycloak for one
+// whose audience is the model's client, which the filter then lets through; the original token
+// is refused.
+#[test]
+fn kserve_auth_exchanges_a_token_for_the_model_audience() {
+    let keycloak = keycloak();
+    add_client_with_audience(keycloak, "exchanging-service", CLIENT_ID, true);
+    add_client_with_audience(keycloak, "calling-app", "exchanging-service", false);
+    let subject = token_of(keycloak, "calling-app", "calling-app-secret");
+    let subject_audience = &claims(&subject)["aud"];
+    assert!(
+        subject_audience.as_array().is_some_and(
+            |a| a.contains(&json!("exchanging-service")) && !a.contains(&json!(CLIENT_ID))
+        ),
+        "{subject_audience}"
+    );
+
+    let scratch = Scratch::new("exchange");
+    let issuer = keycloak.issuer();
+    let output = run_kserve_auth(
+        &[
+            "token",
+            "--flow",
+            "exchange",
+            "--issuer",
+            &issuer,
+            "--client-id",
+            "exchanging-service",
+            "--audience",
+            CLIENT_ID,
+        ],
+        &scratch.path().join("tokens.json"),
+        &[
+            ("KSERVE_AUTH_CLIENT_SECRET", "exchanging-service-secret"),
+            ("KSERVE_AUTH_SUBJECT_TOKEN", &subject),
+        ],
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    let exchanged = stdout(&output).trim().to_owned();
+    let exchanged_claims = claims(&exchanged);
+    assert!(
+        exchanged_claims["aud"] == json!(CLIENT_ID)
+            || exchanged_claims["aud"]
+                .as_array()
+                .is_some_and(|a| a.contains(&json!(CLIENT_ID))),
+        "{exchanged_claims}"
+    );
+    assert_eq!(exchanged_claims["azp"], "exchanging-service");
+
+    let (envoy, _upstream) = role_envoy(keycloak);
+    assert_eq!(
+        with_token(&envoy, "/v1/models/m:predict", &exchanged).status,
+        200
+    );
+    assert_invalid_token(
+        &with_token(&envoy, "/v1/models/m:predict", &subject),
+        "Audiences in Jwt are not allowed",
+    );
 }
