@@ -6,6 +6,7 @@
 
 use std::fs;
 use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
@@ -322,4 +323,97 @@ fn curl_waits_out_retry_after_within_its_bound() {
     assert_eq!(output.status.code(), Some(22));
     assert_eq!(requests.load(Ordering::SeqCst), 1);
     server.stop();
+}
+
+/// A resource that answers every request with 401 whose challenge names `metadata_url`, and
+/// serves `document` at the well-known path (both made from the server's own address).
+fn misleading_resource(
+    metadata_url: impl Fn(SocketAddr) -> String + Send + Sync + 'static,
+    document: impl Fn(SocketAddr) -> Value + Send + Sync + 'static,
+) -> HttpServer {
+    let mut server = HttpServer::reserve(
+        Arc::new(move |request| {
+            // The server's own address, as the client named it.
+            let addr: SocketAddr = request.header("host").unwrap().parse().unwrap();
+            if request
+                .path
+                .starts_with("/.well-known/oauth-protected-resource")
+            {
+                return Reply::json(200, document(addr).to_string());
+            }
+            let mut reply = Reply::json(401, r#"{"error":"unauthorized"}"#);
+            reply.headers.push((
+                "www-authenticate",
+                format!(
+                    "Bearer realm=\"x\", resource_metadata=\"{}\"",
+                    metadata_url(addr)
+                ),
+            ));
+            reply
+        }),
+        false,
+    );
+    server.start();
+    server
+}
+
+// curl believes a resource's metadata only when it describes that resource: metadata on another
+// origin, or a document naming another resource, gets no token request and no secret.
+#[test]
+fn curl_refuses_metadata_for_another_resource() {
+    let scratch = Scratch::new("metadata");
+    let cache = scratch.path().join("tokens.json");
+    let secret = [("KSERVE_AUTH_CLIENT_SECRET", "s")];
+    let cases: Vec<(HttpServer, &str)> = vec![
+        (
+            misleading_resource(
+                |_| "http://127.0.0.1:9/.well-known/oauth-protected-resource".to_owned(),
+                |_| json!({}),
+            ),
+            "is not on the origin of",
+        ),
+        (
+            misleading_resource(
+                |addr| format!("http://{addr}/.well-known/oauth-protected-resource"),
+                |_| {
+                    json!({"resource": "https://elsewhere.example.com",
+                           "authorization_servers": ["http://127.0.0.1:9"]})
+                },
+            ),
+            "describes resource \"https://elsewhere.example.com\"",
+        ),
+        (
+            misleading_resource(
+                |addr| format!("http://{addr}/.well-known/oauth-protected-resource"),
+                |addr| json!({"resource": format!("http://{addr}"), "authorization_servers": []}),
+            ),
+            "names no authorization_servers",
+        ),
+        (
+            misleading_resource(
+                |addr| format!("http://{addr}/.well-known/oauth-protected-resource"),
+                |addr| {
+                    json!({"resource": format!("http://{addr}"),
+                              "authorization_servers": ["http://idp.example.com"]})
+                },
+            ),
+            "must be an https:// URL",
+        ),
+    ];
+    for (server, expected) in cases {
+        let url = format!("http://{}/v1/models/m:predict", server.addr());
+        let output = run(&["curl", &url, "--client-id", "c"], &cache, &secret);
+        assert_eq!(
+            output.status.code(),
+            Some(1),
+            "{expected}: {}",
+            stderr(&output)
+        );
+        assert!(
+            stderr(&output).contains(expected),
+            "{expected}: {}",
+            stderr(&output)
+        );
+        assert!(stdout(&output).is_empty());
+    }
 }
