@@ -20,7 +20,7 @@ use clap::Args;
 use crate::cache::CachedToken;
 use crate::challenge;
 use crate::dpop::DpopKey;
-use crate::http::{Client, Response};
+use crate::http::{self, Client, Response};
 use crate::oauth::split_origin;
 use crate::resource;
 use crate::token::{now, TokenOptions, Tokens};
@@ -83,16 +83,7 @@ pub fn run(options: CurlOptions) -> Result<Response, String> {
         .method
         .clone()
         .unwrap_or_else(|| if body.is_some() { "POST" } else { "GET" }.to_owned());
-    let mut headers = options
-        .headers
-        .iter()
-        .map(|header| {
-            header
-                .split_once(':')
-                .map(|(n, v)| (n.trim().to_owned(), v.trim().to_owned()))
-                .ok_or_else(|| format!("-H {header:?}: expected Name: value"))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+    let mut headers = http::parse_headers(&options.headers, "-H")?;
     let has = |headers: &[(String, String)], name: &str| {
         headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(name))
     };

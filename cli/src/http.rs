@@ -144,6 +144,20 @@ fn describe(url: &str, error: ureq::Error) -> String {
     format!("{url}: {error}")
 }
 
+/// Header arguments as given on the command line (`Name: value`), each split at its first colon
+/// and trimmed; `option` names the option in the message about one that has no colon.
+pub fn parse_headers(arguments: &[String], option: &str) -> Result<Vec<(String, String)>, String> {
+    arguments
+        .iter()
+        .map(|header| {
+            header
+                .split_once(':')
+                .map(|(name, value)| (name.trim().to_owned(), value.trim().to_owned()))
+                .ok_or_else(|| format!("{option} {header:?}: expected Name: value"))
+        })
+        .collect()
+}
+
 /// `application/x-www-form-urlencoded` (the WHATWG URL standard's serializer).
 pub fn form_encode(pairs: &[(&str, &str)]) -> String {
     pairs

@@ -193,15 +193,7 @@ fn run_explain(
     } else {
         token
     };
-    let headers = headers
-        .iter()
-        .map(|header| {
-            header
-                .split_once(':')
-                .map(|(name, value)| (name.trim().to_owned(), value.trim().to_owned()))
-                .ok_or_else(|| format!("--header {header:?}: expected Name: value"))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+    let headers = http::parse_headers(&headers, "--header")?;
     let at = at.unwrap_or_else(|| {
         SystemTime::now()
             .duration_since(UNIX_EPOCH)
