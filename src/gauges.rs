@@ -91,7 +91,7 @@ pub fn memory_bytes(pages: usize) -> u64 {
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
     use super::*;
-    use crate::decision::token_cache::{CacheKey, Entry};
+    use crate::decision::token_cache::Entry;
     use serde_json::Map;
     use std::rc::Rc;
 
@@ -165,10 +165,10 @@ mod tests {
         };
         let mut a = TokenCache::new(10);
         let mut b = TokenCache::new(10);
-        let digest = |token: &str| CacheKey::of(token).unwrap().digest;
-        a.insert(digest("h.p.x"), entry());
-        b.insert(digest("h.p.y"), entry());
-        b.insert(digest("h.p.z"), entry());
+        let tag = |cache: &TokenCache, token: &str| cache.key(token).unwrap().tag;
+        a.insert(tag(&a, "h.p.x"), entry());
+        b.insert(tag(&b, "h.p.y"), entry());
+        b.insert(tag(&b, "h.p.z"), entry());
         assert_eq!(cache_entries(&[a, b]), 3);
         assert_eq!(cache_entries(&[]), 0);
     }

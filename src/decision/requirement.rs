@@ -4,7 +4,7 @@
 
 use super::binding::{self, BindingContext, Scheme};
 use super::clock::Now;
-use super::token_cache::{self, CacheKey, TokenCache};
+use super::token_cache::{self, TokenCache};
 use super::upstream::{forwarded, Forwarded};
 use crate::config::{Config, Provider, ProviderId, Requirement, Rule};
 use crate::crypto::verify::{self, SignatureCheck};
@@ -156,9 +156,9 @@ impl Evaluation<'_> {
         raw: &str,
         source: &TokenSource,
     ) -> Result<Verified, Verdict> {
-        // No key to compute when the cache is off: the digest is most of a hit's cost.
+        // No key to compute when the cache is off.
         let cache_key = match self.tokens.get(id) {
-            Some(cache) if cache.is_enabled() => CacheKey::of(raw),
+            Some(cache) if cache.is_enabled() => cache.key(raw),
             _ => None,
         };
         let generation = self.keys.generation(id);
@@ -217,7 +217,7 @@ impl Evaluation<'_> {
                     with_proof: false,
                 };
                 if let (Some(cache), Some(key)) = (self.tokens.get_mut(id), cache_key) {
-                    cache.insert(key.digest, entry);
+                    cache.insert(key.tag, entry);
                 }
                 Ok(verified)
             }

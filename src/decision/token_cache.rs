@@ -2,44 +2,54 @@
 //! signature check. Bounded; entries carry what the request path needs and are re-checked against
 //! the clock on every hit.
 //!
-//! An entry is found by the SHA-256 of the token's signature segment and keeps the token's header
-//! and payload segments, which a hit must match byte for byte. So a hit is the very token that was
-//! verified (a different token with the same signature digest would need a SHA-256 collision),
-//! and the cache never holds the token itself: header and payload are readable by anyone who sees
-//! the token and authenticate nothing without the signature, of which only a digest is kept.
-//! Hashing the signature alone (342 characters for RS256, 86 for ES256) instead of the whole token
-//! is what keeps a hit cheap: SHA-256 costs a few nanoseconds per byte, and provider tokens often
-//! carry a kilobyte of claims.
+//! An entry is found by a 128-bit tag of the token's signature segment and keeps the token's
+//! header and payload segments, which a hit must match byte for byte. The tag is two SipHash-1-3
+//! values under two 128-bit keys drawn at random when the cache is made (std's `RandomState`, from
+//! the host's random source) and never leaving it: a keyed pseudo-random function, so a different
+//! signature with the same tag, under the same header and payload, can only be guessed, one
+//! request per guess at 2^-128 each. So a hit is the very token that was verified, and the cache
+//! never holds the token itself: header and payload are readable by anyone who sees the token and
+//! authenticate nothing without the signature, of which only the tag is kept. The tag replaced a
+//! SHA-256 of the signature: software SHA-256 in V8 cost about 1.5 µs per RS256 hit, the tag a
+//! fraction of that (docs/performance.md). Tagging the signature alone (342 characters for RS256,
+//! 86 for ES256) rather than the whole token keeps it cheap too: provider tokens often carry a
+//! kilobyte of claims.
 
+use std::collections::hash_map::RandomState;
 use std::collections::{HashMap, VecDeque};
+use std::hash::BuildHasher;
 use std::rc::Rc;
 
 use serde_json::{Map, Value};
 
 use super::upstream::Forwarded;
 
-/// SHA-256 of a token's signature segment.
-pub type Digest = [u8; 32];
+/// The keyed tag of a token's signature segment.
+pub type Tag = [u64; 2];
 
-/// Where a token is looked up and stored: the digest of its signature segment, and the signed
-/// part (`header.payload`) an entry must match.
+/// Where a token is looked up and stored: the tag of its signature segment, and the signed part
+/// (`header.payload`) an entry must match.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CacheKey<'a> {
-    /// SHA-256 of the signature segment.
-    pub digest: Digest,
+    /// The keyed tag of the signature segment.
+    pub tag: Tag,
     /// `header.payload` as received.
     pub signing_input: &'a str,
 }
 
-impl CacheKey<'_> {
-    /// The cache key of a compact token; `None` when it has no signature segment to hash, which
-    /// parsing refuses anyway.
-    pub fn of(token: &str) -> Option<CacheKey<'_>> {
-        let (signing_input, signature) = token.rsplit_once('.')?;
-        Some(CacheKey {
-            digest: hmac_sha256::Hash::hash(signature.as_bytes()),
-            signing_input,
-        })
+/// The two secret keys of one cache's tags.
+#[derive(Debug, Clone, Default)]
+struct Tagger {
+    first: RandomState,
+    second: RandomState,
+}
+
+impl Tagger {
+    fn tag(&self, signature: &str) -> Tag {
+        [
+            self.first.hash_one(signature.as_bytes()),
+            self.second.hash_one(signature.as_bytes()),
+        ]
     }
 }
 
@@ -72,13 +82,14 @@ impl Entry {
     }
 }
 
-/// A bounded map from signature digest to [`Entry`] for one provider. When full, the oldest entry
+/// A bounded map from signature tag to [`Entry`] for one provider. When full, the oldest entry
 /// goes first: simple, O(1), and a hot token that is evicted costs one signature check.
 #[derive(Debug, Clone, Default)]
 pub struct TokenCache {
     capacity: usize,
-    entries: HashMap<Digest, Entry>,
-    order: VecDeque<Digest>,
+    tagger: Tagger,
+    entries: HashMap<Tag, Entry>,
+    order: VecDeque<Tag>,
 }
 
 impl TokenCache {
@@ -86,9 +97,20 @@ impl TokenCache {
     pub fn new(capacity: usize) -> TokenCache {
         TokenCache {
             capacity,
+            tagger: Tagger::default(),
             entries: HashMap::new(),
             order: VecDeque::new(),
         }
+    }
+
+    /// The cache key of a compact token; `None` when it has no signature segment to tag, which
+    /// parsing refuses anyway.
+    pub fn key<'t>(&self, token: &'t str) -> Option<CacheKey<'t>> {
+        let (signing_input, signature) = token.rsplit_once('.')?;
+        Some(CacheKey {
+            tag: self.tagger.tag(signature),
+            signing_input,
+        })
     }
 
     /// Whether the cache keeps anything at all (`jwt_cache_size` above 0); when it does not,
@@ -107,33 +129,33 @@ impl TokenCache {
         now: u64,
         skew: u64,
     ) -> Option<&Entry> {
-        let digest = &key.digest;
-        let entry = self.entries.get(digest)?;
+        let tag = &key.tag;
+        let entry = self.entries.get(tag)?;
         if !entry.signs(key.signing_input) {
             return None;
         }
         let expired = entry.exp.is_some_and(|exp| now > exp.saturating_add(skew));
         let early = entry.nbf.is_some_and(|nbf| nbf > now.saturating_add(skew));
         if entry.generation != generation || expired || early {
-            self.entries.remove(digest);
+            self.entries.remove(tag);
             return None;
         }
-        self.entries.get(digest)
+        self.entries.get(tag)
     }
 
     /// Remembers a verified token.
-    pub fn insert(&mut self, digest: Digest, entry: Entry) {
+    pub fn insert(&mut self, tag: Tag, entry: Entry) {
         if self.capacity == 0 {
             return;
         }
-        if self.entries.insert(digest, entry).is_some() {
+        if self.entries.insert(tag, entry).is_some() {
             return;
         }
-        self.order.push_back(digest);
+        self.order.push_back(tag);
         if self.entries.len() == self.capacity {
             self.reserve_for_churn();
         }
-        // `order` may still list digests already dropped by `get`; skip those while evicting.
+        // `order` may still list tags already dropped by `get`; skip those while evicting.
         while self.entries.len() > self.capacity {
             match self.order.pop_front() {
                 Some(oldest) => {
@@ -145,7 +167,7 @@ impl TokenCache {
         // Keep `order` from growing without bound when `get` drops many entries.
         if self.order.len() > self.capacity.saturating_mul(2) {
             let entries = &self.entries;
-            self.order.retain(|d| entries.contains_key(d));
+            self.order.retain(|tag| entries.contains_key(tag));
         }
     }
 
@@ -202,28 +224,32 @@ mod tests {
         }
     }
 
-    fn key(token: &str) -> CacheKey<'_> {
-        CacheKey::of(token).unwrap()
+    fn key<'t>(cache: &TokenCache, token: &'t str) -> CacheKey<'t> {
+        cache.key(token).unwrap()
     }
 
     fn insert(cache: &mut TokenCache, token: &str, generation: u64, exp: Option<u64>) {
-        cache.insert(key(token).digest, entry_for(token, generation, exp, None));
+        let tag = key(cache, token).tag;
+        cache.insert(tag, entry_for(token, generation, exp, None));
     }
 
     #[test]
-    fn key_is_the_sha256_of_the_signature_segment() {
-        // FIPS 180-2 test vector: only a digest of the signature is kept, never the signature.
-        let expected = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
-        let found = key("header.payload.abc");
-        let hex: String = found.digest.iter().map(|b| format!("{b:02x}")).collect();
-        assert_eq!(hex, expected);
+    fn key_is_a_keyed_tag_of_the_signature_segment() {
+        // Only the signature is tagged, and only its tag is kept; the same signature tags alike in
+        // one cache, and differently under another cache's secret keys.
+        let (one, other) = (TokenCache::new(1), TokenCache::new(1));
+        let found = key(&one, "header.payload.abc");
         assert_eq!(found.signing_input, "header.payload");
+        assert_eq!(found.tag, key(&one, "other.claims.abc").tag);
+        assert_ne!(found.tag, key(&one, "header.payload.abd").tag);
+        assert_ne!(found.tag, key(&other, "header.payload.abc").tag);
+        assert_ne!(found.tag[0], found.tag[1], "two independent keys");
     }
 
     #[test]
     fn token_without_a_dot_has_no_key() {
-        // Nothing to hash; parsing refuses such a token anyway.
-        assert!(CacheKey::of("opaque-token").is_none());
+        // Nothing to tag; parsing refuses such a token anyway.
+        assert!(TokenCache::new(1).key("opaque-token").is_none());
     }
 
     #[test]
@@ -241,9 +267,12 @@ mod tests {
             "xh.p.sig",
             "h.p.x.sig",
         ] {
-            assert!(cache.get(&key(forged), 1, NOW, 0).is_none(), "{forged}");
+            assert!(
+                cache.get(&key(&cache, forged), 1, NOW, 0).is_none(),
+                "{forged}"
+            );
         }
-        assert!(cache.get(&key("h.p.sig"), 1, NOW, 0).is_some());
+        assert!(cache.get(&key(&cache, "h.p.sig"), 1, NOW, 0).is_some());
         assert_eq!(cache.len(), 1);
     }
 
@@ -252,7 +281,7 @@ mod tests {
         // Same header and payload under another signature: not the verified token.
         let mut cache = TokenCache::new(10);
         insert(&mut cache, "h.p.sig", 1, None);
-        assert!(cache.get(&key("h.p.sig2"), 1, NOW, 0).is_none());
+        assert!(cache.get(&key(&cache, "h.p.sig2"), 1, NOW, 0).is_none());
     }
 
     #[test]
@@ -260,10 +289,10 @@ mod tests {
         // Valid up to exp + skew inclusive, as the uncached check; gone one second later.
         let mut cache = TokenCache::new(10);
         insert(&mut cache, "h.p.t", 1, Some(NOW));
-        assert!(cache.get(&key("h.p.t"), 1, NOW + 60, 60).is_some());
-        assert!(cache.get(&key("h.p.t"), 1, NOW + 61, 60).is_none());
+        assert!(cache.get(&key(&cache, "h.p.t"), 1, NOW + 60, 60).is_some());
+        assert!(cache.get(&key(&cache, "h.p.t"), 1, NOW + 61, 60).is_none());
         assert!(
-            cache.get(&key("h.p.t"), 1, NOW, 60).is_none(),
+            cache.get(&key(&cache, "h.p.t"), 1, NOW, 60).is_none(),
             "dropped on expiry"
         );
     }
@@ -272,11 +301,9 @@ mod tests {
     fn hit_is_rechecked_against_nbf() {
         // A cached entry is never valid before its nbf minus skew.
         let mut cache = TokenCache::new(10);
-        cache.insert(
-            key("h.p.t").digest,
-            entry_for("h.p.t", 1, None, Some(NOW + 61)),
-        );
-        assert!(cache.get(&key("h.p.t"), 1, NOW, 60).is_none());
+        let tag = key(&cache, "h.p.t").tag;
+        cache.insert(tag, entry_for("h.p.t", 1, None, Some(NOW + 61)));
+        assert!(cache.get(&key(&cache, "h.p.t"), 1, NOW, 60).is_none());
     }
 
     #[test]
@@ -284,7 +311,7 @@ mod tests {
         // Tokens verified against keys that changed must be verified again.
         let mut cache = TokenCache::new(10);
         insert(&mut cache, "h.p.t", 1, None);
-        assert!(cache.get(&key("h.p.t"), 2, NOW, 60).is_none());
+        assert!(cache.get(&key(&cache, "h.p.t"), 2, NOW, 60).is_none());
         assert!(cache.is_empty());
     }
 
@@ -296,9 +323,9 @@ mod tests {
             insert(&mut cache, &format!("h.p.t{i}"), 1, None);
             assert!(cache.len() <= 3);
         }
-        assert!(cache.get(&key("h.p.t996"), 1, NOW, 0).is_none());
-        assert!(cache.get(&key("h.p.t997"), 1, NOW, 0).is_some());
-        assert!(cache.get(&key("h.p.t999"), 1, NOW, 0).is_some());
+        assert!(cache.get(&key(&cache, "h.p.t996"), 1, NOW, 0).is_none());
+        assert!(cache.get(&key(&cache, "h.p.t997"), 1, NOW, 0).is_some());
+        assert!(cache.get(&key(&cache, "h.p.t999"), 1, NOW, 0).is_some());
     }
 
     #[test]
@@ -308,7 +335,7 @@ mod tests {
         for i in 0..100 {
             let token = format!("h.p.t{i}");
             insert(&mut cache, &token, 1, Some(NOW));
-            assert!(cache.get(&key(&token), 1, NOW + 10, 0).is_none());
+            assert!(cache.get(&key(&cache, &token), 1, NOW + 10, 0).is_none());
         }
         assert!(cache.order.len() <= 4);
     }
@@ -348,6 +375,6 @@ mod tests {
         let mut cache = TokenCache::new(10);
         insert(&mut cache, "h.p.t", 1, None);
         cache.clear();
-        assert!(cache.get(&key("h.p.t"), 1, NOW, 0).is_none());
+        assert!(cache.get(&key(&cache, "h.p.t"), 1, NOW, 0).is_none());
     }
 }
