@@ -109,13 +109,21 @@ pub(super) fn add_token_headers<'c>(
             continue;
         };
         if !provider.forward {
-            match &token.source {
-                TokenSource::Header { name, .. } => {
-                    if !allow.remove_headers.contains(name) {
-                        allow.remove_headers.push(name.clone());
+            // The token's own source; every source of the provider if the index were ever
+            // stale, so that the token never goes upstream.
+            let sources = match provider.token_sources.get(token.source_index) {
+                Some(source) => std::slice::from_ref(source),
+                None => provider.token_sources.as_slice(),
+            };
+            for source in sources {
+                match source {
+                    TokenSource::Header { name, .. } => {
+                        if !allow.remove_headers.contains(name) {
+                            allow.remove_headers.push(name.clone());
+                        }
                     }
+                    TokenSource::Param { name } => removed_params.push(name.as_str()),
                 }
-                TokenSource::Param { name } => removed_params.push(name.as_str()),
             }
             // The proof is bound to the token: without it, it is of no use upstream.
             if token.with_proof && !allow.remove_headers.iter().any(|n| n == PROOF_HEADER) {
@@ -130,4 +138,56 @@ pub(super) fn add_token_headers<'c>(
             .extend(token.forwarded.filter_state.iter().cloned());
     }
     removed_params
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+
+    fn config() -> Config {
+        Config::from_json(
+            br#"{"providers": {"p": {"issuer": "https://i", "audiences": ["a"],
+                   "from_headers": [{"name": "x-token"}], "from_params": ["access_token"],
+                   "local_jwks": {"inline_string": "{\"keys\": []}"}}},
+                 "rules": [{"match": {"prefix": "/"}, "requires": {"provider_name": "p"}}]}"#,
+        )
+        .unwrap()
+    }
+
+    fn verified(source_index: usize) -> Verified {
+        Verified {
+            provider: 0,
+            source_index,
+            claims: Rc::default(),
+            forwarded: Rc::default(),
+            with_proof: false,
+        }
+    }
+
+    // The token's own source is cleared: its header removed, or its query parameter dropped.
+    #[test]
+    fn the_token_source_is_cleared() {
+        let config = config();
+        let mut allow = Allow::default();
+        assert!(add_token_headers(&config, &[verified(0)], &mut allow).is_empty());
+        assert_eq!(allow.remove_headers, ["x-token"]);
+        let mut allow = Allow::default();
+        assert_eq!(
+            add_token_headers(&config, &[verified(1)], &mut allow),
+            ["access_token"]
+        );
+        assert!(allow.remove_headers.is_empty());
+    }
+
+    // A source index that names no source clears every source: the token never goes upstream.
+    #[test]
+    fn an_unknown_source_clears_every_source() {
+        let config = config();
+        let mut allow = Allow::default();
+        let tokens = [verified(7)];
+        let params = add_token_headers(&config, &tokens, &mut allow);
+        assert_eq!(allow.remove_headers, ["x-token"]);
+        assert_eq!(params, ["access_token"]);
+    }
 }

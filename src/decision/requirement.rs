@@ -13,7 +13,7 @@ use crate::jose::token::{self, NumericDate};
 use crate::keys::shared::SharedData;
 use crate::keys::store::{KeyStore, Lookup};
 use crate::policy::{identity, token_policy};
-use crate::request::extract::{self, TokenSource};
+use crate::request::extract;
 use crate::request::Request;
 use std::rc::Rc;
 
@@ -21,8 +21,9 @@ use std::rc::Rc;
 #[derive(Debug, Clone)]
 pub(super) struct Verified {
     pub(super) provider: ProviderId,
-    /// Where it was found.
-    pub(super) source: TokenSource,
+    /// Where it was found: its position in the provider's `token_sources` (an index rather than
+    /// a copy, which would allocate on every request).
+    pub(super) source_index: usize,
     pub(super) claims: Rc<serde_json::Map<String, serde_json::Value>>,
     /// The headers and filter state it sends on.
     pub(super) forwarded: Rc<Forwarded>,
@@ -121,7 +122,7 @@ impl Evaluation<'_> {
         if let Err(failure) = binding::check_presentation(provider, scheme, self.request) {
             return Verdict::Failed(failure);
         }
-        let mut verified = match self.token(id, provider, &found.value, found.source) {
+        let mut verified = match self.token(id, provider, &found.value, found.source_index) {
             Ok(verified) => verified,
             Err(verdict) => return verdict,
         };
@@ -154,7 +155,7 @@ impl Evaluation<'_> {
         id: ProviderId,
         provider: &Provider,
         raw: &str,
-        source: &TokenSource,
+        source_index: usize,
     ) -> Result<Verified, Verdict> {
         // No key to compute when the cache is off.
         let cache_key = match self.tokens.get(id) {
@@ -173,7 +174,7 @@ impl Evaluation<'_> {
             {
                 return Ok(Verified {
                     provider: id,
-                    source: source.clone(),
+                    source_index,
                     claims: Rc::clone(&entry.claims),
                     forwarded: Rc::clone(&entry.forwarded),
                     with_proof: false,
@@ -211,7 +212,7 @@ impl Evaluation<'_> {
                 };
                 let verified = Verified {
                     provider: id,
-                    source: source.clone(),
+                    source_index,
                     claims: Rc::clone(&entry.claims),
                     forwarded: Rc::clone(&entry.forwarded),
                     with_proof: false,

@@ -27,6 +27,8 @@ pub enum TokenSource {
 pub struct FoundToken<'r> {
     /// The source it was found in.
     pub source: &'r TokenSource,
+    /// Its position among the sources searched.
+    pub source_index: usize,
     /// The token text, prefix removed.
     pub value: std::borrow::Cow<'r, str>,
 }
@@ -41,7 +43,7 @@ pub fn find_token<'r>(
 ) -> Result<Option<FoundToken<'r>>, Failure> {
     let mut found = None;
     let mut repeated = false;
-    for source in sources {
+    for (source_index, source) in sources.iter().enumerate() {
         let value = match source {
             TokenSource::Header { name, value_prefix } => {
                 header_token(request, name, value_prefix)?.map(Cow::Borrowed)
@@ -50,7 +52,11 @@ pub fn find_token<'r>(
         };
         if let Some(value) = value {
             repeated |= found.is_some();
-            found = Some(FoundToken { source, value });
+            found = Some(FoundToken {
+                source,
+                source_index,
+                value,
+            });
         }
     }
     // Checked after every source, so a malformed credential anywhere is reported as such.
