@@ -11,11 +11,13 @@ use kserve_auth_filter::config::{Config, Requirement};
 use kserve_auth_filter::crypto::verify::{check_signature, PureRustCrypto};
 use kserve_auth_filter::decision::route::{self, Routed};
 use kserve_auth_filter::decision::token_cache::TokenCache;
-use kserve_auth_filter::decision::{self, Decision, Now};
+use kserve_auth_filter::decision::{self, Decision, Now, Recipient};
+use kserve_auth_filter::failure::Failure;
 use kserve_auth_filter::jose::token;
 use kserve_auth_filter::keys::shared::{SharedData, WriteError};
 use kserve_auth_filter::keys::store::{KeyStore, Lookup};
 use kserve_auth_filter::policy::{identity, token_policy};
+use kserve_auth_filter::request::body::BodyScanner;
 use kserve_auth_filter::request::extract::find_token;
 use kserve_auth_filter::request::{path, Request};
 
@@ -30,6 +32,8 @@ pub struct Question {
     pub method: String,
     pub url: String,
     pub headers: Vec<(String, String)>,
+    /// The request body, for rules that depend on the model it names.
+    pub body: Option<Vec<u8>>,
     /// Seconds since the epoch.
     pub at: u64,
 }
@@ -289,7 +293,7 @@ pub fn explain(question: &Question) -> Result<Explanation, String> {
             }
             Routed::NeedsBody(_) => step(
                 "rule".into(),
-                "depends on the model named in the body, which explain does not read".into(),
+                "depends on the model named in the body (--data)".into(),
             ),
             Routed::NoRule => step("rule".into(), "none".into()),
         }
@@ -301,15 +305,59 @@ pub fn explain(question: &Question) -> Result<Explanation, String> {
         .map(|_| TokenCache::new(0))
         .collect();
     let mut shared = LocalSharedData::default();
-    let decision = decision::decide(
-        &config,
-        &request,
-        &mut keys,
-        &mut tokens,
-        &PureRustCrypto,
-        &mut shared,
-        now,
-    );
+    let mut request = request;
+    let mut decide = |request: &Request| {
+        decision::decide(
+            &config,
+            request,
+            &mut keys,
+            &mut tokens,
+            &PureRustCrypto,
+            &mut shared,
+            now,
+        )
+    };
+    let mut decision = decide(&request);
+    // As the filter does: the token is judged at the headers, then the body is read for the
+    // model, and the request is decided again with it.
+    if let (
+        Decision::ReadBody {
+            protocol,
+            max_bytes,
+        },
+        Some(body),
+    ) = (&decision, &question.body)
+    {
+        let mut scanner = BodyScanner::new(*protocol, *max_bytes);
+        let read = scanner
+            .feed(body)
+            .map(|()| scanner.model().map(str::to_owned));
+        match read {
+            Ok(Some(model)) => {
+                steps.push(Step {
+                    check: "body".into(),
+                    verdict: format!("names model {model:?}"),
+                });
+                request.body_model = Some(model);
+                decision = decide(&request);
+            }
+            outcome => {
+                let failure = match outcome {
+                    Err(error) => decision::body_failure(error),
+                    Ok(_) => match scanner.finish() {
+                        Ok(_) => Failure::BodyModelMissing,
+                        Err(error) => decision::body_failure(error),
+                    },
+                };
+                steps.push(Step {
+                    check: "body".into(),
+                    verdict: format!("refused: {}", failure.description()),
+                });
+                let recipient = Recipient::of(&config, &request);
+                decision = Decision::Deny(decision::deny(failure, &recipient, 1));
+            }
+        }
+    }
     let (status, headers, body) = match decision {
         Decision::Allow(allow) => {
             let mut headers: Vec<(String, String)> = allow
@@ -335,7 +383,7 @@ pub fn explain(question: &Question) -> Result<Explanation, String> {
         Decision::ReadBody { .. } => (
             0,
             Vec::new(),
-            "the rule depends on the model named in the body".to_owned(),
+            "the rule depends on the model named in the body: give it with --data".to_owned(),
         ),
     };
     Ok(Explanation {

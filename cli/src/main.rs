@@ -5,7 +5,7 @@
 //! ```text
 //! kserve-auth check FILE...
 //! kserve-auth explain --config FILE --token TOKEN|- [--method M] [--url URL] [--header K:V]...
-//!                     [--jwks FILE] [--at SECONDS] [--json]
+//!                     [--jwks FILE] [--data BODY|@FILE] [--at SECONDS] [--json]
 //! kserve-auth token [--issuer URL] [--flow F] [--client-id ID] [--scope S] [--audience A] ...
 //! kserve-auth curl URL [-X M] [-H K:V]... [-d DATA | --data-binary @FILE] [-i] [token options]
 //! ```
@@ -74,6 +74,10 @@ enum Command {
         /// A JWKS file used as every provider's signing keys.
         #[arg(long)]
         jwks: Option<PathBuf>,
+        /// The request body, or `@FILE`: for rules on the model an OpenAI-compatible or V2 gRPC
+        /// body names.
+        #[arg(long)]
+        data: Option<String>,
         /// The time to judge at, in seconds since the epoch (default: now).
         #[arg(long)]
         at: Option<u64>,
@@ -114,9 +118,10 @@ fn main() -> ExitCode {
             url,
             headers,
             jwks,
+            data,
             at,
             json,
-        } => match run_explain(config, token, method, url, headers, jwks, at, json) {
+        } => match run_explain(config, token, method, url, headers, jwks, data, at, json) {
             Ok(()) => ExitCode::SUCCESS,
             Err(message) => {
                 eprintln!("kserve-auth explain: {message}");
@@ -173,6 +178,7 @@ fn run_explain(
     url: String,
     headers: Vec<String>,
     jwks: Option<PathBuf>,
+    data: Option<String>,
     at: Option<u64>,
     json: bool,
 ) -> Result<(), String> {
@@ -199,6 +205,11 @@ fn run_explain(
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs())
     });
+    let body = match data.as_deref().map(|d| (d, d.strip_prefix('@'))) {
+        Some((_, Some(path))) => Some(fs::read(path).map_err(|e| format!("--data @{path}: {e}"))?),
+        Some((text, None)) => Some(text.as_bytes().to_vec()),
+        None => None,
+    };
     let question = explain::Question {
         configuration,
         jwks: jwks.as_ref().map(read).transpose()?,
@@ -206,6 +217,7 @@ fn run_explain(
         method,
         url,
         headers,
+        body,
         at,
     };
     let explanation = explain::explain(&question)?;

@@ -57,6 +57,10 @@ fn token(setup: &Setup, audience: &str, roles: Value) -> String {
 }
 
 fn explain(setup: &Setup, token: &str, url: &str, at: u64) -> (Value, String) {
+    explain_with(setup, token, url, at, &[])
+}
+
+fn explain_with(setup: &Setup, token: &str, url: &str, at: u64, extra: &[&str]) -> (Value, String) {
     let output = Command::new(env!("CARGO_BIN_EXE_kserve-auth"))
         .args(["explain", "--config"])
         .arg(&setup.config)
@@ -73,6 +77,7 @@ fn explain(setup: &Setup, token: &str, url: &str, at: u64) -> (Value, String) {
             &at.to_string(),
             "--json",
         ])
+        .args(extra)
         .output()
         .unwrap();
     let text = String::from_utf8(output.stdout).unwrap();
@@ -136,4 +141,66 @@ fn each_check_has_its_verdict_and_the_answer_is_the_filters() {
     let no_role = token(&setup, "kserve", json!([]));
     let (explained, _) = explain(&setup, &no_role, url, NOW + 10);
     assert_eq!(explained["answer"]["status"], 403);
+}
+
+// A rule on the model an OpenAI-compatible body names: with --data, the body is read as the filter
+// reads it and the request decided again with its model; without it, explain says what it needs.
+#[test]
+fn the_model_named_in_the_body_decides_with_data() {
+    let setup = setup("body");
+    let url = "https://models.example.com/openai/v1/chat/completions";
+    let with_role = token(&setup, "kserve", json!(["fraud"]));
+    let without_role = token(&setup, "kserve", json!([]));
+    let chat = |model: &str| json!({"model": model, "messages": []}).to_string();
+
+    let (explained, _) = explain_with(
+        &setup,
+        &with_role,
+        url,
+        NOW + 10,
+        &["--data", &chat("fraud")],
+    );
+    assert_eq!(explained["answer"]["status"], 200, "{explained}");
+    assert_eq!(verdict_of(&explained, "body"), "names model \"fraud\"");
+
+    let (explained, _) = explain_with(
+        &setup,
+        &without_role,
+        url,
+        NOW + 10,
+        &["--data", &chat("fraud")],
+    );
+    assert_eq!(explained["answer"]["status"], 403, "{explained}");
+    // Another model falls to the catch-all rule, which any valid token passes.
+    let (explained, _) = explain_with(
+        &setup,
+        &without_role,
+        url,
+        NOW + 10,
+        &["--data", &chat("churn")],
+    );
+    assert_eq!(explained["answer"]["status"], 200, "{explained}");
+
+    let (explained, _) = explain_with(
+        &setup,
+        &with_role,
+        url,
+        NOW + 10,
+        &["--data", r#"{"messages": []}"#],
+    );
+    assert_eq!(explained["answer"]["status"], 400, "{explained}");
+    assert!(
+        verdict_of(&explained, "body").starts_with("refused: "),
+        "{explained}"
+    );
+
+    let (explained, _) = explain(&setup, &with_role, url, NOW + 10);
+    assert_eq!(explained["answer"]["status"], 0, "{explained}");
+    assert!(
+        explained["answer"]["body"]
+            .as_str()
+            .unwrap()
+            .contains("--data"),
+        "{explained}"
+    );
 }
