@@ -292,11 +292,7 @@ mod tests {
         )
         .unwrap();
         let keys = KeyStore::new(&config).unwrap();
-        let tokens = config
-            .providers
-            .iter()
-            .map(|p| TokenCache::new(p.jwt_cache_size))
-            .collect();
+        let tokens = TokenCache::per_provider(&config);
         Fixture {
             config,
             keys,

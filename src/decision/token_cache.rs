@@ -23,6 +23,7 @@ use std::rc::Rc;
 use serde_json::{Map, Value};
 
 use super::upstream::Forwarded;
+use crate::config::Config;
 
 /// The keyed tag of a token's signature segment.
 pub type Tag = [u64; 2];
@@ -101,6 +102,15 @@ impl TokenCache {
             entries: HashMap::new(),
             order: VecDeque::new(),
         }
+    }
+
+    /// One cache per provider of `config`, each holding that provider's `jwt_cache_size`.
+    pub fn per_provider(config: &Config) -> Vec<TokenCache> {
+        config
+            .providers
+            .iter()
+            .map(|provider| TokenCache::new(provider.jwt_cache_size))
+            .collect()
     }
 
     /// The cache key of a compact token; `None` when it has no signature segment to tag, which

@@ -80,11 +80,7 @@ impl Root {
             .fold(0u64, |bits, byte| bits << 8 | u64::from(*byte));
         keys.spread_refreshes(now_ns ^ digest_bits ^ u64::from(self.context_id));
         let metrics = Metrics::define(&config);
-        let tokens = config
-            .providers
-            .iter()
-            .map(|p| TokenCache::new(p.jwt_cache_size))
-            .collect();
+        let tokens = TokenCache::per_provider(&config);
         let crypto = HostCrypto::detect(config.host_crypto);
         if config.providers.iter().any(|p| p.binding.dpop.is_some()) {
             replay::prepare(&mut HostSharedData);
