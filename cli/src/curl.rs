@@ -93,7 +93,7 @@ pub fn run(options: CurlOptions) -> Result<Response, String> {
             "application/x-www-form-urlencoded".into(),
         ));
     }
-    let http = Client::new();
+    let http = Client::new(&options.token.tls)?;
     // A caller's own Authorization header is sent as it is.
     if has(&headers, "authorization") {
         return http.send(&method, &options.url, &headers, body.as_deref());

@@ -1,9 +1,13 @@
 //! One HTTP exchange, whole: the request as given, the response read to its end. Redirects are
 //! not followed (as curl does by default), and a 4xx or 5xx is an answer, not an error.
 
+use std::fs;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use clap::Args;
 use ureq::http::{Method, Request};
+use ureq::tls::{parse_pem, Certificate, ClientCert, PemItem, PrivateKey, RootCerts, TlsConfig};
 use ureq::Agent;
 
 /// How long one exchange may take, connection to last byte.
@@ -47,22 +51,123 @@ impl Response {
     }
 }
 
+/// Whom to trust and what to present in TLS, for every exchange (the model, its metadata, the
+/// authorization server).
+#[derive(Args, Clone, Debug, Default)]
+pub struct TlsOptions {
+    /// Trust the CA certificates in this PEM file instead of the web PKI's roots (a gateway or an
+    /// identity provider with a private CA).
+    #[arg(long, value_name = "FILE")]
+    pub cacert: Option<PathBuf>,
+    /// Present this client certificate (PEM, with --key): for gateways that ask for one, and for
+    /// certificate-bound tokens (RFC 8705), which the token endpoint binds to it.
+    #[arg(long, value_name = "FILE", requires = "key")]
+    pub cert: Option<PathBuf>,
+    /// The client certificate's private key (PEM).
+    #[arg(long, value_name = "FILE", requires = "cert")]
+    pub key: Option<PathBuf>,
+}
+
+impl TlsOptions {
+    fn config(&self) -> Result<TlsConfig, String> {
+        let mut config = TlsConfig::builder();
+        if let Some(path) = &self.cacert {
+            let roots = certificates(path)?;
+            if roots.is_empty() {
+                return Err(format!("--cacert {}: no certificate in it", path.display()));
+            }
+            config = config.root_certs(RootCerts::from(roots));
+        }
+        if let (Some(cert), Some(key)) = (&self.cert, &self.key) {
+            let chain = certificates(cert)?;
+            if chain.is_empty() {
+                return Err(format!("--cert {}: no certificate in it", cert.display()));
+            }
+            // rustls presents only X.509 v3 certificates (and ureq would abort on another).
+            if chain.iter().any(|c| !is_x509_v3(c.der())) {
+                return Err(format!(
+                    "--cert {}: not an X.509 v3 certificate (reissue it with an extension, \
+                     e.g. extendedKeyUsage=clientAuth)",
+                    cert.display()
+                ));
+            }
+            let text = read(key)?;
+            let key = PrivateKey::from_pem(&text)
+                .map_err(|error| format!("--key {}: {error}", key.display()))?;
+            config = config.client_cert(Some(ClientCert::new_with_certs(&chain, key)));
+        }
+        Ok(config.build())
+    }
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, String> {
+    fs::read(path).map_err(|error| format!("{}: {error}", path.display()))
+}
+
+/// Whether a DER certificate is X.509 v3: its `tbsCertificate` starts with the explicit
+/// `[0] version` holding 2 (v1 certificates leave the field out).
+fn is_x509_v3(der: &[u8]) -> bool {
+    /// The contents of the DER element at the start of `bytes` with tag `tag`.
+    fn contents(bytes: &[u8], tag: u8) -> Option<&[u8]> {
+        let (&found, rest) = bytes.split_first()?;
+        let (&first, rest) = rest.split_first()?;
+        if found != tag {
+            return None;
+        }
+        let (length, rest) = match first {
+            0..=0x7f => (usize::from(first), rest),
+            0x81..=0x84 => {
+                let count = usize::from(first & 0x7f);
+                let (digits, rest) = rest.split_at_checked(count)?;
+                let length = digits
+                    .iter()
+                    .fold(0usize, |length, digit| length << 8 | usize::from(*digit));
+                (length, rest)
+            }
+            _ => return None,
+        };
+        rest.get(..length)
+    }
+    const SEQUENCE: u8 = 0x30;
+    const VERSION: u8 = 0xa0;
+    const INTEGER: u8 = 0x02;
+    contents(der, SEQUENCE)
+        .and_then(|certificate| contents(certificate, SEQUENCE))
+        .and_then(|tbs| contents(tbs, VERSION))
+        .and_then(|version| contents(version, INTEGER))
+        == Some(&[2])
+}
+
+/// Every certificate of a PEM file.
+fn certificates(path: &Path) -> Result<Vec<Certificate<'static>>, String> {
+    let text = read(path)?;
+    let mut found = Vec::new();
+    for item in parse_pem(&text) {
+        match item.map_err(|error| format!("{}: {error}", path.display()))? {
+            PemItem::Certificate(certificate) => found.push(certificate),
+            _ => continue,
+        }
+    }
+    Ok(found)
+}
+
 /// A client for exchanges with one configuration.
 pub struct Client {
     agent: Agent,
 }
 
 impl Client {
-    pub fn new() -> Client {
+    pub fn new(tls: &TlsOptions) -> Result<Client, String> {
         let agent: Agent = Agent::config_builder()
             .http_status_as_error(false)
             .max_redirects(0)
             .max_redirects_will_error(false)
             .timeout_global(Some(TIMEOUT))
             .user_agent(concat!("kserve-auth/", env!("CARGO_PKG_VERSION")))
+            .tls_config(tls.config()?)
             .build()
             .into();
-        Client { agent }
+        Ok(Client { agent })
     }
 
     /// Sends `method url` with `headers` and, when given, `body`.
@@ -185,6 +290,24 @@ pub fn encode_component(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    // A v3 certificate has the explicit version 2; a v1 certificate has none; garbage is neither.
+    #[test]
+    fn certificate_versions() {
+        let tbs_v3 = [0xa0, 0x03, 0x02, 0x01, 0x02, 0x02, 0x01, 0x07];
+        let tbs_v1 = [0x02, 0x01, 0x07];
+        let wrap = |tbs: &[u8]| {
+            let mut inner = vec![0x30, tbs.len() as u8];
+            inner.extend_from_slice(tbs);
+            let mut outer = vec![0x30, inner.len() as u8];
+            outer.extend(inner);
+            outer
+        };
+        assert!(is_x509_v3(&wrap(&tbs_v3)));
+        assert!(!is_x509_v3(&wrap(&tbs_v1)));
+        assert!(!is_x509_v3(&[0x30, 0x82, 0xff]));
+        assert!(!is_x509_v3(&[]));
+    }
 
     #[test]
     fn form_encoding() {

@@ -129,7 +129,13 @@ fn main() -> ExitCode {
             }
         },
         Command::Token { options } => {
-            let http = http::Client::new();
+            let http = match http::Client::new(&options.tls) {
+                Ok(http) => http,
+                Err(message) => {
+                    eprintln!("kserve-auth token: {message}");
+                    return ExitCode::FAILURE;
+                }
+            };
             let mut tokens = token::Tokens {
                 cache: options.open_cache(),
                 options,

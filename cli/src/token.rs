@@ -12,7 +12,7 @@ use serde_json::Value;
 use crate::cache::{Cache, CachedToken};
 use crate::device;
 use crate::dpop::DpopKey;
-use crate::http::Client;
+use crate::http::{Client, TlsOptions};
 use crate::oauth::{self, ClientAuth, Endpoints, ACCESS_TOKEN_TYPE};
 use crate::secret;
 
@@ -94,6 +94,8 @@ pub struct TokenOptions {
     /// Ask for DPoP-bound tokens (RFC 9449), with a new Ed25519 key kept in the cache.
     #[arg(long)]
     pub dpop: bool,
+    #[command(flatten)]
+    pub tls: TlsOptions,
 }
 
 impl TokenOptions {

@@ -10,6 +10,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde_json::{json, Value};
 
+use crate::support::cli::{run_kserve_auth, stderr, stdout};
 use crate::support::demo::{repo, DemoStack, Scratch, CLIENT_ID, CLIENT_SECRET, V1_PREDICT};
 use crate::support::envoy::{
     bootstrap_with_listeners, upstream_clusters, upstream_listener, WasmFilter,
@@ -373,10 +374,12 @@ fn make_certificates(dir: &Path) {
         ],
     );
     fs::write(dir.join("server.ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+    // Extensions make X.509 v3 certificates, the only version rustls (kserve-auth) presents.
+    fs::write(dir.join("client.ext"), "extendedKeyUsage=clientAuth\n").unwrap();
     for (name, subject, extensions) in [
-        ("server", "/CN=127.0.0.1", Some("server.ext")),
-        ("a", "/CN=client a", None),
-        ("b", "/CN=client b", None),
+        ("server", "/CN=127.0.0.1", "server.ext"),
+        ("a", "/CN=client a", "client.ext"),
+        ("b", "/CN=client b", "client.ext"),
     ] {
         let key = format!("{name}.key");
         let csr = format!("{name}.csr");
@@ -398,25 +401,26 @@ fn make_certificates(dir: &Path) {
                 subject,
             ],
         );
-        let mut args = vec![
-            "x509",
-            "-req",
-            "-in",
-            &csr,
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            &pem,
-            "-days",
-            "2",
-        ];
-        if let Some(extensions) = extensions {
-            args.extend(["-extfile", extensions]);
-        }
-        openssl(dir, &args);
+        openssl(
+            dir,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                &csr,
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                &pem,
+                "-days",
+                "2",
+                "-extfile",
+                extensions,
+            ],
+        );
     }
 }
 
@@ -521,7 +525,42 @@ fn certificate_bound_token_needs_its_certificate() {
         body.contains("Jwt is not bound to a client certificate"),
         "{body}"
     );
-    assert_eq!(upstream.count(), 1);
+
+    // `kserve-auth curl` trusts the private CA with --cacert and presents --cert / --key.
+    let url = format!("https://127.0.0.1:{port}{PROTECTED_PATH}");
+    let print_token = format!("echo {token}");
+    let cache = dir.join("kserve-auth.json");
+    let path = |name: &str| dir.join(name).display().to_string();
+    let kserve_auth = |extra: &[&str]| {
+        let mut args = vec![
+            "curl",
+            url.as_str(),
+            "--token-command",
+            print_token.as_str(),
+        ];
+        args.extend_from_slice(extra);
+        run_kserve_auth(&args, &cache, &[])
+    };
+    let (ca, a_pem, a_key, b_pem, b_key) = (
+        path("ca.pem"),
+        path("a.pem"),
+        path("a.key"),
+        path("b.pem"),
+        path("b.key"),
+    );
+    let output = kserve_auth(&["--cacert", &ca, "--cert", &a_pem, "--key", &a_key]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let output = kserve_auth(&["--cacert", &ca, "--cert", &b_pem, "--key", &b_key]);
+    assert_eq!(output.status.code(), Some(22), "{}", stderr(&output));
+    assert!(stdout(&output).contains("does not match the client certificate"));
+    let output = kserve_auth(&["--cert", &a_pem, "--key", &a_key]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("UnknownIssuer"),
+        "{}",
+        stderr(&output)
+    );
+    assert_eq!(upstream.count(), 2);
 }
 
 // The demo's real OpenID provider binds a client credentials token to the client's DPoP key, and
