@@ -117,7 +117,7 @@ pub fn run(options: CurlOptions) -> Result<Response, String> {
     };
     let mut discovered = false;
     let mut renewed = false;
-    let mut waited = 0;
+    let mut waited: u64 = 0;
     let mut unavailable_retries = 0;
     loop {
         let mut request_headers = headers.clone();
@@ -166,8 +166,9 @@ pub fn run(options: CurlOptions) -> Result<Response, String> {
                 let Some(delay) = response.header("retry-after").and_then(retry_after) else {
                     return Ok(response);
                 };
+                // Saturating: a huge Retry-After must not wrap around into a short wait.
                 if unavailable_retries >= MAX_UNAVAILABLE_RETRIES
-                    || waited + delay > options.max_wait
+                    || waited.saturating_add(delay) > options.max_wait
                 {
                     return Ok(response);
                 }
@@ -240,5 +241,6 @@ mod tests {
         assert_eq!(retry_after(" 0 "), Some(0));
         assert_eq!(retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), Some(1));
         assert_eq!(retry_after(""), None);
+        assert_eq!(retry_after("18446744073709551615"), Some(u64::MAX));
     }
 }
