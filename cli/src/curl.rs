@@ -3,7 +3,8 @@
 //! - With no token yet and no `--issuer`, the request goes out bare; the `401` challenge's
 //!   `resource_metadata` names the metadata (RFC 9728), which names the authorization server,
 //!   whose discovery document names the token endpoint. The resource's authorization server is
-//!   remembered in the cache, so the next call sends its token at once.
+//!   remembered in the cache, so the next call sends its token at once; if that server gives no
+//!   token any more, the call starts over from the resource's 401.
 //! - A `401` with `invalid_token` for a token that was sent gets one renewal (refresh token, else
 //!   a new token) and one retry, never more.
 //! - A `503` with `Retry-After` is retried after the wait, while the total wait stays within
@@ -110,10 +111,22 @@ pub fn run(options: CurlOptions) -> Result<Response, String> {
         .clone()
         .or_else(|| tokens.cache.issuer_of(&origin).map(str::to_owned));
     let uses_command = tokens.options.token_command.is_some();
-    let mut token = if issuer.is_some() || uses_command {
-        Some(tokens.get(issuer.as_deref(), false)?)
-    } else {
-        None
+    let mut token = match issuer.clone() {
+        _ if pinned.is_some() || uses_command => Some(tokens.get(issuer.as_deref(), false)?),
+        // A server remembered from the resource's metadata may have moved on: start over from
+        // the resource's 401 rather than fail.
+        Some(remembered) => match tokens.get(Some(&remembered), false) {
+            Ok(token) => Some(token),
+            Err(message) => {
+                eprintln!(
+                    "kserve-auth curl: {remembered}, which the resource named before, gave no \
+                     token ({message}); asking the resource again"
+                );
+                issuer = None;
+                None
+            }
+        },
+        None => None,
     };
     let mut discovered = false;
     let mut renewed = false;

@@ -156,6 +156,18 @@ fn client_credentials_token_and_curl_from_a_401() {
         stderr(&output)
     );
     assert_eq!(issued(&stack, CLIENT_ID, "client_credentials"), before);
+    // A remembered server that gives no token any more: curl asks the resource again.
+    let mut file: Value = serde_json::from_slice(&fs::read(&fresh).unwrap()).unwrap();
+    file["issuers"][stack.resource()] = json!("http://127.0.0.1:9");
+    fs::write(&fresh, file.to_string()).unwrap();
+    let output = curl_predict(&stack, &fresh, &["--client-id", CLIENT_ID], &secret);
+    assert_predicted_for(&output, CLIENT_ID);
+    assert!(
+        stderr(&output).contains("asking the resource again"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(stderr(&output).contains(&format!("takes tokens from {issuer}")));
 
     // DPoP: the provider binds the token to the program's key; each request carries a proof
     // (the filter refuses a bound token without one).
