@@ -4,10 +4,11 @@
 //!
 //! An entry is found by a 128-bit tag of the token's signature segment and keeps the token's
 //! header and payload segments, which a hit must match byte for byte. The tag is two SipHash-1-3
-//! values under two 128-bit keys drawn at random when the cache is made (std's `RandomState`, from
-//! the host's random source) and never leaving it: a keyed pseudo-random function, so a different
-//! signature with the same tag, under the same header and payload, can only be guessed, one
-//! request per guess at 2^-128 each. So a hit is the very token that was verified, and the cache
+//! values under secret 128-bit keys that never leave the VM, from std's `RandomState` (seeded from
+//! the host's random source). std derives a process's successive keys from one another, so the two
+//! halves are counted as one keyed pseudo-random function of 64 bits, not two independent ones: a
+//! different signature with the same tag, under the same header and payload, can only be guessed,
+//! one request per guess at about 2^-64 each. So a hit is the very token that was verified, and the cache
 //! never holds the token itself: header and payload are readable by anyone who sees the token and
 //! authenticate nothing without the signature, of which only the tag is kept. The tag replaced a
 //! SHA-256 of the signature: software SHA-256 in V8 cost about 1.5 µs per RS256 hit, the tag a
@@ -38,7 +39,7 @@ pub struct CacheKey<'a> {
     pub signing_input: &'a str,
 }
 
-/// The two secret keys of one cache's tags.
+/// The secret keys of one cache's tags.
 #[derive(Debug, Clone, Default)]
 struct Tagger {
     first: RandomState,
@@ -253,7 +254,7 @@ mod tests {
         assert_eq!(found.tag, key(&one, "other.claims.abc").tag);
         assert_ne!(found.tag, key(&one, "header.payload.abd").tag);
         assert_ne!(found.tag, key(&other, "header.payload.abc").tag);
-        assert_ne!(found.tag[0], found.tag[1], "two independent keys");
+        assert_ne!(found.tag[0], found.tag[1], "two keys");
     }
 
     #[test]
