@@ -5,6 +5,7 @@
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use ed25519_compact::{KeyPair, Seed};
+use kserve_auth_filter::jose::thumbprint::access_token_hash;
 use serde_json::{json, Value};
 
 /// The JWS algorithm of every proof.
@@ -73,8 +74,8 @@ impl DpopKey {
             "iat": now,
         });
         if let Some(token) = access_token {
-            claims["ath"] =
-                json!(URL_SAFE_NO_PAD.encode(hmac_sha256::Hash::hash(token.as_bytes())));
+            // The filter's own `ath`, so both sides hash the token alike.
+            claims["ath"] = json!(access_token_hash(token));
         }
         if let Some(nonce) = nonce {
             claims["nonce"] = json!(nonce);

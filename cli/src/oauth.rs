@@ -7,6 +7,8 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
 use serde_json::Value;
 
+use kserve_auth_filter::config::uri;
+
 use crate::cache::CachedToken;
 use crate::dpop::DpopKey;
 use crate::http::{encode_component, Client};
@@ -30,11 +32,7 @@ pub fn require_secure(url: &str, what: &str) -> Result<(), String> {
     }
     if let Some(rest) = lower.strip_prefix("http://") {
         let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-        let host = match authority.strip_prefix('[') {
-            Some(bracketed) => bracketed.split(']').next().unwrap_or_default(),
-            None => authority.split(':').next().unwrap_or_default(),
-        };
-        if matches!(host, "127.0.0.1" | "::1" | "localhost") {
+        if uri::is_loopback(authority) {
             return Ok(());
         }
     }

@@ -38,7 +38,9 @@ pub fn locate(resource: &str) -> Result<Location, String> {
         .split_once("://")
         .map(|(s, _)| s.to_ascii_lowercase())
         .unwrap_or_default();
-    if scheme != "https" && !is_loopback(&url.authority) {
+    // As OAuth does for native apps' redirect URIs (RFC 8252 §7.3), plain http is acceptable
+    // on this machine: the traffic never leaves the host, which a demo or a laptop needs.
+    if scheme != "https" && !uri::is_loopback(&url.authority) {
         return Err(
             "must be an https:// URL (RFC 9728 resource identifiers use https); http:// is \
              accepted only for a loopback host (127.0.0.1, [::1], localhost)"
@@ -63,17 +65,6 @@ pub fn locate(resource: &str) -> Result<Location, String> {
         url: format!("{scheme}://{}{path}", url.authority),
         path,
     })
-}
-
-/// Whether `authority` names this machine. As OAuth does for native apps' redirect URIs
-/// (RFC 8252 §7.3), plain http is acceptable there: the traffic never leaves the host, which is
-/// what a demo or a developer's laptop needs.
-fn is_loopback(authority: &str) -> bool {
-    let host = match authority.strip_prefix('[') {
-        Some(bracketed) => bracketed.split_once(']').map_or("", |(host, _)| host),
-        None => authority.split(':').next().unwrap_or_default(),
-    };
-    host == "127.0.0.1" || host == "::1" || host.eq_ignore_ascii_case("localhost")
 }
 
 /// The metadata document of `resource` protected under these providers and rules.

@@ -26,6 +26,16 @@ impl HttpUrl {
     }
 }
 
+/// Whether `authority` (`host[:port]`, IPv6 in brackets) names this machine: `127.0.0.1`, `[::1]`
+/// or `localhost` (any case).
+pub fn is_loopback(authority: &str) -> bool {
+    let host = match authority.strip_prefix('[') {
+        Some(bracketed) => bracketed.split_once(']').map_or("", |(host, _)| host),
+        None => authority.split(':').next().unwrap_or_default(),
+    };
+    host == "127.0.0.1" || host == "::1" || host.eq_ignore_ascii_case("localhost")
+}
+
 /// Parses an absolute http(s) URL. Messages never repeat the URL: it might hold a password.
 pub fn parse_http_url(text: &str) -> Result<HttpUrl, String> {
     const EXPECTED: &str = "expected an absolute http:// or https:// URL";
