@@ -199,109 +199,48 @@ fn expected_url(dpop: &DpopPolicy, request: &Request, upstream_path: &str) -> Op
 mod tests {
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
     use base64::Engine;
-    use ed25519_compact::{KeyPair, Seed};
+    use ed25519_compact::KeyPair;
     use serde_json::json;
 
-    use super::super::token_cache::TokenCache;
-    use super::super::{decide, Decision, Denial, Now};
+    use super::super::fixture::{jws, pair, public_jwk, Fixture, ISSUER};
+    use super::super::{Decision, Denial};
     use super::*;
     use crate::config::Config;
-    use crate::crypto::verify::PureRustCrypto;
     use crate::jose::thumbprint::{access_token_hash, key_thumbprint};
-    use crate::keys::shared::MemorySharedData;
-    use crate::keys::store::KeyStore;
 
     const NOW: u64 = 1_700_000_000;
     const HOST: &str = "models.example.com";
     const PATH: &str = "/v1/models/fraud:predict";
 
-    fn pair(seed: u8) -> KeyPair {
-        KeyPair::from_seed(Seed::new([seed; 32]))
-    }
-
-    fn public_jwk(pair: &KeyPair) -> Value {
-        json!({"kty": "OKP", "crv": "Ed25519", "x": URL_SAFE_NO_PAD.encode(*pair.pk)})
-    }
-
     fn thumbprint(pair: &KeyPair) -> String {
         key_thumbprint(public_jwk(pair).as_object().unwrap()).unwrap()
     }
 
-    fn jws(header: &Value, claims: &Value, signer: &KeyPair) -> String {
-        let input = format!(
-            "{}.{}",
-            URL_SAFE_NO_PAD.encode(header.to_string()),
-            URL_SAFE_NO_PAD.encode(claims.to_string())
-        );
-        let signature = signer.sk.sign(input.as_bytes(), None);
-        format!("{input}.{}", URL_SAFE_NO_PAD.encode(*signature))
-    }
-
-    struct Fixture {
-        config: Config,
-        keys: KeyStore,
-        tokens: Vec<TokenCache>,
-        shared: MemorySharedData,
-        issuer: KeyPair,
-    }
-
+    /// The fixture's provider with the members of `binding`, behind one catch-all rule.
     fn fixture(binding: Value) -> Fixture {
-        let issuer = pair(1);
-        let mut jwk = public_jwk(&issuer);
-        jwk["kid"] = json!("k1");
-        let mut provider = json!({
-            "issuer": "https://idp.test",
-            "audiences": ["kserve"],
-            "local_jwks": {"inline_string": json!({"keys": [jwk]}).to_string()},
-            "claim_to_headers": [{"header_name": "x-jwt-sub", "claim_name": "sub"}]
-        });
+        let mut provider =
+            json!({"claim_to_headers": [{"header_name": "x-jwt-sub", "claim_name": "sub"}]});
         for (name, value) in binding.as_object().unwrap() {
             provider[name] = value.clone();
         }
-        let config = Config::from_json(
-            json!({"providers": {"idp": provider},
-                   "rules": [{"match": {"prefix": "/"}, "requires": {"provider_name": "idp"}}]})
-            .to_string()
-            .as_bytes(),
+        Fixture::new(
+            provider,
+            json!({"rules": [{"match": {"prefix": "/"}, "requires": {"provider_name": "idp"}}]}),
         )
-        .unwrap();
-        let keys = KeyStore::new(&config).unwrap();
-        let tokens = TokenCache::per_provider(&config);
-        Fixture {
-            config,
-            keys,
-            tokens,
-            shared: MemorySharedData::default(),
-            issuer,
-        }
     }
 
     fn dpop(mode: &str) -> Value {
         json!({"dpop": {"mode": mode}})
     }
 
-    impl Fixture {
-        /// An access token with this `cnf` (none when null).
-        fn token(&self, cnf: Value) -> String {
-            let mut claims = json!({"iss": "https://idp.test", "aud": "kserve", "sub": "svc-1",
-                                    "iat": NOW, "exp": NOW + 300});
-            if !cnf.is_null() {
-                claims["cnf"] = cnf;
-            }
-            jws(&json!({"alg": "EdDSA", "kid": "k1"}), &claims, &self.issuer)
+    /// An access token with this `cnf` (none when null).
+    fn token_with(f: &Fixture, cnf: Value) -> String {
+        let mut claims = json!({"iss": ISSUER, "aud": "kserve", "sub": "svc-1",
+                                "iat": NOW, "exp": NOW + 300});
+        if !cnf.is_null() {
+            claims["cnf"] = cnf;
         }
-
-        fn decide(&mut self, request: &Request, now: u64) -> Decision {
-            decide(
-                &self.config,
-                request,
-                &mut self.keys,
-                &mut self.tokens,
-                &PureRustCrypto,
-                &mut self.shared,
-                Now { ms: now * 1000 },
-            )
-        }
+        f.token(&claims)
     }
 
     fn proof_claims(token: &str, jti: &str) -> Value {
@@ -362,7 +301,7 @@ mod tests {
     fn a_bound_token_with_its_proof_passes() {
         let mut f = fixture(dpop("required"));
         let holder = pair(2);
-        let token = f.token(json!({"jkt": thumbprint(&holder)}));
+        let token = token_with(&f, json!({"jkt": thumbprint(&holder)}));
         let decision = f.decide(
             &dpop_request(&token, &proof(&holder, &proof_claims(&token, "j1"))),
             NOW,
@@ -384,7 +323,7 @@ mod tests {
     fn every_request_needs_its_own_proof() {
         let mut f = fixture(dpop("required"));
         let holder = pair(2);
-        let token = f.token(json!({"jkt": thumbprint(&holder)}));
+        let token = token_with(&f, json!({"jkt": thumbprint(&holder)}));
         let first = proof(&holder, &proof_claims(&token, "j1"));
         assert!(matches!(
             f.decide(&dpop_request(&token, &first), NOW),
@@ -409,7 +348,7 @@ mod tests {
         let mut f = fixture(dpop("required"));
         let holder = pair(2);
         let thief = pair(3);
-        let token = f.token(json!({"jkt": thumbprint(&holder)}));
+        let token = token_with(&f, json!({"jkt": thumbprint(&holder)}));
         // A proof by another key than the token's.
         let other_key = f.decide(
             &dpop_request(&token, &proof(&thief, &proof_claims(&token, "j1"))),
@@ -432,7 +371,7 @@ mod tests {
         );
         refused(&as_bearer, Failure::DpopRequired);
         // An unbound token sent with the DPoP scheme.
-        let unbound = f.token(Value::Null);
+        let unbound = token_with(&f, Value::Null);
         let decision = f.decide(
             &dpop_request(&unbound, &proof(&holder, &proof_claims(&unbound, "j2"))),
             NOW,
@@ -468,10 +407,10 @@ mod tests {
     fn allowed_mode_keeps_bearer_tokens_working() {
         let mut f = fixture(dpop("allowed"));
         let holder = pair(2);
-        let unbound = f.token(Value::Null);
+        let unbound = token_with(&f, Value::Null);
         let bearer = request(&[("authorization", &format!("Bearer {unbound}"))]);
         assert!(matches!(f.decide(&bearer, NOW), Decision::Allow(_)));
-        let bound = f.token(json!({"jkt": thumbprint(&holder)}));
+        let bound = token_with(&f, json!({"jkt": thumbprint(&holder)}));
         let decision = f.decide(
             &request(&[("authorization", &format!("Bearer {bound}"))]),
             NOW,
@@ -498,7 +437,7 @@ mod tests {
     #[test]
     fn a_bound_token_is_never_a_bearer_token() {
         let mut f = fixture(json!({}));
-        let bound = f.token(json!({"jkt": thumbprint(&pair(2))}));
+        let bound = token_with(&f, json!({"jkt": thumbprint(&pair(2))}));
         let decision = f.decide(
             &request(&[("authorization", &format!("Bearer {bound}"))]),
             NOW,
@@ -511,7 +450,7 @@ mod tests {
     fn the_proof_names_the_url_clients_use() {
         let holder = pair(2);
         let mut f = fixture(dpop("required"));
-        let token = f.token(json!({"jkt": thumbprint(&holder)}));
+        let token = token_with(&f, json!({"jkt": thumbprint(&holder)}));
         let mut claims = proof_claims(&token, "j1");
         claims["htu"] = json!(format!("http://{HOST}{PATH}"));
         let decision = f.decide(&dpop_request(&token, &proof(&holder, &claims)), NOW);
@@ -523,7 +462,7 @@ mod tests {
 
         let mut f = fixture(json!({"dpop": {"mode": "required",
                                             "external_url_base": "https://api.example.com/ml/"}}));
-        let token = f.token(json!({"jkt": thumbprint(&holder)}));
+        let token = token_with(&f, json!({"jkt": thumbprint(&holder)}));
         let mut claims = proof_claims(&token, "j1");
         let decision = f.decide(&dpop_request(&token, &proof(&holder, &claims)), NOW);
         refused(&decision, Failure::DpopProofUrl);
@@ -538,7 +477,7 @@ mod tests {
         let holder = pair(2);
         let mut f = fixture(json!({"dpop": {"mode": "required", "max_age": "30s",
                                             "clock_skew_seconds": 2}}));
-        let token = f.token(json!({"jkt": thumbprint(&holder)}));
+        let token = token_with(&f, json!({"jkt": thumbprint(&holder)}));
         let at = |f: &mut Fixture, iat: u64, jti: &str| {
             let mut claims = proof_claims(&token, jti);
             claims["iat"] = json!(iat);
@@ -562,7 +501,7 @@ mod tests {
         let digest = [0xabu8; 32];
         let mut f = fixture(json!({"mtls_binding": "required"}));
         assert!(f.config.reads_peer_certificate);
-        let token = f.token(json!({"x5t#S256": URL_SAFE_NO_PAD.encode(digest)}));
+        let token = token_with(&f, json!({"x5t#S256": URL_SAFE_NO_PAD.encode(digest)}));
         let with_certificate = |certificate: Option<String>| {
             let mut request = request(&[("authorization", &format!("Bearer {token}"))]);
             request.peer_certificate_sha256 = certificate;
@@ -586,14 +525,14 @@ mod tests {
             Failure::CertificateMismatch,
         );
         // Required: an unbound token is refused even with a certificate.
-        let unbound = f.token(Value::Null);
+        let unbound = token_with(&f, Value::Null);
         let mut request = request(&[("authorization", &format!("Bearer {unbound}"))]);
         request.peer_certificate_sha256 = Some(hex(&digest));
         refused(&f.decide(&request, NOW), Failure::CertificateNotBound);
         // Allowed: it passes, and a bound one is still checked.
         let mut f = fixture(json!({"mtls_binding": "allowed"}));
         assert!(matches!(f.decide(&request, NOW), Decision::Allow(_)));
-        let bound = f.token(json!({"x5t#S256": URL_SAFE_NO_PAD.encode([0xcd; 32])}));
+        let bound = token_with(&f, json!({"x5t#S256": URL_SAFE_NO_PAD.encode([0xcd; 32])}));
         let mut request = request.clone();
         request.headers.retain(|(name, _)| name != "authorization");
         request

@@ -76,38 +76,20 @@ pub fn body_failure(error: BodyError) -> Failure {
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
-    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    use base64::Engine;
-    use ed25519_compact::{KeyPair, Seed};
     use serde_json::{json, Value};
 
-    use super::super::token_cache::TokenCache;
-    use super::super::{decide, Decision, Now};
-    use crate::config::Config;
-    use crate::crypto::verify::PureRustCrypto;
+    use super::super::fixture::{Fixture, ISSUER};
+    use super::super::Decision;
     use crate::failure::Failure;
-    use crate::keys::shared::MemorySharedData;
-    use crate::keys::store::KeyStore;
     use crate::request::body::BodyProtocol;
     use crate::request::Request;
 
     const NOW: u64 = 1_700_000_000;
 
-    struct Fixture {
-        config: Config,
-        keys: KeyStore,
-        tokens: Vec<TokenCache>,
-        issuer: KeyPair,
-    }
-
     fn fixture() -> Fixture {
-        let issuer = KeyPair::from_seed(Seed::new([1; 32]));
-        let jwk = json!({"kty": "OKP", "crv": "Ed25519", "kid": "k1",
-                         "x": URL_SAFE_NO_PAD.encode(*issuer.pk)});
-        let config = Config::from_json(
+        Fixture::new(
+            json!({}),
             json!({
-                "providers": {"idp": {"issuer": "https://idp.test", "audiences": ["kserve"],
-                    "local_jwks": {"inline_string": json!({"keys": [jwk]}).to_string()}}},
                 "rules": [
                     {"match": {"model": "llama-a"}, "requires": {"provider_name": "idp"},
                      "require_claims": [{"claim": "roles", "has": "a"}]},
@@ -116,45 +98,14 @@ mod tests {
                     {"match": {"prefix": "/"}, "requires": {"provider_name": "idp"}}
                 ],
                 "model_header": "x-kserve-model"
-            })
-            .to_string()
-            .as_bytes(),
+            }),
         )
-        .unwrap();
-        let keys = KeyStore::new(&config).unwrap();
-        let tokens = vec![TokenCache::new(100)];
-        Fixture {
-            config,
-            keys,
-            tokens,
-            issuer,
-        }
     }
 
-    impl Fixture {
-        fn token(&self, roles: Value) -> String {
-            let claims = json!({"iss": "https://idp.test", "aud": "kserve", "sub": "s",
-                                "iat": NOW, "exp": NOW + 300, "roles": roles});
-            let input = format!(
-                "{}.{}",
-                URL_SAFE_NO_PAD.encode(json!({"alg": "EdDSA", "kid": "k1"}).to_string()),
-                URL_SAFE_NO_PAD.encode(claims.to_string())
-            );
-            let signature = self.issuer.sk.sign(input.as_bytes(), None);
-            format!("{input}.{}", URL_SAFE_NO_PAD.encode(*signature))
-        }
-
-        fn decide(&mut self, request: &Request) -> Decision {
-            decide(
-                &self.config,
-                request,
-                &mut self.keys,
-                &mut self.tokens,
-                &PureRustCrypto,
-                &mut MemorySharedData::default(),
-                Now { ms: NOW * 1000 },
-            )
-        }
+    /// A token with these roles.
+    fn token(f: &Fixture, roles: Value) -> String {
+        f.token(&json!({"iss": ISSUER, "aud": "kserve", "sub": "s",
+                        "iat": NOW, "exp": NOW + 300, "roles": roles}))
     }
 
     fn chat(headers: &[(&str, &str)], body_model: Option<&str>) -> Request {
@@ -182,17 +133,17 @@ mod tests {
     #[test]
     fn token_at_the_headers_model_and_claims_after_the_body() {
         let mut f = fixture();
-        assert_eq!(failure(&f.decide(&chat(&[], None))), Failure::Missing);
-        let bearer = format!("Bearer {}", f.token(json!(["a"])));
+        assert_eq!(failure(&f.decide(&chat(&[], None), NOW)), Failure::Missing);
+        let bearer = format!("Bearer {}", token(&f, json!(["a"])));
         let headers = [("authorization", bearer.as_str())];
         assert_eq!(
-            f.decide(&chat(&headers, None)),
+            f.decide(&chat(&headers, None), NOW),
             Decision::ReadBody {
                 protocol: BodyProtocol::OpenAi,
                 max_bytes: 1024 * 1024
             }
         );
-        let Decision::Allow(allow) = f.decide(&chat(&headers, Some("llama-a"))) else {
+        let Decision::Allow(allow) = f.decide(&chat(&headers, Some("llama-a")), NOW) else {
             panic!("llama-a with role a");
         };
         assert!(allow
@@ -200,17 +151,17 @@ mod tests {
             .iter()
             .any(|(name, value)| &**name == "x-kserve-model" && &**value == "llama-a"));
         assert_eq!(
-            failure(&f.decide(&chat(&headers, Some("llama-b")))),
+            failure(&f.decide(&chat(&headers, Some("llama-b")), NOW)),
             Failure::ClaimRequirementFailed
         );
         // A model no rule names falls to the catch-all.
         assert!(matches!(
-            f.decide(&chat(&headers, Some("other"))),
+            f.decide(&chat(&headers, Some("other")), NOW),
             Decision::Allow(_)
         ));
         // A name that cannot be a header value.
         assert_eq!(
-            failure(&f.decide(&chat(&headers, Some("a\nb")))),
+            failure(&f.decide(&chat(&headers, Some("a\nb")), NOW)),
             Failure::BodyModelNotString
         );
     }
@@ -219,12 +170,12 @@ mod tests {
     #[test]
     fn compressed_bodies_are_refused() {
         let mut f = fixture();
-        let bearer = format!("Bearer {}", f.token(json!(["a"])));
+        let bearer = format!("Bearer {}", token(&f, json!(["a"])));
         let request = chat(
             &[("authorization", &bearer), ("content-encoding", "gzip")],
             None,
         );
-        let decision = f.decide(&request);
+        let decision = f.decide(&request, NOW);
         assert_eq!(failure(&decision), Failure::BodyEncoded);
         let Decision::Deny(denial) = decision else {
             unreachable!()
@@ -235,7 +186,10 @@ mod tests {
             &[("authorization", &bearer), ("content-encoding", "identity")],
             None,
         );
-        assert!(matches!(f.decide(&identity), Decision::ReadBody { .. }));
+        assert!(matches!(
+            f.decide(&identity, NOW),
+            Decision::ReadBody { .. }
+        ));
     }
 
     // Each body refusal has its status.

@@ -9,6 +9,9 @@ pub mod waiting;
 mod binding;
 mod candidates;
 mod clock;
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod fixture;
 mod headers;
 pub mod model_list;
 pub mod proof;

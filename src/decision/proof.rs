@@ -167,11 +167,12 @@ fn url_parts(url: &str) -> Option<(&str, &str, &str)> {
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
+    use super::super::fixture::{jws as proof, pair as key_pair, public_jwk};
     use super::*;
     use crate::crypto::verify::PureRustCrypto;
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
     use base64::Engine;
-    use ed25519_compact::{KeyPair, Seed};
+    use ed25519_compact::KeyPair;
     use serde_json::json;
 
     const NOW: u64 = 1_700_000_000;
@@ -183,28 +184,9 @@ mod tests {
         clock_skew_seconds: 5,
     };
 
-    fn key_pair(seed: u8) -> KeyPair {
-        KeyPair::from_seed(Seed::new([seed; 32]))
-    }
-
-    fn public_jwk(pair: &KeyPair) -> Value {
-        json!({"kty": "OKP", "crv": "Ed25519", "x": URL_SAFE_NO_PAD.encode(*pair.pk)})
-    }
-
     fn claims() -> Value {
         json!({"htm": "POST", "htu": URL, "iat": NOW, "jti": "e1j3V_bKic8-LAEB",
                "ath": access_token_hash(TOKEN)})
-    }
-
-    /// A proof with this header and these claims, signed by `signer`.
-    fn proof(header: &Value, claims: &Value, signer: &KeyPair) -> String {
-        let signing_input = format!(
-            "{}.{}",
-            URL_SAFE_NO_PAD.encode(header.to_string()),
-            URL_SAFE_NO_PAD.encode(claims.to_string())
-        );
-        let signature = signer.sk.sign(signing_input.as_bytes(), None);
-        format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(*signature))
     }
 
     fn good_header(pair: &KeyPair) -> Value {
